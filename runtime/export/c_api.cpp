@@ -1,0 +1,1 @@
+// C API of libparallax.so (include/parallax/parallax.h). Filled in with the engine.
