@@ -1,0 +1,111 @@
+#include "generator/legality.hpp"
+
+#include <fmt/format.h>
+
+namespace plx {
+
+namespace {
+std::string family_note(Family f) {
+  return has_probe(f) ? fmt::format("{}: 8 q + 8 r rows", to_string(f))
+                      : fmt::format("{}: 16 q rows", to_string(f));
+}
+}  // namespace
+
+std::optional<std::string> why_illegal(const Variant& v) {
+  const Tile& t = v.tile;
+  const int d = v.head_dim;
+
+  // ---- axes every template shares ---------------------------------------------------
+  if (d != 64 && d != 128) {
+    return fmt::format("head_dim {}: no template for head_dim {} yet (templates cover 64 and 128)", d, d);
+  }
+  if (t.warps != 1 && t.warps != 2 && t.warps != 4 && t.warps != 8) {
+    return fmt::format("warps {} not in {{1, 2, 4, 8}}", t.warps);
+  }
+  if (t.stages < 1 || t.stages > 8) {
+    return fmt::format("stages {} not in 1..8 (cp.async ring depth)", t.stages);
+  }
+  if (t.block_m < 1) return fmt::format("block_m {} must be positive", t.block_m);
+  if (t.block_n < 16 || t.block_n % 16 != 0) {
+    return fmt::format("block_n {} not a positive multiple of 16 (the k16 step of the P.V MMA)", t.block_n);
+  }
+
+  // One m16n8k16 MMA tile has 16 rows. Softmax fills them with 16 q rows; the Parallax
+  // families put 8 q rows in rows 0..7 and their probes r in rows 8..15, so one tile
+  // serves 8 logical rows (e.g. block_m 16 = 1 m-tile for softmax, 2 for parallax).
+  const int rpt = rows_per_tile(v.family);
+
+  if (v.op == Op::decode) {
+    // Decode: the CTA's block_m rows share every K/V tile and the warps split its keys.
+    // Each warp needs whole k16 steps: block_n 64 / warps 4 = 16 keys per warp (ok);
+    // block_n 64 / warps 8 = 8 keys (not a k16 step, rejected).
+    if (t.split_kv < 0) return fmt::format("split_kv {} must be >= 0 (0 = auto)", t.split_kv);
+    if (t.block_n % (16 * t.warps) != 0) {
+      return fmt::format("decode: block_n {} not a multiple of 16 x warps {} = {} (each warp takes whole "
+                         "k16 steps of the tile's keys)",
+                         t.block_n, t.warps, 16 * t.warps);
+    }
+    if (t.block_m % rpt != 0) {
+      return fmt::format("decode: block_m {} not a multiple of {} rows per m16 tile ({})", t.block_m, rpt,
+                         family_note(v.family));
+    }
+    if (t.block_m > 64) return fmt::format("decode: block_m {} exceeds 64", t.block_m);
+    // Every warp holds the whole output tile for its keys (merged across warps at the end):
+    // an m16 x d accumulator is 16*d/32 = d/2 floats per thread per m-tile.
+    //   parallax, block_m 16, d 128: 2 m-tiles x 64 = 128 floats (ok, the budget)
+    //   parallax, block_m 32, d 128: 4 m-tiles x 64 = 256 floats (rejected)
+    //   parallax, block_m 32, d 64 : 4 m-tiles x 32 = 128 floats (ok)
+    const int m_tiles = t.block_m / rpt;
+    if (m_tiles * d / 2 > 128) {
+      return fmt::format("decode: accumulators m_tiles {} x d {} / 2 = {} floats/thread exceed 128",
+                         m_tiles, d, m_tiles * d / 2);
+    }
+    // Scores: each warp's block_n/warps keys for every m-tile, 16*keys/32 = keys/2 floats.
+    //   parallax, block_m 16, block_n 128, warps 4: 2 x 32 / 2 = 32 floats (ok)
+    //   parallax, block_m 64, block_n 256, warps 2: 8 x 128 / 2 = 512 floats (rejected)
+    const int keys_per_warp = t.block_n / t.warps;
+    if (m_tiles * keys_per_warp / 2 > 64) {
+      return fmt::format("decode: scores m_tiles {} x (block_n {} / warps {}) / 2 = {} floats/thread exceed 64",
+                         m_tiles, t.block_n, t.warps, m_tiles * keys_per_warp / 2);
+    }
+  } else {
+    // Prefill: the warps split the rows, every warp reads every key of the tile.
+    //   softmax, block_m 64, warps 4: 64 % (4 x 16) = 0 (ok, 1 m-tile per warp)
+    //   softmax, block_m 64, warps 8: 64 % (8 x 16) = 64 (rejected)
+    //   parallax, block_m 64, warps 8: 64 % (8 x 8) = 0 (ok, 1 m-tile per warp)
+    if (t.split_kv != 0 && t.split_kv != 1) {
+      return fmt::format("prefill: split_kv {} must be 1 or auto (prefill does not split the keys)", t.split_kv);
+    }
+    if (t.block_m % (t.warps * rpt) != 0) {
+      return fmt::format("prefill: block_m {} not a multiple of warps {} x {} rows per m16 tile ({}) = {}",
+                         t.block_m, t.warps, rpt, family_note(v.family), t.warps * rpt);
+    }
+    // Per warp: m_tiles_per_warp accumulators of d/2 floats and scores of block_n/2 floats.
+    //   parallax, block_m 128, warps 4, d 128: 4 x 128 / 2 = 256 floats (rejected)
+    //   parallax, block_m 128, warps 8, d 128: 2 x 128 / 2 = 128 floats (ok);
+    //     with block_n 64: 2 x 64 / 2 = 64 score floats (ok), block_n 128: 128 (rejected)
+    const int mt = t.block_m / t.warps / rpt;
+    if (mt * d / 2 > 128) {
+      return fmt::format("prefill: accumulators m_tiles_per_warp {} x d {} / 2 = {} floats/thread exceed 128",
+                         mt, d, mt * d / 2);
+    }
+    if (mt * t.block_n / 2 > 64) {
+      return fmt::format("prefill: scores m_tiles_per_warp {} x block_n {} / 2 = {} floats/thread exceed 64",
+                         mt, t.block_n, mt * t.block_n / 2);
+    }
+  }
+
+  // Shared memory holds the K and V ring (Q/R live in registers):
+  //   stages 2 x block_n 128 x d 128 x 2 x 2 B = 131072 B (ok on both)
+  //   stages 3 x block_n 128 x d 128 x 2 x 2 B = 196608 B (sm_90a only: > 166912)
+  //   stages 4 x block_n 128 x d 128 x 2 x 2 B = 262144 B (neither: > 232448)
+  const std::int64_t smem = smem_bytes(v);
+  const std::int64_t limit = smem_limit(v.arch);
+  if (smem > limit) {
+    return fmt::format("smem {} B (stages {} x block_n {} x d {} x K+V x 2 B) exceeds {}'s {} B", smem,
+                       t.stages, t.block_n, d, to_string(v.arch), limit);
+  }
+  return std::nullopt;
+}
+
+}  // namespace plx
