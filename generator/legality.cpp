@@ -5,6 +5,10 @@
 namespace plx {
 
 namespace {
+// Accumulator + score floats per thread that still compile without spills (ptxas, 255
+// registers): decode parallax d 128, 2 m-tiles, 32 keys/warp = 128 + 32 = 160 uses 248.
+constexpr int kMaxStateFloats = 160;
+
 std::string family_note(Family f) {
   return has_probe(f) ? fmt::format("{}: 8 q + 8 r rows", to_string(f))
                       : fmt::format("{}: 16 q rows", to_string(f));
@@ -68,6 +72,10 @@ std::optional<std::string> why_illegal(const Variant& v) {
       return fmt::format("decode: scores m_tiles {} x (block_n {} / warps {}) / 2 = {} floats/thread exceed 64",
                          m_tiles, t.block_n, t.warps, m_tiles * keys_per_warp / 2);
     }
+    if (m_tiles * d / 2 + m_tiles * keys_per_warp / 2 > kMaxStateFloats) {
+      return fmt::format("decode: accumulators {} + scores {} = {} floats/thread exceed {} (spills)", m_tiles * d / 2,
+                         m_tiles * keys_per_warp / 2, m_tiles * d / 2 + m_tiles * keys_per_warp / 2, kMaxStateFloats);
+    }
   } else {
     // Prefill: the warps split the rows, every warp reads every key of the tile.
     //   softmax, block_m 64, warps 4: 64 % (4 x 16) = 0 (ok, 1 m-tile per warp)
@@ -93,17 +101,24 @@ std::optional<std::string> why_illegal(const Variant& v) {
       return fmt::format("prefill: scores m_tiles_per_warp {} x block_n {} / 2 = {} floats/thread exceed 64",
                          mt, t.block_n, mt * t.block_n / 2);
     }
+    // Together they must leave room for the fragments and addresses: ptxas spills past
+    // 160 (measured: 2 m-tiles x d 128 = 128 + 2 x 64 / 2 = 64 -> 192 spills 100+ bytes).
+    if (mt * d / 2 + mt * t.block_n / 2 > kMaxStateFloats) {
+      return fmt::format("prefill: accumulators {} + scores {} = {} floats/thread exceed {} (spills)", mt * d / 2,
+                         mt * t.block_n / 2, mt * d / 2 + mt * t.block_n / 2, kMaxStateFloats);
+    }
   }
 
-  // Shared memory holds the K and V ring (Q/R live in registers):
-  //   stages 2 x block_n 128 x d 128 x 2 x 2 B = 131072 B (ok on both)
-  //   stages 3 x block_n 128 x d 128 x 2 x 2 B = 196608 B (sm_90a only: > 166912)
-  //   stages 4 x block_n 128 x d 128 x 2 x 2 B = 262144 B (neither: > 232448)
+  // Shared memory (smem_bytes: Q tiles + the K/V ring, or the decode merge buffer):
+  //   ring stages 2 x block_n 128 x d 128 x 2 x 2 B = 131072 B (ok on both)
+  //   ring stages 3 x block_n 128 x d 128 x 2 x 2 B = 196608 B (sm_90a only: > 166912)
+  //   ring stages 4 x block_n 128 x d 128 x 2 x 2 B = 262144 B (neither: > 232448)
   const std::int64_t smem = smem_bytes(v);
   const std::int64_t limit = smem_limit(v.arch);
   if (smem > limit) {
-    return fmt::format("smem {} B (stages {} x block_n {} x d {} x K+V x 2 B) exceeds {}'s {} B", smem,
-                       t.stages, t.block_n, d, to_string(v.arch), limit);
+    return fmt::format("smem {} B (K/V ring: stages {} x block_n {} x d {} x K+V x 2 B = {} B, plus Q tiles"
+                       "{}) exceeds {}'s {} B", smem, t.stages, t.block_n, d, ring_bytes(v),
+                       v.op == Op::decode ? " or the warp merge buffer" : "", to_string(v.arch), limit);
   }
   return std::nullopt;
 }

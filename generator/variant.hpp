@@ -6,11 +6,11 @@
 #include <string>
 #include <string_view>
 
+#include "parallax/types.hpp"
+
 namespace plx {
 
 enum class Op { decode, prefill };
-enum class Family { softmax, parallax, parallax_uncentered };
-enum class DType { bf16, fp16 };
 enum class Arch { sm80, sm90a };
 
 std::string_view to_string(Op);

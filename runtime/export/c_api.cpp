@@ -1,1 +1,96 @@
-// C API of libparallax.so (include/parallax/parallax.h). Filled in with the engine.
+// The C API of libparallax.so: a thin shell over plx::Engine that turns every exception
+// into an error code plus a thread-local message. No exception crosses this boundary.
+#include "parallax/parallax.h"
+
+#include <fmt/format.h>
+
+#include <new>
+#include <string>
+
+#include "parallax/parallax.hpp"
+
+struct plx_engine {
+  plx::Engine engine;
+  explicit plx_engine(int ordinal) : engine(ordinal) {}
+};
+
+namespace {
+thread_local std::string g_last_error;
+
+int fail(int code, std::string msg) {
+  g_last_error = std::move(msg);
+  return code;
+}
+
+template <class F>
+int guarded(F&& f) {
+  g_last_error.clear();
+  try {
+    f();
+    return PLX_OK;
+  } catch (const plx::NoGpuError& e) {
+    return fail(PLX_ERROR_NO_GPU, e.what());
+  } catch (const plx::DriverError& e) {
+    return fail(PLX_ERROR_DRIVER, e.what());
+  } catch (const plx::CompileError& e) {
+    return fail(PLX_ERROR_COMPILE, e.what());
+  } catch (const plx::UnsupportedError& e) {
+    return fail(PLX_ERROR_INVALID_ARGUMENT, e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(PLX_ERROR_INTERNAL, "out of host memory");
+  } catch (const std::exception& e) {
+    return fail(PLX_ERROR_INTERNAL, e.what());
+  } catch (...) {
+    return fail(PLX_ERROR_INTERNAL, "unknown error");
+  }
+}
+
+// The prefix of plx_attention_args every struct_size must cover (the fields of ABI v1).
+constexpr int kMinArgsSize = static_cast<int>(sizeof(plx_attention_args));
+}  // namespace
+
+extern "C" {
+
+__attribute__((visibility("default"))) int plx_engine_create(plx_engine** out, int device_ordinal) {
+  if (!out) return fail(PLX_ERROR_INVALID_ARGUMENT, "plx_engine_create: out is NULL");
+  *out = nullptr;
+  return guarded([&] { *out = new plx_engine(device_ordinal); });
+}
+
+__attribute__((visibility("default"))) void plx_engine_destroy(plx_engine* e) { delete e; }
+
+__attribute__((visibility("default"))) int plx_attention(plx_engine* e, const plx_attention_args* a,
+                                                         void* cuda_stream) {
+  if (!e) return fail(PLX_ERROR_INVALID_ARGUMENT, "plx_attention: engine is NULL");
+  if (!a) return fail(PLX_ERROR_INVALID_ARGUMENT, "plx_attention: args is NULL");
+  if (a->struct_size < kMinArgsSize)
+    return fail(PLX_ERROR_INVALID_ARGUMENT,
+                fmt::format("plx_attention: struct_size = {} is smaller than this library's "
+                            "plx_attention_args ({} bytes); set it to sizeof(plx_attention_args)",
+                            a->struct_size, kMinArgsSize));
+  return guarded([&] {
+    plx::AttentionArgs x;
+    x.family = static_cast<plx::Family>(a->variant);
+    x.dtype = static_cast<plx::DType>(a->dtype);
+    x.batch = a->batch;
+    x.q_len = a->q_len;
+    x.kv_len = a->kv_len;
+    x.heads_q = a->heads_q;
+    x.heads_kv = a->heads_kv;
+    x.head_dim = a->head_dim;
+    x.causal = a->causal != 0;
+    x.window_left = a->window_left;
+    x.qk_scale = a->qk_scale;
+    x.q = a->q;
+    x.r = a->r;
+    x.k = a->k;
+    x.v = a->v;
+    x.o = a->o;
+    x.seqused_k = a->seqused_k;
+    e->engine.attention(x, cuda_stream);
+  });
+}
+
+__attribute__((visibility("default"))) const char* plx_last_error(void) { return g_last_error.c_str(); }
+
+}  // extern "C"

@@ -1,0 +1,63 @@
+// The model's choices for a problem the tuning database has not seen: which op, which
+// tile, how many KV splits. Tiny pure functions with worked numbers, so a reader can check
+// them by hand and the engine never stalls on an untuned shape.
+#pragma once
+#include <algorithm>
+
+#include "generator/legality.hpp"
+
+namespace plx::heuristics {
+
+// Decode serves up to this many new tokens per sequence; longer queries are prefill.
+//   q_len 1 (generation), 4 (speculative draft) -> decode; q_len 512 -> prefill.
+inline constexpr int kMaxDecodeTokens = 16;
+constexpr Op choose_op(int q_len) { return q_len <= kMaxDecodeTokens ? Op::decode : Op::prefill; }
+
+// Decode CTA rows: the q heads of a GQA group x the new tokens, in as few m16 tiles as
+// possible. Parallax packs 8 rows (+ their 8 probes) per tile, softmax 16.
+//   parallax, group 4, q_len 1 -> 4 rows  -> block_m 8  (one m-tile)
+//   parallax, group 8, q_len 2 -> 16 rows -> block_m 16 (two m-tiles)
+//   softmax,  group 8, q_len 1 -> 8 rows  -> block_m 16 (one m-tile, half empty)
+constexpr int decode_block_m(Family f, int rows) {
+  const int rpt = rows_per_tile(f);
+  return rows <= rpt ? rpt : 16;
+}
+
+// Number of KV splits for decode (flash-decoding). A CTA per (batch, kv head, row block)
+// leaves most SMs idle for small batches; splitting the keys fills them. Aim for two CTAs
+// per SM (79 KB of smem each fits twice on 228 KB) but keep at least two K/V tiles per
+// split, so the pipeline has something to overlap and the merge stays cheap.
+//   H200 (132 SMs), batch 1, 8 kv heads, 4096 keys, block_n 64:
+//     ctas 8, tiles 64 -> min(ceil(264 / 8) = 33, 64 / 2 = 32) = 32 splits
+//   batch 32, 8 kv heads: ctas 256 >= 264? no -> ceil(264 / 256) = 2 splits
+//   batch 64, 8 kv heads: ctas 512 >= 264 -> 1 split
+constexpr int decode_splits(int ctas, int n_tiles, int sm_count) {
+  const int target = 2 * sm_count;
+  if (ctas >= target || n_tiles < 4) return 1;
+  const int want = (target + ctas - 1) / ctas;
+  return std::clamp(std::min(want, n_tiles / 2), 1, 128);
+}
+
+// The tile the engine uses when nothing better is known (each is in the shipped specs).
+//   decode : block_n 64, 4 warps (16 keys each), 2 stages
+//   prefill: 8 warps x one m-tile each: block_m 64 for the Parallax families (8 q + 8 r
+//            rows per tile), 128 for softmax
+inline Tile default_tile(Op op, Family f, int decode_rows) {
+  Tile t;
+  if (op == Op::decode) {
+    t.block_m = decode_block_m(f, decode_rows);
+    t.block_n = 64;
+    t.warps = 4;
+    t.stages = 2;
+    t.split_kv = 0;
+  } else {
+    t.block_m = has_probe(f) ? 64 : 128;
+    t.block_n = 64;
+    t.warps = 8;
+    t.stages = 2;
+    t.split_kv = 1;
+  }
+  return t;
+}
+
+}  // namespace plx::heuristics

@@ -1,0 +1,47 @@
+/* parallax-jit C API (libparallax.so), for FFI callers: Python ctypes, Rust, Go, ...
+ * Every function returns 0 on success; on failure a non-zero code and a message that
+ * plx_last_error() returns (thread-local, valid until the thread's next API call).
+ * Nothing is ever synchronised: plx_attention enqueues on `cuda_stream` and returns.
+ * Struct fields are only ever added at the end; set struct_size = sizeof(plx_attention_args). */
+#ifndef PARALLAX_PARALLAX_H
+#define PARALLAX_PARALLAX_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct plx_engine plx_engine;
+typedef enum { PLX_SOFTMAX = 0, PLX_PARALLAX = 1, PLX_PARALLAX_UNCENTERED = 2 } plx_variant;
+typedef enum { PLX_BF16 = 0, PLX_FP16 = 1 } plx_dtype;
+
+typedef struct {
+  int struct_size;                 /* sizeof(plx_attention_args), for ABI evolution */
+  plx_variant variant; plx_dtype dtype;
+  int batch, q_len, kv_len, heads_q, heads_kv, head_dim;
+  int causal;                      /* mask aligned to the end of the KV sequence */
+  int window_left;                 /* -1: no window; else keys i'-W+1..i' */
+  float qk_scale;                  /* 0: 1/sqrt(head_dim); applies to q.k only, never to r.k */
+  const void *q, *r, *k, *v;       /* device pointers, contiguous [batch, len, heads, head_dim] */
+  void *o;                         /* device, [batch, q_len, heads_q, head_dim] */
+  const int *seqused_k;            /* optional device int32[batch]: live KV length per batch */
+} plx_attention_args;
+
+/* Error codes. */
+enum {
+  PLX_OK = 0,
+  PLX_ERROR_INVALID_ARGUMENT = 1, /* unsupported shape, dtype, null pointer, bad struct_size */
+  PLX_ERROR_NO_GPU = 2,           /* no driver or no device */
+  PLX_ERROR_DRIVER = 3,           /* a CUDA driver call failed */
+  PLX_ERROR_COMPILE = 4,          /* NVRTC rejected a kernel (a bug: please report) */
+  PLX_ERROR_INTERNAL = 5
+};
+
+int  plx_engine_create(plx_engine **out, int device_ordinal);  /* 0 on success */
+void plx_engine_destroy(plx_engine *e);
+int  plx_attention(plx_engine *e, const plx_attention_args *a, void *cuda_stream);
+const char *plx_last_error(void);                              /* thread-local message */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

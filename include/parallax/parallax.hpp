@@ -1,0 +1,76 @@
+// parallax-jit's C++ entry point: plx::Engine runs Parallax-family attention on the
+// caller's CUDA stream, compiling (or loading from the on-disk cache) a kernel specialised
+// for the problem on first use.
+//
+//   plx::Engine engine(0);                      // device 0, its primary context
+//   plx::AttentionArgs a;
+//   a.family = plx::Family::parallax; a.dtype = plx::DType::bf16;
+//   a.batch = 4; a.q_len = 1; a.kv_len = 8192; a.heads_q = 32; a.heads_kv = 8; a.head_dim = 128;
+//   a.q = q; a.r = r; a.k = k; a.v = v; a.o = o;  // device pointers, [batch, len, heads, dim]
+//   engine.attention(a, stream);                // asynchronous, never synchronises `stream`
+//
+// Every failure is a plx::Error (parallax/errors.hpp) thrown before anything is launched.
+#pragma once
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "parallax/errors.hpp"
+#include "parallax/types.hpp"
+
+namespace plx {
+
+struct AttentionArgs {
+  Family family = Family::parallax;
+  DType dtype = DType::bf16;
+  int batch = 1, q_len = 1, kv_len = 1, heads_q = 1, heads_kv = 1, head_dim = 128;
+  bool causal = true;    // mask aligned to the end of the KV sequence
+  int window_left = -1;  // -1: none; W >= 1: query i sees keys i'-W+1 .. i'
+  float qk_scale = 0.f;  // 0: 1/sqrt(head_dim); scales q.k only, never r.k
+  // Device pointers, contiguous [batch, len, heads, head_dim], 16-byte aligned.
+  // r is ignored (may be null) for Family::softmax.
+  const void* q = nullptr;
+  const void* r = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* o = nullptr;               // [batch, q_len, heads_q, head_dim]
+  const int* seqused_k = nullptr;  // optional device int32[batch]: live KV length per batch
+};
+
+struct EngineOptions {
+  std::filesystem::path cache_dir;  // empty: PLX_CACHE_DIR, else ~/.cache/parallax-jit
+  bool disk_cache = true;           // false: compile into memory only
+};
+
+class Engine {
+ public:
+  explicit Engine(int device_ordinal = 0, EngineOptions options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Decode kernel for q_len <= 16, prefill kernel otherwise.
+  void attention(const AttentionArgs& a, void* cuda_stream);
+  // Runs a named variant (as printed by `plx gen`/`plx tune`); throws UnsupportedError
+  // when it does not fit the arguments (other family, dtype, head_dim, mask, arch).
+  void attention(const AttentionArgs& a, const std::string& variant_name, void* cuda_stream);
+
+  // The variant attention(a, ...) would run, e.g.
+  // "plx_decode_parallax_bf16_d128_causal_m8_n64_w4_s2_kauto_sm90a". Validates `a`.
+  std::string variant_for(const AttentionArgs& a) const;
+  // KV splits the decode kernel would use for `a` under `variant_name` (1 for prefill).
+  int splits_for(const AttentionArgs& a, const std::string& variant_name) const;
+  // Compiles or loads a variant now (e.g. at start-up), so the first call does not pay.
+  void prepare(const std::string& variant_name);
+
+  std::string device_name() const;
+  std::string arch() const;  // "sm_90a"
+  int sm_count() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace plx

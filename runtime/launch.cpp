@@ -1,0 +1,139 @@
+#include "runtime/launch.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "autotune/heuristics.hpp"
+#include "generator/legality.hpp"
+
+namespace plx {
+
+namespace {
+[[noreturn]] void bad(const std::string& what) { throw UnsupportedError("attention arguments: " + what); }
+
+void check_pointer(const void* p, const char* name) {
+  if (!p) bad(fmt::format("{} is null", name));
+  // cp.async moves 16-byte chunks; every head row is 16-byte aligned iff the base is.
+  if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0)
+    bad(fmt::format("{} = {} is not 16-byte aligned", name, p));
+}
+
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+}  // namespace
+
+void validate(const AttentionArgs& a) {
+  const int f = static_cast<int>(a.family), d = static_cast<int>(a.dtype);
+  if (f < 0 || f > 2) bad(fmt::format("family = {} is not softmax (0), parallax (1) or parallax_uncentered (2)", f));
+  if (d < 0 || d > 1) bad(fmt::format("dtype = {} is not bf16 (0) or fp16 (1)", d));
+  if (a.batch < 1) bad(fmt::format("batch = {} must be >= 1", a.batch));
+  if (a.q_len < 1) bad(fmt::format("q_len = {} must be >= 1", a.q_len));
+  if (a.kv_len < 1) bad(fmt::format("kv_len = {} must be >= 1", a.kv_len));
+  if (a.heads_kv < 1) bad(fmt::format("heads_kv = {} must be >= 1", a.heads_kv));
+  if (a.heads_q < 1 || a.heads_q % a.heads_kv != 0)
+    bad(fmt::format("heads_q = {} must be a positive multiple of heads_kv = {}", a.heads_q, a.heads_kv));
+  if (a.head_dim != 64 && a.head_dim != 128)
+    bad(fmt::format("head_dim = {} is not supported (64 or 128)", a.head_dim));
+  if (a.window_left == 0 || a.window_left < -1)
+    bad(fmt::format("window_left = {} must be -1 (no window) or >= 1 (keys in the window, diagonal included)",
+                    a.window_left));
+  if (!std::isfinite(a.qk_scale) || a.qk_scale < 0)
+    bad(fmt::format("qk_scale = {} must be 0 (1/sqrt(head_dim)) or a positive finite number", a.qk_scale));
+  // 32-bit index arithmetic inside the kernels: bound every tensor.
+  const double elems = double(a.batch) * std::max(a.q_len, a.kv_len) * std::max(a.heads_q, a.heads_kv) * a.head_dim;
+  if (elems >= double(INT64_C(1) << 40)) bad("tensor sizes beyond 2^40 elements");
+  if (double(a.batch) * a.heads_q * a.q_len >= double(INT32_MAX) / 2) bad("batch x heads_q x q_len too large");
+  check_pointer(a.q, "q");
+  if (has_probe(a.family)) check_pointer(a.r, "r");
+  check_pointer(a.k, "k");
+  check_pointer(a.v, "v");
+  check_pointer(a.o, "o");
+}
+
+void check_fits(const Variant& v, const AttentionArgs& a) {
+  auto mismatch = [&](const char* field, auto want, auto got) {
+    throw UnsupportedError(fmt::format("variant {} cannot serve these arguments: {} is {} but the arguments need {}",
+                                       v.name(), field, got, want));
+  };
+  if (v.family != a.family) mismatch("family", to_string(a.family), to_string(v.family));
+  if (v.dtype != a.dtype) mismatch("dtype", to_string(a.dtype), to_string(v.dtype));
+  if (v.head_dim != a.head_dim) mismatch("head_dim", a.head_dim, v.head_dim);
+  if (v.causal != a.causal) mismatch("causal", a.causal, v.causal);
+  if (v.window != (a.window_left >= 0)) mismatch("window", a.window_left >= 0, v.window);
+  if (auto why = why_illegal(v)) throw UnsupportedError(fmt::format("variant {} is illegal: {}", v.name(), *why));
+}
+
+Variant default_variant(const AttentionArgs& a, Arch arch) {
+  Variant v;
+  v.op = heuristics::choose_op(a.q_len);
+  v.family = a.family;
+  v.dtype = a.dtype;
+  v.head_dim = a.head_dim;
+  v.causal = a.causal;
+  v.window = a.window_left >= 0;
+  v.arch = arch;
+  v.tile = heuristics::default_tile(v.op, a.family, a.q_len * (a.heads_q / a.heads_kv));
+  return v;
+}
+
+int decode_splits_for(const Variant& v, const AttentionArgs& a, int sm_count) {
+  if (v.op != Op::decode) return 1;
+  const int group = a.heads_q / a.heads_kv;
+  const int row_blocks = ceil_div(group * a.q_len, v.tile.block_m);
+  // The longest span any CTA streams (seqused_k only shortens it): a window bounds it.
+  int span = a.kv_len;
+  if (a.window_left >= 0) span = std::min(span, a.window_left + a.q_len);
+  const int n_tiles = ceil_div(span, v.tile.block_n);
+  if (v.tile.split_kv > 0) return std::min(v.tile.split_kv, std::max(n_tiles, 1));
+  return heuristics::decode_splits(a.batch * a.heads_kv * row_blocks, n_tiles, sm_count);
+}
+
+LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count) {
+  LaunchPlan lp;
+  AttnParams& p = lp.params;
+  p.q = a.q;
+  p.r = has_probe(a.family) ? a.r : a.q;  // softmax kernels never read r
+  p.k = a.k;
+  p.v = a.v;
+  p.o = a.o;
+  p.seqused_k = a.seqused_k;
+  const long long hd = a.head_dim;
+  p.q_stride_h = hd;
+  p.q_stride_t = hd * a.heads_q;
+  p.q_stride_b = p.q_stride_t * a.q_len;
+  p.k_stride_h = hd;
+  p.k_stride_t = hd * a.heads_kv;
+  p.k_stride_b = p.k_stride_t * a.kv_len;
+  p.o_stride_h = p.q_stride_h;
+  p.o_stride_t = p.q_stride_t;
+  p.o_stride_b = p.q_stride_b;
+  p.batch = a.batch;
+  p.q_len = a.q_len;
+  p.kv_len = a.kv_len;
+  p.heads_q = a.heads_q;
+  p.heads_kv = a.heads_kv;
+  p.group = a.heads_q / a.heads_kv;
+  p.window = a.window_left;
+  const double scale = a.qk_scale > 0 ? a.qk_scale : 1.0 / std::sqrt(double(a.head_dim));
+  p.scale_log2 = static_cast<float>(scale * 1.4426950408889634);
+
+  lp.block = {unsigned(v.tile.warps * 32), 1, 1};
+  lp.smem_bytes = static_cast<unsigned>(smem_bytes(v));
+  if (v.op == Op::decode) {
+    lp.splits = decode_splits_for(v, a, sm_count);
+    const int row_blocks = ceil_div(p.group * a.q_len, v.tile.block_m);
+    lp.grid = {unsigned(lp.splits), unsigned(row_blocks), unsigned(a.batch * a.heads_kv)};
+    if (lp.splits > 1) {
+      const std::size_t rows = std::size_t(a.batch) * a.heads_q * a.q_len;
+      lp.ws_o_floats = std::size_t(lp.splits) * rows * 2 * a.head_dim;
+      lp.ws_stats_floats = std::size_t(lp.splits) * rows * 4;
+    }
+  } else {
+    lp.grid = {unsigned(ceil_div(a.q_len, v.tile.block_m)), unsigned(a.heads_q), unsigned(a.batch)};
+  }
+  p.num_splits = lp.splits;
+  return lp;
+}
+
+}  // namespace plx

@@ -1,0 +1,197 @@
+// Decode: a few new tokens per sequence against a long KV cache (flash-decoding).
+//
+// Grid (num_splits, row blocks, batch * heads_kv). A CTA owns BM logical rows of one KV
+// head -- the q heads of its GQA group times the new tokens, row = token * group + member
+// -- so every K/V tile is loaded once for the whole group. The WARPS warps split each
+// tile's BN keys (NK = BN / WARPS each) and keep private online states, merged through
+// shared memory at the end. With num_splits > 1 each CTA covers a slice of the tiles and
+// writes fp32 partials that merge.cuh combines (parallax-math.md 3.6).
+#pragma once
+#include "plx/kv_ring.cuh"
+#include "plx/mask.cuh"
+#include "plx/warp_mma.cuh"
+
+namespace plx {
+
+template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW>
+struct DecodeConfig {
+  using Elem = T;
+  using Traits = FamilyTraits<F>;
+  static constexpr Family kFamily = F;
+  static constexpr int kD = D, kBM = BM, kBN = BN, kWarps = WARPS, kStages = STAGES;
+  static constexpr bool kCausal = CAUSAL, kWindow = WINDOW;
+  static constexpr int kThreads = WARPS * 32;
+  static constexpr int kMT = BM / Traits::rows_per_tile;  // m-tiles, shared by all warps
+  static constexpr int kNK = BN / WARPS;                  // keys per warp per tile
+  static_assert(BM % Traits::rows_per_tile == 0 && kNK % 16 == 0, "see generator/legality.cpp");
+
+  // Shared memory: [Q tiles][K/V ring], the ring reused at the end for the warp merge.
+  static constexpr int kQBytes = kMT * 16 * D * 2;
+  static constexpr int kOPitch = D + 8;  // floats; the pad spreads rows g over banks
+  static constexpr int kMergeOBytes = WARPS * kMT * 16 * kOPitch * 4;
+  static constexpr int kMergeBytes = kMergeOBytes + WARPS * kMT * 16 * 3 * 4;
+  static constexpr int kRingBytes = KvRing<D, BN, STAGES>::kBytes;
+  static constexpr int kSmemBytes = kQBytes + (kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes);
+};
+
+// Logical row -> (token, group member); -1 when the row is padding.
+struct DecodeRow {
+  int token, member;
+};
+
+template <class C>
+__global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams p) {
+  using T = typename C::Elem;
+  using Traits = typename C::Traits;
+  constexpr int D = C::kD, MT = C::kMT, NK = C::kNK, RPT = Traits::rows_per_tile;
+  constexpr int R = Traits::stat_rows;
+  extern __shared__ __align__(128) unsigned char smem[];
+
+  const int split = blockIdx.x;
+  const int row0 = blockIdx.y * C::kBM;
+  const int b = blockIdx.z / p.heads_kv, hkv = blockIdx.z % p.heads_kv;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int rows_total = p.group * p.q_len;
+  const int L = live_len(p, b);
+
+  const unsigned q_base = smem_addr(smem);
+  auto q_tile = [&](int mt) { return SmemTile<D>{q_base + unsigned(mt * 16 * D * 2)}; };
+  const KvRing<D, C::kBN, C::kStages> ring{q_base + C::kQBytes};
+
+  // Q (and R) rows into shared memory: m-tile mt, fragment row i.
+  auto logical_row = [&](int mt, int i) { return row0 + mt * RPT + (Traits::probe ? (i & 7) : i); };
+  for (int mt = 0; mt < MT; ++mt) {
+    q_tile(mt).template load_async<C::kThreads>(16, [&](int i) -> const unsigned short* {
+      const int l = logical_row(mt, i);
+      if (l >= rows_total) return nullptr;
+      const int t = l / p.group, h = hkv * p.group + l % p.group;
+      const void* base = (Traits::probe && i >= 8) ? p.r : p.q;
+      return static_cast<const unsigned short*>(base) + b * p.q_stride_b + t * p.q_stride_t + h * p.q_stride_h;
+    });
+  }
+  cp_async_commit();
+
+  // This thread's fragment rows: g (and g + 8 for softmax) of every m-tile.
+  RowRange rows[MT][R];
+  for (int mt = 0; mt < MT; ++mt)
+    for (int r = 0; r < R; ++r) {
+      const int l = logical_row(mt, (lane >> 2) + 8 * r);
+      rows[mt][r] = l < rows_total ? visible_keys<C::kCausal, C::kWindow>(L, p.q_len, l / p.group, p.window)
+                                   : RowRange{0, 0};
+    }
+  const int last_row = min(row0 + C::kBM, rows_total) - 1;
+  const BlockKeys keys =
+      block_keys<C::kCausal, C::kWindow>(L, p.q_len, row0 / p.group, last_row / p.group, p.window);
+
+  // This split's tiles of the streamed span.
+  const int n_tiles = (keys.any.hi - keys.any.lo + C::kBN - 1) / C::kBN;
+  const int tile_begin = int((long long)split * n_tiles / p.num_splits);
+  const int tile_end = int((long long)(split + 1) * n_tiles / p.num_splits);
+  const long long kv_head_off = hkv * p.k_stride_h;
+  const unsigned short* kg = static_cast<const unsigned short*>(p.k) + b * p.k_stride_b + kv_head_off;
+  const unsigned short* vg = static_cast<const unsigned short*>(p.v) + b * p.k_stride_b + kv_head_off;
+  auto tile_key = [&](int i) { return keys.any.lo + (tile_begin + i) * C::kBN; };
+
+  OnlineState<C::kFamily, MT, D> st;
+  st.init();
+  ring.run(
+      tile_end - tile_begin,
+      [&](int i, int slot) {
+        const int key0 = tile_key(i);
+        auto src = [&](const unsigned short* g) {
+          return [=](int row) -> const unsigned short* {
+            const int key = key0 + row;
+            return key < L ? g + (long long)key * p.k_stride_t : nullptr;
+          };
+        };
+        ring.k(slot).template load_async<C::kThreads>(C::kBN, src(kg));
+        ring.v(slot).template load_async<C::kThreads>(C::kBN, src(vg));
+      },
+      [&](int i, int slot) {
+        const int k0 = warp * NK, key0 = tile_key(i) + k0;
+        if (span_is_dead(keys, key0, NK)) return;
+        float s[MT][NK / 8][4];
+        scores<T, MT, NK, D>(s, q_tile, ring.k(slot), k0);
+        const int col0 = key0;
+        if (span_needs_mask(keys, key0, NK)) {
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) st.template update<NK, true>(mt, s[mt], p.scale_log2, col0, rows[mt]);
+        } else {
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) st.template update<NK, false>(mt, s[mt], p.scale_log2, col0, rows[mt]);
+        }
+        accumulate_pv<T, MT, NK, D>(st.o, s, ring.v(slot), k0);
+      });
+  st.reduce_rows();
+
+  // Warp merge through shared memory (the ring is free now).
+  float* mo = reinterpret_cast<float*>(smem + C::kQBytes);
+  float* ms = mo + C::kMergeOBytes / 4;
+  const int g = lane >> 2, t4 = lane & 3;
+  auto o_at = [&](int w, int mt, int row) { return mo + ((w * MT + mt) * 16 + row) * C::kOPitch; };
+  auto stat_at = [&](int w, int mt, int row) { return ms + ((w * MT + mt) * 16 + row) * 3; };
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      *reinterpret_cast<float2*>(o_at(warp, mt, g) + n * 8 + 2 * t4) = make_float2(st.o[mt][n][0], st.o[mt][n][1]);
+      *reinterpret_cast<float2*>(o_at(warp, mt, g + 8) + n * 8 + 2 * t4) = make_float2(st.o[mt][n][2], st.o[mt][n][3]);
+    }
+    if (t4 == 0) {
+      for (int r = 0; r < R; ++r) {
+        float* s = stat_at(warp, mt, g + 8 * r);
+        s[0] = st.m[mt][r];
+        s[1] = st.d1[mt][r];
+        s[2] = Traits::d2 ? st.d2[mt] : 0.f;
+      }
+    }
+  }
+  __syncthreads();
+
+  const int rows_out = p.batch * p.heads_q * p.q_len;
+  for (int idx = threadIdx.x; idx < C::kBM * (D / 2); idx += C::kThreads) {
+    const int lr = idx / (D / 2), col = 2 * (idx % (D / 2));
+    const int l = row0 + lr;
+    if (l >= rows_total) continue;
+    const int mt = lr / RPT, fr = lr % RPT;  // O1 in fragment row fr, O2 in fr + 8
+    float M = neg_inf();
+    for (int w = 0; w < C::kWarps; ++w) M = fmaxf(M, stat_at(w, mt, fr)[0]);
+    const float M_safe = M == neg_inf() ? 0.f : M;
+    float d1 = 0.f, d2 = 0.f, o1a = 0.f, o1b = 0.f, o2a = 0.f, o2b = 0.f;
+    for (int w = 0; w < C::kWarps; ++w) {
+      const float* s = stat_at(w, mt, fr);
+      const float sc = exp2_fast(s[0] - M_safe);
+      d1 += sc * s[1];
+      d2 += sc * s[2];
+      const float2 x1 = *reinterpret_cast<const float2*>(o_at(w, mt, fr) + col);
+      o1a += sc * x1.x;
+      o1b += sc * x1.y;
+      if (Traits::probe) {
+        const float2 x2 = *reinterpret_cast<const float2*>(o_at(w, mt, fr + 8) + col);
+        o2a += sc * x2.x;
+        o2b += sc * x2.y;
+      }
+    }
+    const int t = l / p.group, h = hkv * p.group + l % p.group;
+    if (p.num_splits == 1) {
+      T* out = static_cast<T*>(p.o) + b * p.o_stride_b + t * p.o_stride_t + h * p.o_stride_h + col;
+      *reinterpret_cast<unsigned*>(out) =
+          pack2<T>(finalize<C::kFamily>(o1a, o2a, d1, d2), finalize<C::kFamily>(o1b, o2b, d1, d2));
+    } else {
+      // Partial rows in (batch, kv head, logical row) order; m leaves in natural log.
+      const long long row = ((long long)split * rows_out + (long long)blockIdx.z * rows_total + l);
+      float* wo = p.ws_o + row * 2 * D + col;
+      *reinterpret_cast<float2*>(wo) = make_float2(o1a, o1b);
+      *reinterpret_cast<float2*>(wo + D) = make_float2(o2a, o2b);
+      if (col == 0) {
+        float* ws = p.ws_stats + row * 4;
+        ws[0] = M == neg_inf() ? M : M * 0.69314718055994531f;
+        ws[1] = d1;
+        ws[2] = d2;
+        ws[3] = 0.f;
+      }
+    }
+  }
+}
+
+}  // namespace plx

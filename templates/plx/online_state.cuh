@@ -1,0 +1,134 @@
+// One warp's running state for MT m16 tiles: the accumulators of parallax-math.md 3.1,
+// held in mma C-fragment layout, and the per-tile update of 3.2.
+//
+// Row packing: softmax puts 16 query rows in an m-tile (fragment rows g and g+8 are two
+// query rows). The Parallax families put 8 query rows in rows 0..7 and their probes r in
+// rows 8..15, so one S = [Q;R] K^T MMA yields s1 (c0, c1) and s2 (c2, c3) of the same
+// query row in the same thread, and one P.V MMA with P = [w; w*s2] yields O1 (rows 0..7)
+// and O2 (rows 8..15). The thread owning row g therefore holds everything its finalizer
+// needs, and K/V fragments feed twice the FLOPs per load.
+#pragma once
+#include "plx/numeric.cuh"
+
+namespace plx {
+
+enum class Family : int { softmax = 0, parallax = 1, parallax_uncentered = 2 };
+
+template <Family F>
+struct FamilyTraits {
+  static constexpr bool probe = F != Family::softmax;        // rows 8..15 are r rows
+  static constexpr bool d2 = F == Family::parallax;          // centered: needs d2 = sum w*s2
+  static constexpr int rows_per_tile = probe ? 8 : 16;       // logical rows per m-tile
+  static constexpr int stat_rows = probe ? 1 : 2;            // softmax rows: g and g+8
+};
+
+// Key range [lo, hi) visible to one fragment row.
+struct RowRange {
+  int lo, hi;
+};
+
+template <Family F, int MT, int D>
+struct OnlineState {
+  using Traits = FamilyTraits<F>;
+  static constexpr int R = Traits::stat_rows;
+  float o[MT][D / 8][4];
+  float m[MT][R];   // running max of s1, log2 units; -inf while no key was visible
+  float d1[MT][R];  // this thread's share of sum w (quad_sum gives the row's total)
+  float d2[MT];     // this thread's share of sum w * s2 (centered Parallax only)
+
+  __device__ __forceinline__ void init() {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.f;
+#pragma unroll
+      for (int r = 0; r < R; ++r) { m[mt][r] = neg_inf(); d1[mt][r] = 0.f; }
+      d2[mt] = 0.f;
+    }
+  }
+
+  // s: raw q.k (and r.k) scores of NK keys for m-tile mt, C layout. Scales, masks s1 to
+  // -inf outside each row's range, updates m/d1/d2, rescales O, and leaves the P operand
+  // (w, and w*s2 in rows 8..15) in s. key0: key index of this thread's column 0.
+  template <int NK, bool kMask>
+  __device__ __forceinline__ void update(int mt, float (&s)[NK / 8][4], float scale_log2, int key0,
+                                         const RowRange (&rows)[R]) {
+    const int t = threadIdx.x & 3;
+    float mx[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) mx[r] = neg_inf();
+#pragma unroll
+    for (int n = 0; n < NK / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = (Traits::probe || e < 2) ? 0 : 1;
+        if (Traits::probe && e >= 2) continue;  // s2 is never scaled or masked (3.5)
+        const int key = key0 + n * 8 + 2 * t + (e & 1);
+        float x = s[n][e] * scale_log2;
+        if (kMask && (key < rows[r].lo || key >= rows[r].hi)) x = neg_inf();
+        s[n][e] = x;
+        mx[r] = fmaxf(mx[r], x);
+      }
+    }
+    float m_safe[R], alpha[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const float m_new = fmaxf(m[mt][r], quad_max(mx[r]));
+      // A row that has seen no visible key keeps m = -inf; m_safe = 0 makes its
+      // alpha = exp2(-inf) = 0 and every w = 0 instead of exp2(-inf - -inf) = NaN.
+      m_safe[r] = m_new == neg_inf() ? 0.f : m_new;
+      alpha[r] = exp2_fast(m[mt][r] - m_safe[r]);
+      m[mt][r] = m_new;
+      d1[mt][r] *= alpha[r];
+    }
+    if (Traits::d2) d2[mt] *= alpha[0];
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      o[mt][n][0] *= alpha[0];
+      o[mt][n][1] *= alpha[0];
+      o[mt][n][2] *= alpha[R - 1];
+      o[mt][n][3] *= alpha[R - 1];
+    }
+#pragma unroll
+    for (int n = 0; n < NK / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float w = exp2_fast(s[n][e] - m_safe[0]);
+        s[n][e] = w;
+        d1[mt][0] += w;
+        if (Traits::probe) {
+          const float wr = w * s[n][2 + e];
+          s[n][2 + e] = wr;
+          if (Traits::d2) d2[mt] += wr;
+        } else {
+          const float w1 = exp2_fast(s[n][2 + e] - m_safe[R - 1]);
+          s[n][2 + e] = w1;
+          d1[mt][R - 1] += w1;
+        }
+      }
+    }
+  }
+
+  // Row totals of d1/d2 (each quad of lanes shares a row).
+  __device__ __forceinline__ void reduce_rows() {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) d1[mt][r] = quad_sum(d1[mt][r]);
+      if (Traits::d2) d2[mt] = quad_sum(d2[mt]);
+    }
+  }
+};
+
+// Section 3.3 (and the uncentered member of section 6): the output of one row and one
+// column from its accumulators. inv = 0 for a row that saw no key, so it outputs 0.
+template <Family F>
+__device__ __forceinline__ float finalize(float o1, float o2, float d1, float d2) {
+  const float inv = d1 > 0.f ? 1.f / d1 : 0.f;
+  if (F == Family::softmax) return o1 * inv;
+  if (F == Family::parallax_uncentered) return (o1 - o2) * inv;
+  const float barv = o1 * inv;
+  return barv + (d2 * inv) * barv - o2 * inv;
+}
+
+}  // namespace plx

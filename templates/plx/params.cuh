@@ -1,0 +1,33 @@
+// The launch parameters every kernel takes: one plain struct shared verbatim by the host
+// (runtime/launch.cpp fills it) and the device (the kernels read it), so the two can never
+// disagree on a field's offset. Plain C types only: this header is compiled by g++ and NVRTC.
+#pragma once
+
+namespace plx {
+
+struct AttnParams {
+  // Tensors as [batch, len, heads, head_dim] with these element strides (head_dim is
+  // contiguous). q, r, o: len = q_len, heads = heads_q; k, v: len = kv_len, heads = heads_kv.
+  const void* q;
+  const void* r;  // probe rows; unused by softmax kernels
+  const void* k;
+  const void* v;
+  void* o;
+  const int* seqused_k;  // nullable: live KV length per batch, clamped to [0, kv_len]
+  // Split-KV workspace (decode, num_splits > 1), fp32:
+  //   ws_o     [num_splits][rows][2][head_dim]   O1 then O2 of each logical row
+  //   ws_stats [num_splits][rows][4]             m (natural log), d1, d2, unused
+  // rows = batch * heads_q * q_len in the order (batch, kv head, token, group member).
+  float* ws_o;
+  float* ws_stats;
+  long long q_stride_b, q_stride_t, q_stride_h;  // also used for r
+  long long k_stride_b, k_stride_t, k_stride_h;  // also used for v
+  long long o_stride_b, o_stride_t, o_stride_h;
+  int batch, q_len, kv_len, heads_q, heads_kv;
+  int group;           // heads_q / heads_kv
+  int window;          // keys visible to a row: the `window` ending at its diagonal; -1 none
+  int num_splits;      // decode: grid.x; 1 writes o directly
+  float scale_log2;    // qk_scale * log2(e): s1 lives in log2 units inside the kernels
+};
+
+}  // namespace plx

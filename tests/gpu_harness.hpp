@@ -1,0 +1,151 @@
+// Shared by the [gpu] tests and the benchmark: random inputs shaped like a real model's,
+// device copies, the engine under test, and the comparison with the CPU oracle.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/half.hpp"
+#include "parallax/parallax.hpp"
+#include "runtime/driver.hpp"
+#include "runtime/oracle.hpp"
+
+namespace plx::testing {
+
+using namespace plx::half;
+
+inline std::uint64_t fresh_seed() {
+  if (const char* s = std::getenv("PLX_SEED")) return std::strtoull(s, nullptr, 10);
+  std::random_device rd;
+  return (std::uint64_t(rd()) << 32) ^ rd();
+}
+
+// Host tensor in both forms: the 16-bit values the GPU reads and their exact doubles.
+struct Tensor {
+  std::vector<std::uint16_t> bits;
+  std::vector<double> exact;
+};
+
+// Gaussian head vectors of `dim`; rms: each vector scaled to RMS 1 (q, r, k in real
+// models are RMS-normed; v is raw).
+inline Tensor random_tensor(std::mt19937_64& rng, std::size_t n, int dim, DType dt, bool rms) {
+  std::normal_distribution<double> nd(0.0, 1.0);
+  Tensor t;
+  t.bits.resize(n);
+  t.exact.resize(n);
+  std::vector<double> tmp(dim);
+  for (std::size_t base = 0; base < n; base += dim) {
+    double ss = 0;
+    for (int i = 0; i < dim; ++i) ss += (tmp[i] = nd(rng)) * tmp[i];
+    const double scale = rms ? 1.0 / std::sqrt(ss / dim) : 1.0;
+    for (int i = 0; i < dim; ++i) {
+      const float f = float(tmp[i] * scale);
+      const std::uint16_t b = dt == DType::bf16 ? float_to_bf16(f) : float_to_fp16(f);
+      t.bits[base + i] = b;
+      t.exact[base + i] = dt == DType::bf16 ? bf16_to_float(b) : fp16_to_float(b);
+    }
+  }
+  return t;
+}
+
+inline double to_double(DType dt, std::uint16_t b) { return dt == DType::bf16 ? bf16_to_float(b) : fp16_to_float(b); }
+
+struct Comparison {
+  double rel_err = 0;      // ||out - ref|| / ||ref|| (absolute when ||ref|| == 0)
+  long nonfinite = 0;      // NaN/Inf elements in out (poison left behind or produced)
+  double ref_norm = 0;
+  std::string worst;       // where the largest error is
+};
+
+// One problem end to end: random inputs, poisoned output, engine.attention, oracle.
+struct Case {
+  AttentionArgs args;               // shapes and flags; pointers are filled in
+  std::vector<int> seqused;         // empty: none
+  std::string variant;              // empty: the engine's own choice
+};
+
+inline oracle::Problem problem_of(const AttentionArgs& a, const std::vector<int>& seqused) {
+  oracle::Problem p;
+  p.family = a.family;
+  p.batch = a.batch;
+  p.q_len = a.q_len;
+  p.kv_len = a.kv_len;
+  p.heads_q = a.heads_q;
+  p.heads_kv = a.heads_kv;
+  p.head_dim = a.head_dim;
+  p.causal = a.causal;
+  p.window_left = a.window_left;
+  p.qk_scale = a.qk_scale;
+  p.seqused_k = seqused;
+  return p;
+}
+
+inline Comparison run_case(Engine& engine, const Case& c, std::uint64_t seed, void* stream = nullptr) {
+  std::mt19937_64 rng(seed);
+  AttentionArgs a = c.args;
+  const int D = a.head_dim;
+  const std::size_t nq = std::size_t(a.batch) * a.q_len * a.heads_q * D;
+  const std::size_t nkv = std::size_t(a.batch) * a.kv_len * a.heads_kv * D;
+  Tensor q = random_tensor(rng, nq, D, a.dtype, true);
+  Tensor r = random_tensor(rng, nq, D, a.dtype, true);
+  Tensor k = random_tensor(rng, nkv, D, a.dtype, true);
+  Tensor v = random_tensor(rng, nkv, D, a.dtype, false);
+
+  cu::Buffer dq(nq * 2), dr(nq * 2), dk(nkv * 2), dv(nkv * 2), dout(nq * 2), dlen;
+  dq.upload(q.bits.data(), nq * 2);
+  dr.upload(r.bits.data(), nq * 2);
+  dk.upload(k.bits.data(), nkv * 2);
+  dv.upload(v.bits.data(), nkv * 2);
+  dout.fill_bytes(0xFF);  // 0xFFFF is NaN in bf16 and fp16: unwritten elements show up
+  a.q = dq.data();
+  a.r = dr.data();
+  a.k = dk.data();
+  a.v = dv.data();
+  a.o = dout.data();
+  if (!c.seqused.empty()) {
+    dlen = cu::Buffer(c.seqused.size() * sizeof(int));
+    dlen.upload(c.seqused.data(), c.seqused.size() * sizeof(int));
+    a.seqused_k = static_cast<const int*>(dlen.data());
+  }
+  if (c.variant.empty())
+    engine.attention(a, stream);
+  else
+    engine.attention(a, c.variant, stream);
+  PLX_CU(cu::api().cuCtxSynchronize());
+  std::vector<std::uint16_t> out(nq);
+  dout.download(out.data(), nq * 2);
+
+  const oracle::Problem p = problem_of(a, c.seqused);
+  std::vector<double> ref(nq);
+  oracle::attention(p, q.exact.data(), r.exact.data(), k.exact.data(), v.exact.data(), ref.data());
+
+  Comparison cmp;
+  double num = 0, den = 0, worst = -1;
+  for (std::size_t i = 0; i < nq; ++i) {
+    const double o = to_double(a.dtype, out[i]);
+    if (!std::isfinite(o)) {
+      ++cmp.nonfinite;
+      continue;
+    }
+    const double e = o - ref[i];
+    num += e * e;
+    den += ref[i] * ref[i];
+    if (std::abs(e) > worst) {
+      worst = std::abs(e);
+      const std::size_t row = i / D;
+      cmp.worst = "element " + std::to_string(i) + " (b,t,h) row " + std::to_string(row) + " col " +
+                  std::to_string(i % D) + ": got " + std::to_string(o) + " want " + std::to_string(ref[i]);
+    }
+  }
+  cmp.ref_norm = std::sqrt(den);
+  cmp.rel_err = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+  return cmp;
+}
+
+inline double tolerance(DType dt) { return dt == DType::bf16 ? 1e-2 : 2e-3; }
+
+}  // namespace plx::testing

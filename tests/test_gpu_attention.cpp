@@ -1,0 +1,263 @@
+// [gpu] Every kernel against the double-precision CPU oracle on fresh random inputs, with
+// the output poisoned (NaN) before launch. Skipped, with one line saying so, on machines
+// without a GPU. Reproduce a failure with PLX_SEED=<seed in the message>.
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <thread>
+
+#include "generator/expand.hpp"
+#include "generator/render.hpp"
+#include "generator/spec.hpp"
+#include "gpu_harness.hpp"
+#include "runtime/jit.hpp"
+
+using namespace plx;
+using namespace plx::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+Engine* engine_or_skip() {
+  static std::string why;
+  static bool ok = cu::available(&why);
+  if (!ok) {
+    WARN("skipping [gpu] test: " << why);
+    return nullptr;
+  }
+  static Engine engine(0);
+  return &engine;
+}
+
+void expect_close(Engine& e, const Case& c, const std::string& what) {
+  const std::uint64_t seed = fresh_seed();
+  const Comparison cmp = run_case(e, c, seed);
+  INFO(fmt::format("{} | variant {} | seed {} | rel_err {:.3g} | nonfinite {} | worst {}", what,
+                   c.variant.empty() ? e.variant_for(c.args) : c.variant, seed, cmp.rel_err, cmp.nonfinite,
+                   cmp.worst));
+  CHECK(cmp.nonfinite == 0);
+  CHECK(cmp.rel_err < tolerance(c.args.dtype));
+}
+
+AttentionArgs base_args(Family f, DType dt, int d) {
+  AttentionArgs a;
+  a.family = f;
+  a.dtype = dt;
+  a.head_dim = d;
+  return a;
+}
+
+constexpr Family kFamilies[] = {Family::softmax, Family::parallax, Family::parallax_uncentered};
+constexpr DType kDtypes[] = {DType::bf16, DType::fp16};
+
+// Compiles every variant of the specs for this GPU's arch in parallel threads into the
+// engine's disk cache, so the tests below load rather than compile one by one.
+std::vector<Variant> shipped_variants(const std::string& arch) {
+  std::vector<Variant> out;
+  for (const auto& e : fs::directory_iterator(fs::path(PLX_SOURCE_DIR) / "specs")) {
+    if (e.path().extension() != ".yaml") continue;
+    for (const Variant& v : expand(load_spec(e.path())).variants)
+      if (std::string(to_string(v.arch)) == arch) out.push_back(v);
+  }
+  std::sort(out.begin(), out.end(), [](const Variant& a, const Variant& b) { return a.name() < b.name(); });
+  return out;
+}
+
+void warm_cache(const std::vector<Variant>& vs, const std::string& arch) {
+  KernelCache cache(KernelCache::default_root());
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  const unsigned n = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+  for (unsigned t = 0; t < n; ++t)
+    pool.emplace_back([&] {
+      for (size_t i; (i = next++) < vs.size();) compile_kernel(cache, render(vs[i]), arch);
+    });
+  for (auto& t : pool) t.join();
+}
+
+}  // namespace
+
+TEST_CASE("every shipped variant matches the oracle", "[gpu]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  const auto variants = shipped_variants(e->arch());
+  REQUIRE(!variants.empty());
+  warm_cache(variants, e->arch());
+  int i = 0;
+  for (const Variant& v : variants) {
+    ++i;
+    AttentionArgs a = base_args(v.family, v.dtype, v.head_dim);
+    a.causal = v.causal;
+    const int groups[] = {1, 2, 4, 8};
+    const int group = groups[i % 4];
+    if (v.op == Op::decode) {
+      a.batch = 2;
+      a.heads_kv = 2;
+      a.heads_q = 2 * group;
+      a.q_len = 1 + (i % 3 == 0 ? 2 : 0);  // some multi-token (speculative) decodes
+      a.kv_len = 1000 + i % 7;
+    } else {
+      a.batch = 1;
+      a.heads_kv = 2;
+      a.heads_q = 2 * group;
+      a.kv_len = 300 + i % 5;
+      a.q_len = i % 2 ? a.kv_len : 129;  // self-attention and chunked prefill
+    }
+    if (v.window) a.window_left = 100 + i % 3;
+    Case c{a, {}, v.name()};
+    expect_close(*e, c, fmt::format("shipped variant #{}", i));
+  }
+}
+
+TEST_CASE("odd lengths, decode and prefill, every family and dtype", "[gpu]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies)
+    for (DType dt : kDtypes)
+      for (int d : {64, 128}) {
+        for (int L : {1, 7, 63, 65, 1000, 4097}) {
+          AttentionArgs a = base_args(f, dt, d);
+          a.batch = 2;
+          a.heads_q = 4;
+          a.heads_kv = 2;
+          a.kv_len = L;
+          a.q_len = 1;
+          expect_close(*e, {a, {}, ""}, fmt::format("decode L={}", L));
+          a.batch = 1;
+          a.q_len = std::min(L, 1000);
+          if (a.q_len > 16) expect_close(*e, {a, {}, ""}, fmt::format("prefill L={}", L));
+        }
+      }
+}
+
+TEST_CASE("every GQA ratio 1..16", "[gpu]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies)
+    for (int g = 1; g <= 16; ++g) {
+      AttentionArgs a = base_args(f, g % 2 ? DType::bf16 : DType::fp16, g % 3 ? 128 : 64);
+      a.batch = 1;
+      a.heads_kv = 2;
+      a.heads_q = 2 * g;
+      a.kv_len = 777;
+      a.q_len = 1 + g % 4;  // decode with 1..4 new tokens
+      expect_close(*e, {a, {}, ""}, fmt::format("decode gqa {}", g));
+      a.q_len = 200;
+      expect_close(*e, {a, {}, ""}, fmt::format("prefill gqa {}", g));
+    }
+}
+
+TEST_CASE("split-KV on and off give the same answer as the oracle", "[gpu]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies)
+    for (const char* k : {"k1", "k3", "k8", "kauto"}) {
+      AttentionArgs a = base_args(f, DType::bf16, 128);
+      a.batch = 1;
+      a.heads_q = 8;
+      a.heads_kv = 1;
+      a.kv_len = 2049;
+      Variant v = *parse_variant_name(e->variant_for(a));
+      v.tile.split_kv = std::string(k) == "kauto" ? 0 : std::stoi(k + 1);
+      const int splits = e->splits_for(a, v.name());
+      if (v.tile.split_kv == 0) CHECK(splits > 1);  // one small problem on a big GPU: splits
+      expect_close(*e, {a, {}, v.name()}, fmt::format("split {} ({} splits)", k, splits));
+    }
+}
+
+TEST_CASE("sliding windows", "[gpu]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies)
+    for (int w : {1, 5, 64, 100, 1000, 5000}) {
+      AttentionArgs a = base_args(f, DType::bf16, 128);
+      a.batch = 2;
+      a.heads_q = 4;
+      a.heads_kv = 2;
+      a.kv_len = 3001;
+      a.window_left = w;
+      a.q_len = 1;
+      expect_close(*e, {a, {}, ""}, fmt::format("decode window {}", w));
+      a.q_len = 2;
+      expect_close(*e, {a, {}, ""}, fmt::format("decode 2 tokens window {}", w));
+      a.q_len = 3001;
+      a.batch = 1;
+      if (w <= 1000) expect_close(*e, {a, {}, ""}, fmt::format("prefill window {}", w));
+    }
+}
+
+TEST_CASE("seqused_k with mixed live lengths, empty sequences included", "[gpu]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies)
+    for (int win : {-1, 50}) {
+      AttentionArgs a = base_args(f, DType::fp16, 128);
+      a.batch = 6;
+      a.heads_q = 8;
+      a.heads_kv = 2;
+      a.kv_len = 1500;
+      a.window_left = win;
+      a.q_len = 1;
+      expect_close(*e, {a, {1500, 1, 0, 777, 64, 1201}, ""}, fmt::format("seqused decode win {}", win));
+      a.q_len = 3;
+      expect_close(*e, {a, {2, 1500, 0, 65, 1000, 3}, ""}, fmt::format("seqused 3 tokens win {}", win));
+    }
+}
+
+TEST_CASE("fully masked rows are exactly zero, never NaN", "[gpu]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies) {
+    // Prefill with more queries than keys, causal: the first q_len - kv_len rows see nothing.
+    AttentionArgs a = base_args(f, DType::bf16, 64);
+    a.heads_q = a.heads_kv = 2;
+    a.q_len = 300;
+    a.kv_len = 100;
+    expect_close(*e, {a, {}, ""}, "prefill q_len > kv_len");
+    // Every sequence empty: the whole output is 0 (checked as an absolute error).
+    a.q_len = 1;
+    a.batch = 3;
+    expect_close(*e, {a, {0, 0, 0}, ""}, "decode, all sequences empty");
+  }
+}
+
+TEST_CASE("non-causal attention and an explicit qk_scale", "[gpu]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies) {
+    AttentionArgs a = base_args(f, DType::bf16, 128);
+    a.causal = false;
+    a.qk_scale = 0.05f;
+    a.heads_q = 4;
+    a.heads_kv = 4;
+    a.kv_len = 513;
+    a.q_len = 200;
+    expect_close(*e, {a, {}, ""}, "prefill non-causal");
+    a.q_len = 1;
+    expect_close(*e, {a, {}, ""}, "decode non-causal");
+  }
+}
+
+TEST_CASE("bad arguments are refused before any launch", "[gpu]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  AttentionArgs a = base_args(Family::parallax, DType::bf16, 96);
+  alignas(16) static char dummy[64];
+  a.q = a.r = a.k = a.v = dummy;
+  a.o = dummy;
+  CHECK_THROWS_WITH(e->attention(a, nullptr), Catch::Contains("head_dim = 96"));
+  a.head_dim = 128;
+  a.heads_q = 3;
+  a.heads_kv = 2;
+  CHECK_THROWS_WITH(e->attention(a, nullptr), Catch::Contains("heads_q = 3"));
+  a.heads_q = 2;
+  a.r = nullptr;
+  CHECK_THROWS_WITH(e->attention(a, nullptr), Catch::Contains("r is null"));
+  a.r = dummy + 2;
+  CHECK_THROWS_WITH(e->attention(a, nullptr), Catch::Contains("not 16-byte aligned"));
+  a.r = dummy;
+  CHECK_THROWS_AS(e->attention(a, "plx_decode_softmax_bf16_d128_causal_m16_n64_w4_s2_kauto_sm90a", nullptr),
+                  UnsupportedError);
+}
