@@ -54,9 +54,15 @@ constexpr DType kDtypes[] = {DType::bf16, DType::fp16};
 
 // Compiles every variant of the specs for this GPU's arch in parallel threads into the
 // engine's disk cache, so the tests below load rather than compile one by one.
+// The build may run on another machine than it was configured on (the GPU box).
+fs::path source_dir() {
+  const char* env = std::getenv("PLX_SOURCE_DIR");
+  return env ? fs::path(env) : fs::path(PLX_SOURCE_DIR);
+}
+
 std::vector<Variant> shipped_variants(const std::string& arch) {
   std::vector<Variant> out;
-  for (const auto& e : fs::directory_iterator(fs::path(PLX_SOURCE_DIR) / "specs")) {
+  for (const auto& e : fs::directory_iterator(source_dir() / "specs")) {
     if (e.path().extension() != ".yaml") continue;
     for (const Variant& v : expand(load_spec(e.path())).variants)
       if (std::string(to_string(v.arch)) == arch) out.push_back(v);
