@@ -24,18 +24,31 @@ constexpr int decode_block_m(Family f, int rows) {
 }
 
 // Number of KV splits for decode (flash-decoding). A CTA per (batch, kv head, row block)
-// leaves most SMs idle for small batches; splitting the keys fills them. Aim for two CTAs
-// per SM (79 KB of smem each fits twice on 228 KB) but keep at least two K/V tiles per
-// split, so the pipeline has something to overlap and the merge stays cheap.
-//   H200 (132 SMs), batch 1, 8 kv heads, 4096 keys, block_n 64:
-//     ctas 8, tiles 64 -> min(ceil(264 / 8) = 33, 64 / 2 = 32) = 32 splits
-//   batch 32, 8 kv heads: ctas 256 >= 264? no -> ceil(264 / 256) = 2 splits
-//   batch 64, 8 kv heads: ctas 512 >= 264 -> 1 split
+// leaves most SMs idle for small batches; splitting the keys fills them. Two CTAs fit per
+// SM (79 KB of smem each on 228 KB), so a wave is 2 x SMs CTAs. The time of S splits is
+// about waves(S) / S (each CTA streams 1/S of the keys), so pick the S that minimises
+// ceil(ctas * S / wave) / S (plus 10% for S > 1: partials and merge), the smallest on ties,
+// keeping >= 2 K/V tiles per split so the
+// pipeline has something to overlap and the merge stays cheap.
+//   H200 (132 SMs, wave 264), 8 kv heads, block_n 64:
+//     batch 1, 4096 keys : ctas 8,   tiles 64  -> S 32 (1 wave of 256: 1/32)
+//     batch 8, 4096 keys : ctas 64,  tiles 64  -> S 4  (256 CTAs, 1 wave: 1/4; S 5 = 2/5)
+//     batch 32, any      : ctas 256            -> S 1  (0.97 of a wave; S 33 = 1.1 x 32/33)
+//     batch 64           : ctas 512 >= 264     -> S 1
 constexpr int decode_splits(int ctas, int n_tiles, int sm_count) {
-  const int target = 2 * sm_count;
-  if (ctas >= target || n_tiles < 4) return 1;
-  const int want = (target + ctas - 1) / ctas;
-  return std::clamp(std::min(want, n_tiles / 2), 1, 128);
+  const int wave = 2 * sm_count;
+  if (ctas >= wave || n_tiles < 4) return 1;
+  int best = 1;
+  double best_cost = 1.0 * ((ctas + wave - 1) / wave);
+  for (int s = 2; s <= std::min(128, n_tiles / 2); ++s) {
+    // 10% for the partials' round trip and the merge launch.
+    const double cost = 1.1 * double((ctas * s + wave - 1) / wave) / s;
+    if (cost < best_cost - 1e-9) {
+      best = s;
+      best_cost = cost;
+    }
+  }
+  return best;
 }
 
 // The tile the engine uses when nothing better is known (each is in the shipped specs).

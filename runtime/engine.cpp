@@ -101,11 +101,12 @@ void Engine::attention(const AttentionArgs& a, const std::string& variant_name, 
 }
 
 std::string Engine::variant_for(const AttentionArgs& a) const {
-  validate(a);
+  validate(a, /*pointers=*/false);
   return default_variant(a, impl_->device.arch()).name();
 }
 
 int Engine::splits_for(const AttentionArgs& a, const std::string& variant_name) const {
+  validate(a, /*pointers=*/false);
   return decode_splits_for(impl_->parse(variant_name), a, impl_->device.sm_count());
 }
 

@@ -23,7 +23,7 @@ void check_pointer(const void* p, const char* name) {
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 }  // namespace
 
-void validate(const AttentionArgs& a) {
+void validate(const AttentionArgs& a, bool pointers) {
   const int f = static_cast<int>(a.family), d = static_cast<int>(a.dtype);
   if (f < 0 || f > 2) bad(fmt::format("family = {} is not softmax (0), parallax (1) or parallax_uncentered (2)", f));
   if (d < 0 || d > 1) bad(fmt::format("dtype = {} is not bf16 (0) or fp16 (1)", d));
@@ -44,6 +44,7 @@ void validate(const AttentionArgs& a) {
   const double elems = double(a.batch) * std::max(a.q_len, a.kv_len) * std::max(a.heads_q, a.heads_kv) * a.head_dim;
   if (elems >= double(INT64_C(1) << 40)) bad("tensor sizes beyond 2^40 elements");
   if (double(a.batch) * a.heads_q * a.q_len >= double(INT32_MAX) / 2) bad("batch x heads_q x q_len too large");
+  if (!pointers) return;
   check_pointer(a.q, "q");
   if (has_probe(a.family)) check_pointer(a.r, "r");
   check_pointer(a.k, "k");

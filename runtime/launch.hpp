@@ -10,8 +10,9 @@
 
 namespace plx {
 
-// Throws UnsupportedError naming the field, its value and what is allowed.
-void validate(const AttentionArgs& a);
+// Throws UnsupportedError naming the field, its value and what is allowed. Pointers
+// (non-null, 16-byte aligned) are checked only when `pointers` is set.
+void validate(const AttentionArgs& a, bool pointers = true);
 // Throws UnsupportedError when variant v cannot serve a (family, dtype, head_dim, mask).
 void check_fits(const Variant& v, const AttentionArgs& a);
 

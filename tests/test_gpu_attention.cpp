@@ -28,6 +28,9 @@ Engine* engine_or_skip() {
     return nullptr;
   }
   static Engine engine(0);
+  // The harness allocates its buffers in the same (primary) context the engine uses.
+  static cu::Device device(0);
+  device.make_current();
   return &engine;
 }
 

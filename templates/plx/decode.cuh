@@ -92,7 +92,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
   const unsigned short* vg = static_cast<const unsigned short*>(p.v) + b * p.k_stride_b + kv_head_off;
   auto tile_key = [&](int i) { return keys.any.lo + (tile_begin + i) * C::kBN; };
 
-  OnlineState<C::kFamily, MT, D> st;
+  OnlineState<C::kFamily, T, MT, D> st;
   st.init();
   ring.run(
       tile_end - tile_begin,

@@ -27,7 +27,7 @@ struct RowRange {
   int lo, hi;
 };
 
-template <Family F, int MT, int D>
+template <Family F, class T, int MT, int D>
 struct OnlineState {
   using Traits = FamilyTraits<F>;
   static constexpr int R = Traits::stat_rows;
@@ -91,20 +91,23 @@ struct OnlineState {
     }
 #pragma unroll
     for (int n = 0; n < NK / 8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float w = exp2_fast(s[n][e] - m_safe[0]);
-        s[n][e] = w;
-        d1[mt][0] += w;
-        if (Traits::probe) {
-          const float wr = w * s[n][2 + e];
-          s[n][2 + e] = wr;
-          if (Traits::d2) d2[mt] += wr;
-        } else {
-          const float w1 = exp2_fast(s[n][2 + e] - m_safe[R - 1]);
-          s[n][2 + e] = w1;
-          d1[mt][R - 1] += w1;
-        }
+      float w0 = exp2_fast(s[n][0] - m_safe[0]), w1 = exp2_fast(s[n][1] - m_safe[0]);
+      round_pair<T>(w0, w1);
+      s[n][0] = w0;
+      s[n][1] = w1;
+      d1[mt][0] += w0 + w1;
+      if (Traits::probe) {
+        float wr0 = w0 * s[n][2], wr1 = w1 * s[n][3];
+        round_pair<T>(wr0, wr1);
+        s[n][2] = wr0;
+        s[n][3] = wr1;
+        if (Traits::d2) d2[mt] += wr0 + wr1;
+      } else {
+        float w2 = exp2_fast(s[n][2] - m_safe[R - 1]), w3 = exp2_fast(s[n][3] - m_safe[R - 1]);
+        round_pair<T>(w2, w3);
+        s[n][2] = w2;
+        s[n][3] = w3;
+        d1[mt][R - 1] += w2 + w3;
       }
     }
   }

@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
   const int n_tiles = (cta_keys.any.hi - cta_keys.any.lo + NK - 1) / NK;
   auto tile_key = [&](int i) { return cta_keys.any.lo + i * NK; };
 
-  OnlineState<C::kFamily, MT, D> st;
+  OnlineState<C::kFamily, T, MT, D> st;
   st.init();
   ring.run(
       n_tiles,

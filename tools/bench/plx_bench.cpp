@@ -1,0 +1,117 @@
+// plx-bench: times the engine's kernels with CUDA events on cold-L2 rotating buffers and
+// prints one JSON object per shape (the rows of docs/PERFORMANCE.md). Baselines are timed
+// in the same run by tools/bench/torch_baseline.py with the same shapes and method.
+//
+//   plx-bench decode [--family parallax|softmax|parallax_uncentered] [--dtype bf16|fp16]
+//            [--batch 1,8,32] [--kv 1024,4096,16384] [--heads-q 32] [--heads-kv 8] [--d 128]
+//            [--q-len 1] [--reps 200] [--variant NAME]
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "generator/variant.hpp"
+#include "parallax/parallax.hpp"
+#include "runtime/driver.hpp"
+
+using namespace plx;
+
+namespace {
+std::vector<int> ints(const std::string& s) {
+  std::vector<int> v;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t j = s.find(',', i);
+    if (j == std::string::npos) j = s.size();
+    v.push_back(std::stoi(s.substr(i, j - i)));
+    i = j + 1;
+  }
+  return v;
+}
+}  // namespace
+
+int main(int argc, char** argv) try {
+  std::string op = argc > 1 ? argv[1] : "decode";
+  std::string family = "parallax", dtype = "bf16", variant;
+  std::vector<int> batches{1, 8, 32}, kvs{1024, 4096, 16384};
+  int hq = 32, hkv = 8, d = 128, q_len = op == "decode" ? 1 : 4096, reps = 200;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--family") family = v;
+    else if (k == "--dtype") dtype = v;
+    else if (k == "--batch") batches = ints(v);
+    else if (k == "--kv") kvs = ints(v);
+    else if (k == "--heads-q") hq = std::stoi(v);
+    else if (k == "--heads-kv") hkv = std::stoi(v);
+    else if (k == "--d") d = std::stoi(v);
+    else if (k == "--q-len") q_len = std::stoi(v);
+    else if (k == "--reps") reps = std::stoi(v);
+    else if (k == "--variant") variant = v;
+    else throw Error("unknown option " + k);
+  }
+  Engine engine(0);
+  cu::Device dev(0);
+  dev.make_current();
+  cu::Stream stream;
+  for (int B : batches)
+    for (int L : kvs) {
+      AttentionArgs a;
+      a.family = *parse_family(family);
+      a.dtype = *parse_dtype(dtype);
+      a.batch = B;
+      a.q_len = op == "decode" ? q_len : L;
+      a.kv_len = L;
+      a.heads_q = hq;
+      a.heads_kv = hkv;
+      a.head_dim = d;
+      const size_t q_bytes = size_t(B) * a.q_len * hq * d * 2, kv_bytes = size_t(B) * L * hkv * d * 2;
+      const size_t set_bytes = 3 * q_bytes + 2 * kv_bytes;
+      // Enough copies that one pass over them evicts the 60 MB L2 twice over.
+      const int copies = int(std::clamp<size_t>((size_t(2) * dev.l2_bytes()) / set_bytes + 1, 1, 64));
+      std::vector<cu::Buffer> bufs;
+      for (int c = 0; c < copies; ++c)
+        for (size_t n : {q_bytes, q_bytes, kv_bytes, kv_bytes, q_bytes}) {
+          bufs.emplace_back(n);
+          bufs.back().fill_bytes(0x3c);  // small finite values in bf16 and fp16
+        }
+      auto args_of = [&](int c) {
+        AttentionArgs x = a;
+        x.q = bufs[5 * c].data();
+        x.r = bufs[5 * c + 1].data();
+        x.k = bufs[5 * c + 2].data();
+        x.v = bufs[5 * c + 3].data();
+        x.o = bufs[5 * c + 4].data();
+        return x;
+      };
+      const std::string name = variant.empty() ? engine.variant_for(a) : variant;
+      for (int i = 0; i < 10; ++i) engine.attention(args_of(i % copies), name, stream.handle());
+      stream.synchronize();
+      std::vector<float> ms;
+      cu::Event e0, e1;
+      for (int i = 0; i < reps; ++i) {
+        e0.record(stream.handle());
+        engine.attention(args_of(i % copies), name, stream.handle());
+        e1.record(stream.handle());
+        ms.push_back(cu::elapsed_ms(e0, e1));
+      }
+      std::sort(ms.begin(), ms.end());
+      const double med_us = 1e3 * ms[ms.size() / 2];
+      // Bytes that must move: K and V once, q (and r) in, o out.
+      const double bytes = double(kv_bytes) * 2 + double(q_bytes) * (has_probe(a.family) ? 3 : 2);
+      const double vis = op == "decode" ? double(L) : double(L) * (L + 1) / 2 / L;  // keys per query
+      const double flops = double(B) * hq * a.q_len * vis * d * (has_probe(a.family) ? 8 : 4);
+      fmt::print(
+          "{{\"op\":\"{}\",\"impl\":\"plx\",\"family\":\"{}\",\"dtype\":\"{}\",\"batch\":{},\"q_len\":{},\"kv_len\":{},"
+          "\"heads_q\":{},\"heads_kv\":{},\"d\":{},\"variant\":\"{}\",\"splits\":{},\"median_us\":{:.2f},"
+          "\"p10_us\":{:.2f},\"GBps\":{:.0f},\"TFLOPs\":{:.1f}}}\n",
+          op, family, dtype, B, a.q_len, L, hq, hkv, d, name, engine.splits_for(a, name), med_us,
+          1e3 * ms[ms.size() / 10], bytes / med_us / 1e3, flops / med_us / 1e6);
+      std::fflush(stdout);
+    }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "plx-bench: %s\n", e.what());
+  return 1;
+}
