@@ -52,7 +52,9 @@ constexpr int decode_splits(int ctas, int n_tiles, int sm_count) {
 }
 
 // The tile the engine uses when nothing better is known (each is in the shipped specs).
-//   decode : block_n 64, 4 warps (16 keys each), 2 stages
+//   decode : block_n 64, 4 warps (16 keys each), 3 stages: two tiles in flight while one is
+//            consumed; on the H200 at batch 32 x 16384 keys that streams 4.27 TB/s where
+//            2 stages reach 3.8 (docs/PERFORMANCE.md, 2026-11-28)
 //   prefill: 8 warps x one m-tile each: block_m 64 for the Parallax families (8 q + 8 r
 //            rows per tile), 128 for softmax
 inline Tile default_tile(Op op, Family f, int decode_rows) {
@@ -61,7 +63,7 @@ inline Tile default_tile(Op op, Family f, int decode_rows) {
     t.block_m = decode_block_m(f, decode_rows);
     t.block_n = 64;
     t.warps = 4;
-    t.stages = 2;
+    t.stages = 3;
     t.split_kv = 0;
   } else {
     t.block_m = has_probe(f) ? 64 : 128;

@@ -1,0 +1,153 @@
+// The C API as an FFI caller sees it: libparallax.so opened with dlopen, the four entry
+// points looked up by name, errors as codes plus plx_last_error().
+#include <catch2/catch.hpp>
+#include <dlfcn.h>
+
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "gpu_harness.hpp"
+#include "parallax/parallax.h"
+
+using namespace plx;
+using namespace plx::testing;
+
+namespace {
+struct CApi {
+  void* lib = nullptr;
+  int (*create)(plx_engine**, int) = nullptr;
+  void (*destroy)(plx_engine*) = nullptr;
+  int (*attention)(plx_engine*, const plx_attention_args*, void*) = nullptr;
+  const char* (*last_error)() = nullptr;
+};
+
+const CApi& capi() {
+  static CApi c = [] {
+    CApi a;
+    a.lib = dlopen(PLX_BINARY_DIR "/libparallax.so", RTLD_NOW | RTLD_LOCAL);
+    if (!a.lib) FAIL("dlopen libparallax.so: " << dlerror());
+    a.create = reinterpret_cast<decltype(a.create)>(dlsym(a.lib, "plx_engine_create"));
+    a.destroy = reinterpret_cast<decltype(a.destroy)>(dlsym(a.lib, "plx_engine_destroy"));
+    a.attention = reinterpret_cast<decltype(a.attention)>(dlsym(a.lib, "plx_attention"));
+    a.last_error = reinterpret_cast<decltype(a.last_error)>(dlsym(a.lib, "plx_last_error"));
+    return a;
+  }();
+  return c;
+}
+}  // namespace
+
+TEST_CASE("libparallax.so exports the C API", "[capi]") {
+  const CApi& c = capi();
+  REQUIRE(c.create);
+  REQUIRE(c.destroy);
+  REQUIRE(c.attention);
+  REQUIRE(c.last_error);
+}
+
+TEST_CASE("C API errors are codes and messages, never crashes", "[capi]") {
+  const CApi& c = capi();
+  REQUIRE(c.create);
+  CHECK(c.create(nullptr, 0) == PLX_ERROR_INVALID_ARGUMENT);
+  CHECK(std::string(c.last_error()).find("out is NULL") != std::string::npos);
+  plx_attention_args a{};
+  a.struct_size = sizeof a;
+  CHECK(c.attention(nullptr, &a, nullptr) == PLX_ERROR_INVALID_ARGUMENT);
+  CHECK(std::string(c.last_error()).find("engine is NULL") != std::string::npos);
+  // The message is thread-local: another thread starts clean.
+  std::string other = "unset";
+  std::thread([&] { other = c.last_error(); }).join();
+  CHECK(other.empty());
+
+  std::string why;
+  if (!cu::available(&why)) {
+    plx_engine* e = reinterpret_cast<plx_engine*>(0x1);
+    CHECK(c.create(&e, 0) == PLX_ERROR_NO_GPU);
+    CHECK(e == nullptr);
+    CHECK(std::strlen(c.last_error()) > 0);
+    return;
+  }
+  plx_engine* e = nullptr;
+  REQUIRE(c.create(&e, 0) == PLX_OK);
+  a.struct_size = 8;
+  CHECK(c.attention(e, &a, nullptr) == PLX_ERROR_INVALID_ARGUMENT);
+  CHECK(std::string(c.last_error()).find("struct_size = 8") != std::string::npos);
+  a.struct_size = sizeof a;
+  a.variant = PLX_PARALLAX;
+  a.batch = a.q_len = a.kv_len = a.heads_q = a.heads_kv = 1;
+  a.head_dim = 96;
+  a.window_left = -1;
+  CHECK(c.attention(e, &a, nullptr) == PLX_ERROR_INVALID_ARGUMENT);
+  CHECK(std::string(c.last_error()).find("head_dim = 96") != std::string::npos);
+  c.destroy(e);
+  c.destroy(nullptr);  // allowed, like free(NULL)
+}
+
+TEST_CASE("C API decode matches the oracle", "[gpu][capi]") {
+  const CApi& c = capi();
+  std::string why;
+  if (!cu::available(&why)) {
+    WARN("skipping [gpu] test: " << why);
+    return;
+  }
+  cu::Device dev(0);
+  dev.make_current();
+  plx_engine* e = nullptr;
+  REQUIRE(c.create(&e, 0) == PLX_OK);
+  for (plx_dtype dt : {PLX_BF16, PLX_FP16}) {
+    AttentionArgs x;
+    x.family = Family::parallax;
+    x.dtype = dt == PLX_BF16 ? DType::bf16 : DType::fp16;
+    x.batch = 3;
+    x.q_len = 1;
+    x.kv_len = 1031;
+    x.heads_q = 16;
+    x.heads_kv = 4;
+    x.head_dim = 128;
+    x.window_left = -1;
+    std::mt19937_64 rng(fresh_seed());
+    const size_t nq = size_t(x.batch) * x.heads_q * x.head_dim, nkv = size_t(x.batch) * x.kv_len * x.heads_kv * x.head_dim;
+    Tensor q = random_tensor(rng, nq, 128, x.dtype, true), r = random_tensor(rng, nq, 128, x.dtype, true);
+    Tensor k = random_tensor(rng, nkv, 128, x.dtype, true), v = random_tensor(rng, nkv, 128, x.dtype, false);
+    cu::Buffer dq(nq * 2), dr(nq * 2), dk(nkv * 2), dv(nkv * 2), dout(nq * 2);
+    dq.upload(q.bits.data(), nq * 2);
+    dr.upload(r.bits.data(), nq * 2);
+    dk.upload(k.bits.data(), nkv * 2);
+    dv.upload(v.bits.data(), nkv * 2);
+    dout.fill_bytes(0xFF);
+    plx_attention_args a{};
+    a.struct_size = sizeof a;
+    a.variant = PLX_PARALLAX;
+    a.dtype = dt;
+    a.batch = x.batch;
+    a.q_len = 1;
+    a.kv_len = x.kv_len;
+    a.heads_q = x.heads_q;
+    a.heads_kv = x.heads_kv;
+    a.head_dim = 128;
+    a.causal = 1;
+    a.window_left = -1;
+    a.q = dq.data();
+    a.r = dr.data();
+    a.k = dk.data();
+    a.v = dv.data();
+    a.o = dout.data();
+    REQUIRE(c.attention(e, &a, nullptr) == PLX_OK);
+    PLX_CU(cu::api().cuCtxSynchronize());
+    std::vector<std::uint16_t> out(nq);
+    dout.download(out.data(), nq * 2);
+    std::vector<double> ref(nq);
+    oracle::attention(problem_of(x, {}), q.exact.data(), r.exact.data(), k.exact.data(), v.exact.data(), ref.data());
+    double num = 0, den = 0;
+    long bad = 0;
+    for (size_t i = 0; i < nq; ++i) {
+      const double o = to_double(x.dtype, out[i]);
+      if (!std::isfinite(o)) ++bad;
+      else num += (o - ref[i]) * (o - ref[i]);
+      den += ref[i] * ref[i];
+    }
+    CHECK(bad == 0);
+    CHECK(std::sqrt(num / den) < tolerance(x.dtype));
+  }
+  c.destroy(e);
+}
