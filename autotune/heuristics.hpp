@@ -24,31 +24,41 @@ constexpr int decode_block_m(Family f, int rows) {
 }
 
 // Number of KV splits for decode (flash-decoding). A CTA per (batch, kv head, row block)
-// leaves most SMs idle for small batches; splitting the keys fills them. Two CTAs fit per
-// SM (79 KB of smem each on 228 KB), so a wave is 2 x SMs CTAs. The time of S splits is
-// about waves(S) / S (each CTA streams 1/S of the keys), so pick the S that minimises
-// ceil(ctas * S / wave) / S (plus 10% for S > 1: partials and merge), the smallest on ties,
-// keeping >= 2 K/V tiles per split so the
-// pipeline has something to overlap and the merge stays cheap.
-//   H200 (132 SMs, wave 264), 8 kv heads, block_n 64:
-//     batch 1, 4096 keys : ctas 8,   tiles 64  -> S 32 (1 wave of 256: 1/32)
-//     batch 8, 4096 keys : ctas 64,  tiles 64  -> S 4  (256 CTAs, 1 wave: 1/4; S 5 = 2/5)
-//     batch 32, any      : ctas 256            -> S 1  (0.97 of a wave; S 33 = 1.1 x 32/33)
+// leaves most SMs idle for small batches; splitting the keys fills them. A wave is
+// ctas_per_sm x SMs CTAs (2 per SM for the 100 KiB default decode tile). The time of S
+// splits is about waves(S) x (tiles per split + 3), the 3 being a CTA's fixed cost
+// (Q load, pipeline fill, warp merge) in tile-times, plus 5% for S > 1 (partials and the
+// merge launch). Pick the cheapest S, the smallest on ties, with >= 2 tiles per split.
+//   H200 (132 SMs, 2 CTAs/SM: wave 264), 8 kv heads, block_n 64:
+//     batch 1, 16384 keys: ctas 8,   tiles 256 -> S 33 (1 wave x (7.8 + 3) = 10.8)
+//     batch 1, 4096 keys : ctas 8,   tiles 64  -> S 32 (1 wave x (2 + 3) = 5)
+//     batch 8, 16384 keys: ctas 64,  tiles 256 -> S 4  (1 wave x 67; S 33 = 8 x 10.8 = 86)
+//     batch 32, any      : ctas 256            -> S 1  (1 wave x 259; S 2 = 2 x 131 x 1.05)
 //     batch 64           : ctas 512 >= 264     -> S 1
-constexpr int decode_splits(int ctas, int n_tiles, int sm_count) {
-  const int wave = 2 * sm_count;
+constexpr int decode_splits(int ctas, int n_tiles, int sm_count, int ctas_per_sm = 2) {
+  const int wave = std::max(1, ctas_per_sm) * sm_count;
   if (ctas >= wave || n_tiles < 4) return 1;
+  auto cost = [&](int s) {
+    const double waves = double((ctas * s + wave - 1) / wave);
+    return waves * (double(n_tiles) / s + 3.0) * (s > 1 ? 1.05 : 1.0);
+  };
   int best = 1;
-  double best_cost = 1.0 * ((ctas + wave - 1) / wave);
+  double best_cost = cost(1);
   for (int s = 2; s <= std::min(128, n_tiles / 2); ++s) {
-    // 10% for the partials' round trip and the merge launch.
-    const double cost = 1.1 * double((ctas * s + wave - 1) / wave) / s;
-    if (cost < best_cost - 1e-9) {
+    if (cost(s) < best_cost - 1e-9) {
       best = s;
-      best_cost = cost;
+      best_cost = cost(s);
     }
   }
   return best;
+}
+
+// CTAs of a kernel that fit on one SM by shared memory (the binding limit for these
+// tiles): sm_90a has 228 KiB per SM, sm_80 164 KiB, and each CTA reserves 1 KiB.
+//   decode d128 block_m 8, stages 3: 102400 B -> 233472 / 103424 = 2 on sm_90a
+constexpr int ctas_per_sm_by_smem(long smem_bytes, Arch arch) {
+  const long per_sm = arch == Arch::sm90a ? 233472 : 167936;
+  return std::max(1L, per_sm / (smem_bytes + 1024));
 }
 
 // The tile the engine uses when nothing better is known (each is in the shipped specs).

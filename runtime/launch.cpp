@@ -44,6 +44,15 @@ void validate(const AttentionArgs& a, bool pointers) {
   const double elems = double(a.batch) * std::max(a.q_len, a.kv_len) * std::max(a.heads_q, a.heads_kv) * a.head_dim;
   if (elems >= double(INT64_C(1) << 40)) bad("tensor sizes beyond 2^40 elements");
   if (double(a.batch) * a.heads_q * a.q_len >= double(INT32_MAX) / 2) bad("batch x heads_q x q_len too large");
+  if (a.block_table || a.page_size || a.max_pages) {
+    const int ps = a.page_size;
+    if (ps < 16 || ps > 256 || (ps & (ps - 1)) != 0)
+      bad(fmt::format("page_size = {} must be a power of two in 16..256", ps));
+    if (a.max_pages < 1 || double(a.max_pages) * ps < a.kv_len)
+      bad(fmt::format("max_pages = {} x page_size = {} holds fewer than kv_len = {} keys", a.max_pages, ps,
+                      a.kv_len));
+    if (pointers && !a.block_table) bad("page_size is set but block_table is null");
+  }
   if (!pointers) return;
   check_pointer(a.q, "q");
   if (has_probe(a.family)) check_pointer(a.r, "r");
@@ -87,7 +96,8 @@ int decode_splits_for(const Variant& v, const AttentionArgs& a, int sm_count) {
   if (a.window_left >= 0) span = std::min(span, a.window_left + a.q_len);
   const int n_tiles = ceil_div(span, v.tile.block_n);
   if (v.tile.split_kv > 0) return std::min(v.tile.split_kv, std::max(n_tiles, 1));
-  return heuristics::decode_splits(a.batch * a.heads_kv * row_blocks, n_tiles, sm_count);
+  return heuristics::decode_splits(a.batch * a.heads_kv * row_blocks, n_tiles, sm_count,
+                                   heuristics::ctas_per_sm_by_smem(smem_bytes(v), v.arch));
 }
 
 LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count) {
@@ -118,6 +128,13 @@ LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count) {
   p.window = a.window_left;
   const double scale = a.qk_scale > 0 ? a.qk_scale : 1.0 / std::sqrt(double(a.head_dim));
   p.scale_log2 = static_cast<float>(scale * 1.4426950408889634);
+  p.block_table = a.block_table;
+  p.max_pages = a.max_pages;
+  p.page_shift = 0;
+  if (a.block_table) {
+    while ((1 << p.page_shift) < a.page_size) ++p.page_shift;
+    p.k_stride_b = 0;  // pages, not batches, locate keys
+  }
 
   lp.block = {unsigned(v.tile.warps * 32), 1, 1};
   lp.smem_bytes = static_cast<unsigned>(smem_bytes(v));

@@ -3,6 +3,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <random>
@@ -66,7 +67,40 @@ struct Case {
   AttentionArgs args;               // shapes and flags; pointers are filled in
   std::vector<int> seqused;         // empty: none
   std::string variant;              // empty: the engine's own choice
+  int page_size = 0;                // > 0: K/V go through a shuffled paged cache
 };
+
+// Scatters contiguous [batch, kv_len, hkv, D] rows into a page pool with a shuffled block
+// table (plus spare pages of noise), as a serving engine's allocator would leave it.
+struct Paged {
+  std::vector<std::uint16_t> k, v;
+  std::vector<int> table;
+  int max_pages = 0;
+};
+inline Paged make_paged(std::mt19937_64& rng, const AttentionArgs& a, int page_size, const Tensor& k,
+                        const Tensor& v) {
+  Paged p;
+  p.max_pages = (a.kv_len + page_size - 1) / page_size;
+  const int pages = a.batch * p.max_pages + 3;
+  const std::size_t row = std::size_t(a.heads_kv) * a.head_dim;
+  Tensor noise_k = random_tensor(rng, std::size_t(pages) * page_size * row, a.head_dim, a.dtype, true);
+  Tensor noise_v = random_tensor(rng, std::size_t(pages) * page_size * row, a.head_dim, a.dtype, false);
+  p.k = std::move(noise_k.bits);
+  p.v = std::move(noise_v.bits);
+  std::vector<int> perm(pages);
+  for (int i = 0; i < pages; ++i) perm[i] = i;
+  std::shuffle(perm.begin(), perm.end(), rng);
+  p.table.assign(perm.begin(), perm.begin() + std::size_t(a.batch) * p.max_pages);
+  for (int b = 0; b < a.batch; ++b)
+    for (int j = 0; j < a.kv_len; ++j) {
+      const std::size_t src = (std::size_t(b) * a.kv_len + j) * row;
+      const std::size_t dst = (std::size_t(p.table[std::size_t(b) * p.max_pages + j / page_size]) * page_size +
+                               j % page_size) * row;
+      std::copy_n(k.bits.begin() + src, row, p.k.begin() + dst);
+      std::copy_n(v.bits.begin() + src, row, p.v.begin() + dst);
+    }
+  return p;
+}
 
 inline oracle::Problem problem_of(const AttentionArgs& a, const std::vector<int>& seqused) {
   oracle::Problem p;
@@ -95,11 +129,26 @@ inline Comparison run_case(Engine& engine, const Case& c, std::uint64_t seed, vo
   Tensor k = random_tensor(rng, nkv, D, a.dtype, true);
   Tensor v = random_tensor(rng, nkv, D, a.dtype, false);
 
-  cu::Buffer dq(nq * 2), dr(nq * 2), dk(nkv * 2), dv(nkv * 2), dout(nq * 2), dlen;
+  cu::Buffer dq(nq * 2), dr(nq * 2), dk, dv, dout(nq * 2), dlen, dtable;
   dq.upload(q.bits.data(), nq * 2);
   dr.upload(r.bits.data(), nq * 2);
-  dk.upload(k.bits.data(), nkv * 2);
-  dv.upload(v.bits.data(), nkv * 2);
+  if (c.page_size > 0) {
+    const Paged pg = make_paged(rng, a, c.page_size, k, v);
+    dk = cu::Buffer(pg.k.size() * 2);
+    dv = cu::Buffer(pg.v.size() * 2);
+    dk.upload(pg.k.data(), pg.k.size() * 2);
+    dv.upload(pg.v.data(), pg.v.size() * 2);
+    dtable = cu::Buffer(pg.table.size() * sizeof(int));
+    dtable.upload(pg.table.data(), pg.table.size() * sizeof(int));
+    a.block_table = static_cast<const int*>(dtable.data());
+    a.page_size = c.page_size;
+    a.max_pages = pg.max_pages;
+  } else {
+    dk = cu::Buffer(nkv * 2);
+    dv = cu::Buffer(nkv * 2);
+    dk.upload(k.bits.data(), nkv * 2);
+    dv.upload(v.bits.data(), nkv * 2);
+  }
   dout.fill_bytes(0xFF);  // 0xFFFF is NaN in bf16 and fp16: unwritten elements show up
   a.q = dq.data();
   a.r = dr.data();

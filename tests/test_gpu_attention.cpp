@@ -215,6 +215,28 @@ TEST_CASE("seqused_k with mixed live lengths, empty sequences included", "[gpu]"
     }
 }
 
+TEST_CASE("paged KV cache: pages 16 to 256, shuffled, with live lengths", "[gpu]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  int i = 0;
+  for (Family f : kFamilies)
+    for (int page : {16, 64, 256}) {
+      ++i;
+      AttentionArgs a = base_args(f, i % 2 ? DType::bf16 : DType::fp16, i % 3 ? 128 : 64);
+      a.batch = 4;
+      a.heads_q = 8;
+      a.heads_kv = 2;
+      a.kv_len = 1000;
+      a.q_len = 1 + i % 3;
+      a.window_left = i % 4 == 0 ? 300 : -1;
+      expect_close(*e, {a, {}, "", page}, fmt::format("paged decode, page {}", page));
+      expect_close(*e, {a, {1000, 17, 0, 640}, "", page}, fmt::format("paged decode + seqused, page {}", page));
+      a.q_len = 200;
+      a.batch = 2;
+      expect_close(*e, {a, {}, "", page}, fmt::format("paged prefill, page {}", page));
+    }
+}
+
 TEST_CASE("fully masked rows are exactly zero, never NaN", "[gpu]") {
   Engine* e = engine_or_skip();
   if (!e) return;
@@ -267,6 +289,11 @@ TEST_CASE("bad arguments are refused before any launch", "[gpu]") {
   a.r = dummy + 2;
   CHECK_THROWS_WITH(e->attention(a, nullptr), Catch::Contains("not 16-byte aligned"));
   a.r = dummy;
+  a.page_size = 48;
+  a.max_pages = 1;
+  CHECK_THROWS_WITH(e->attention(a, nullptr), Catch::Contains("page_size = 48"));
+  a.page_size = 0;
+  a.max_pages = 0;
   CHECK_THROWS_AS(e->attention(a, "plx_decode_softmax_bf16_d128_causal_m16_n64_w4_s2_kauto_sm90a", nullptr),
                   UnsupportedError);
 }

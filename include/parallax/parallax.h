@@ -24,6 +24,10 @@ typedef struct {
   const void *q, *r, *k, *v;       /* device pointers, contiguous [batch, len, heads, head_dim] */
   void *o;                         /* device, [batch, q_len, heads_q, head_dim] */
   const int *seqused_k;            /* optional device int32[batch]: live KV length per batch */
+  /* --- added in ABI 2 (read only when struct_size covers them) --- */
+  const int *block_table;          /* optional paged KV: device int32[batch, max_pages]; k, v are */
+  int page_size;                   /* page pools [pages, page_size, heads_kv, head_dim];          */
+  int max_pages;                   /* page_size a power of two in 16..256                       */
 } plx_attention_args;
 
 /* Error codes. */

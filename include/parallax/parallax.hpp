@@ -35,6 +35,13 @@ struct AttentionArgs {
   const void* v = nullptr;
   void* o = nullptr;               // [batch, q_len, heads_q, head_dim]
   const int* seqused_k = nullptr;  // optional device int32[batch]: live KV length per batch
+  // Optional paged KV cache (the layout serving engines use): k and v are page pools
+  // [num_pages, page_size, heads_kv, head_dim]; key j of batch b is in page
+  // block_table[b * max_pages + j / page_size]. page_size: a power of two in 16..256;
+  // kv_len <= max_pages * page_size (live lengths via seqused_k).
+  const int* block_table = nullptr;  // device int32[batch, max_pages]
+  int page_size = 0;
+  int max_pages = 0;
 };
 
 struct EngineOptions {

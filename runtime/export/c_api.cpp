@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <cstddef>
 #include <new>
 #include <string>
 
@@ -45,8 +46,10 @@ int guarded(F&& f) {
   }
 }
 
-// The prefix of plx_attention_args every struct_size must cover (the fields of ABI v1).
-constexpr int kMinArgsSize = static_cast<int>(sizeof(plx_attention_args));
+// The prefix of plx_attention_args every struct_size must cover (the fields of ABI 1);
+// later fields are read only when the caller's struct_size includes them.
+constexpr int kMinArgsSize = static_cast<int>(offsetof(plx_attention_args, block_table));
+constexpr std::size_t kAbi2Size = offsetof(plx_attention_args, max_pages) + sizeof(int);
 }  // namespace
 
 extern "C" {
@@ -66,7 +69,7 @@ __attribute__((visibility("default"))) int plx_attention(plx_engine* e, const pl
   if (a->struct_size < kMinArgsSize)
     return fail(PLX_ERROR_INVALID_ARGUMENT,
                 fmt::format("plx_attention: struct_size = {} is smaller than this library's "
-                            "plx_attention_args ({} bytes); set it to sizeof(plx_attention_args)",
+                            "oldest plx_attention_args ({} bytes); set it to sizeof(plx_attention_args)",
                             a->struct_size, kMinArgsSize));
   return guarded([&] {
     plx::AttentionArgs x;
@@ -87,6 +90,11 @@ __attribute__((visibility("default"))) int plx_attention(plx_engine* e, const pl
     x.v = a->v;
     x.o = a->o;
     x.seqused_k = a->seqused_k;
+    if (std::size_t(a->struct_size) >= kAbi2Size) {
+      x.block_table = a->block_table;
+      x.page_size = a->page_size;
+      x.max_pages = a->max_pages;
+    }
     e->engine.attention(x, cuda_stream);
   });
 }

@@ -88,8 +88,8 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
   const int tile_begin = int((long long)split * n_tiles / p.num_splits);
   const int tile_end = int((long long)(split + 1) * n_tiles / p.num_splits);
   const long long kv_head_off = hkv * p.k_stride_h;
-  const unsigned short* kg = static_cast<const unsigned short*>(p.k) + b * p.k_stride_b + kv_head_off;
-  const unsigned short* vg = static_cast<const unsigned short*>(p.v) + b * p.k_stride_b + kv_head_off;
+  const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_head_off;
+  const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_head_off;
   auto tile_key = [&](int i) { return keys.any.lo + (tile_begin + i) * C::kBN; };
 
   OnlineState<C::kFamily, T, MT, D> st;
@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
         auto src = [&](const unsigned short* g) {
           return [=](int row) -> const unsigned short* {
             const int key = key0 + row;
-            return key < L ? g + (long long)key * p.k_stride_t : nullptr;
+            return key < L ? g + kv_row_offset(p, b, key) : nullptr;
           };
         };
         ring.k(slot).template load_async<C::kThreads>(C::kBN, src(kg));

@@ -21,6 +21,16 @@ __device__ __forceinline__ int live_len(const AttnParams& p, int b) {
   return p.seqused_k ? min(max(p.seqused_k[b], 0), p.kv_len) : p.kv_len;
 }
 
+// Element offset of key `key` of batch b in K (and V), head offset excluded: contiguous
+// [batch, kv_len, ...] or, with a block table, the key's page in the pool. The branch is
+// uniform across the grid.
+__device__ __forceinline__ long long kv_row_offset(const AttnParams& p, int b, int key) {
+  if (!p.block_table) return b * p.k_stride_b + (long long)key * p.k_stride_t;
+  const int page = __ldg(p.block_table + (long long)b * p.max_pages + (key >> p.page_shift));
+  const int row = key & ((1 << p.page_shift) - 1);
+  return ((long long)page << p.page_shift | row) * p.k_stride_t;
+}
+
 // Keys of a block of rows t_first..t_last (consecutive diagonals): `any` is the union of
 // their ranges (what must be streamed), `all` the intersection (where no mask is needed).
 struct BlockKeys {

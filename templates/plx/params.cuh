@@ -28,6 +28,12 @@ struct AttnParams {
   int window;          // keys visible to a row: the `window` ending at its diagonal; -1 none
   int num_splits;      // decode: grid.x; 1 writes o directly
   float scale_log2;    // qk_scale * log2(e): s1 lives in log2 units inside the kernels
+  // Paged KV cache (null: contiguous). k and v are then page pools
+  // [pages, 1 << page_shift, heads_kv, head_dim] and key j of batch b lives in page
+  // block_table[b * max_pages + (j >> page_shift)]; k_stride_b is unused.
+  const int* block_table;
+  int max_pages;
+  int page_shift;
 };
 
 }  // namespace plx

@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
   const BlockKeys warp_keys =
       block_keys<C::kCausal, C::kWindow>(L, p.q_len, warp_first, max(warp_last, warp_first), p.window);
 
-  const long long kv_off = b * p.k_stride_b + hkv * p.k_stride_h;
+  const long long kv_off = hkv * p.k_stride_h;
   const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_off;
   const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_off;
   const int n_tiles = (cta_keys.any.hi - cta_keys.any.lo + NK - 1) / NK;
@@ -86,7 +86,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
         auto src = [&](const unsigned short* g) {
           return [=](int row) -> const unsigned short* {
             const int key = key0 + row;
-            return key < L ? g + (long long)key * p.k_stride_t : nullptr;
+            return key < L ? g + kv_row_offset(p, b, key) : nullptr;
           };
         };
         ring.k(slot).template load_async<C::kThreads>(NK, src(kg));

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <random>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 
 #include "generator/render.hpp"
 #include "generator/variant.hpp"
+#include "runtime/compiler.hpp"
 #include "runtime/jit.hpp"
 #include "parallax/parallax.hpp"
 #include "runtime/driver.hpp"
@@ -26,6 +28,35 @@
 using namespace plx;
 
 namespace {
+// A kernel that holds the stream for `ns` nanoseconds. Issued before each timed launch,
+// it lets the host enqueue the events and the kernel while the GPU is busy, so the events
+// measure GPU time, not launch overhead (the reference figures' method; the torch script
+// does the same with torch.cuda._sleep).
+struct Spin {
+  cu::Module module;
+  cu::Launchable fn;
+  static Spin make() {
+    CompileRequest req;
+    req.source =
+        "extern \"C\" __global__ void plx_spin(unsigned long long ns) {\n"
+        "  unsigned long long t0, t;\n"
+        "  asm volatile(\"mov.u64 %0, %%globaltimer;\" : \"=l\"(t0));\n"
+        "  do { asm volatile(\"mov.u64 %0, %%globaltimer;\" : \"=l\"(t)); } while (t - t0 < ns);\n"
+        "}\n";
+    req.arch = "sm_90a";
+    req.name_expression = "plx_spin";
+    req.display_name = "plx_spin";
+    CompiledKernel k = compile(req);
+    cu::Module m(k.cubin);
+    CUfunction f = m.function(k.lowered_name);
+    return Spin{std::move(m), cu::Launchable(f)};
+  }
+  void run(CUstream s, unsigned long long ns) {
+    void* args[] = {&ns};
+    cu::launch(fn, {1, 1, 1}, {1, 1, 1}, 0, s, args);
+  }
+};
+
 std::vector<int> ints(const std::string& s) {
   std::vector<int> v;
   size_t i = 0;
@@ -71,6 +102,7 @@ int overhead() {
   for (int i = 0; i < 5; ++i) b.emplace_back(size_t(4) * 64 * 128 * 2);
   a.q = b[0].data(); a.r = b[1].data(); a.k = b[2].data(); a.v = b[3].data(); a.o = b[4].data();
   for (int i = 0; i < 100; ++i) e.attention(a, name, stream.handle());
+  for (int i = 0; i < 100; ++i) e.attention(a, stream.handle());  // compiles the default variant
   stream.synchronize();
   const int n = 2000;
   t0 = clk::now();
@@ -101,8 +133,9 @@ int overhead() {
 int main(int argc, char** argv) try {
   std::string op = argc > 1 ? argv[1] : "decode";
   if (op == "overhead") return overhead();
-  std::string family = "parallax", dtype = "bf16", variant;
+  std::string family = "parallax", dtype = "bf16", variant, shape_list;
   std::vector<int> batches{1, 8, 32}, kvs{1024, 4096, 16384};
+  int page = 0;
   int hq = 32, hkv = 8, d = 128, q_len = op == "decode" ? 1 : 4096, reps = 200;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -116,14 +149,38 @@ int main(int argc, char** argv) try {
     else if (k == "--q-len") q_len = std::stoi(v);
     else if (k == "--reps") reps = std::stoi(v);
     else if (k == "--variant") variant = v;
+    else if (k == "--shapes") shape_list = v;
+    else if (k == "--page") page = std::stoi(v);
     else throw Error("unknown option " + k);
   }
   Engine engine(0);
   cu::Device dev(0);
   dev.make_current();
   cu::Stream stream;
-  for (int B : batches)
-    for (int L : kvs) {
+  Spin spin = Spin::make();
+  // Shapes: the cross product of --batch and --kv, or an explicit --shapes list.
+  struct Shape {
+    int B, L, hq, hkv, d;
+  };
+  std::vector<Shape> shapes;
+  if (!shape_list.empty()) {
+    for (size_t i = 0; i < shape_list.size();) {
+      size_t j = shape_list.find(',', i);
+      if (j == std::string::npos) j = shape_list.size();
+      std::string t = shape_list.substr(i, j - i);
+      for (auto& ch : t) if (ch == 'x') ch = ',';
+      auto f = ints(t);
+      if (f.size() < 4) throw Error("--shapes wants BxLxHqxHkv[xD], got " + shape_list.substr(i, j - i));
+      shapes.push_back({f[0], f[1], f[2], f[3], f.size() > 4 ? f[4] : d});
+      i = j + 1;
+    }
+  } else {
+    for (int B : batches)
+      for (int L : kvs) shapes.push_back({B, L, hq, hkv, d});
+  }
+  for (const Shape& sh : shapes) {
+    {
+      const int B = sh.B, L = sh.L, hq = sh.hq, hkv = sh.hkv, d = sh.d;
       AttentionArgs a;
       a.family = *parse_family(family);
       a.dtype = *parse_dtype(dtype);
@@ -143,6 +200,21 @@ int main(int argc, char** argv) try {
           bufs.emplace_back(n);
           bufs.back().fill_bytes(0x3c);  // small finite values in bf16 and fp16
         }
+      // Paged cache: the same bytes as page pools, a shuffled block table per copy set.
+      cu::Buffer table;
+      if (page > 0) {
+        a.page_size = page;
+        a.max_pages = (L + page - 1) / page;
+        std::vector<int> t(size_t(B) * a.max_pages);
+        for (size_t i = 0; i < t.size(); ++i) t[i] = int(i);
+        std::mt19937 rng(7);
+        std::shuffle(t.begin(), t.end(), rng);
+        table = cu::Buffer(t.size() * sizeof(int));
+        table.upload(t.data(), t.size() * sizeof(int));
+        a.block_table = static_cast<const int*>(table.data());
+        // The pool holds max_pages * page rows per batch: round the K/V buffers up.
+        if (size_t(a.max_pages) * page != size_t(L)) throw Error("--page must divide every kv length");
+      }
       auto args_of = [&](int c) {
         AttentionArgs x = a;
         x.q = bufs[5 * c].data();
@@ -158,6 +230,7 @@ int main(int argc, char** argv) try {
       std::vector<float> ms;
       cu::Event e0, e1;
       for (int i = 0; i < reps; ++i) {
+        spin.run(stream.handle(), 40000);
         e0.record(stream.handle());
         engine.attention(args_of(i % copies), name, stream.handle());
         e1.record(stream.handle());
@@ -172,11 +245,12 @@ int main(int argc, char** argv) try {
       fmt::print(
           "{{\"op\":\"{}\",\"impl\":\"plx\",\"family\":\"{}\",\"dtype\":\"{}\",\"batch\":{},\"q_len\":{},\"kv_len\":{},"
           "\"heads_q\":{},\"heads_kv\":{},\"d\":{},\"variant\":\"{}\",\"splits\":{},\"median_us\":{:.2f},"
-          "\"p10_us\":{:.2f},\"GBps\":{:.0f},\"TFLOPs\":{:.1f}}}\n",
+          "\"p10_us\":{:.2f},\"GBps\":{:.0f},\"TFLOPs\":{:.1f},\"page\":{}}}\n",
           op, family, dtype, B, a.q_len, L, hq, hkv, d, name, engine.splits_for(a, name), med_us,
-          1e3 * ms[ms.size() / 10], bytes / med_us / 1e3, flops / med_us / 1e6);
+          1e3 * ms[ms.size() / 10], bytes / med_us / 1e3, flops / med_us / 1e6, page);
       std::fflush(stdout);
     }
+  }
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "plx-bench: %s\n", e.what());

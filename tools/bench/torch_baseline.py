@@ -18,12 +18,21 @@ p.add_argument("--d", type=int, default=128)
 p.add_argument("--q-len", type=int, default=1)
 p.add_argument("--reps", type=int, default=200)
 p.add_argument("--dtype", default="bf16")
+p.add_argument("--shapes", default="", help="BxLxHqxHkv[xD],... instead of --batch x --kv")
 a = p.parse_args()
 dt = torch.bfloat16 if a.dtype == "bf16" else torch.float16
 l2 = torch.cuda.get_device_properties(0).L2_cache_size
 
-for B in map(int, a.batch.split(",")):
-    for L in map(int, a.kv.split(",")):
+if a.shapes:
+    shapes = []
+    for t in a.shapes.split(","):
+        f = [int(x) for x in t.split("x")]
+        shapes.append((f[0], f[1], f[2], f[3], f[4] if len(f) > 4 else a.d))
+else:
+    shapes = [(B, L, a.heads_q, a.heads_kv, a.d) for B in map(int, a.batch.split(",")) for L in map(int, a.kv.split(","))]
+
+for B, L, HQ, HKV, D in shapes:
+        a.heads_q, a.heads_kv, a.d = HQ, HKV, D
         T = a.q_len if a.op == "decode" else L
         # [B, H, T, D] views of [B, T, H, D] storage, like the engine's layout
         qb = B * T * a.heads_q * a.d * 2
@@ -46,6 +55,9 @@ for B in map(int, a.batch.split(",")):
                     ms = []
                     for i in range(a.reps):
                         e0 = torch.cuda.Event(enable_timing=True); e1 = torch.cuda.Event(enable_timing=True)
+                        # ~40 us of GPU spin first, so the events time the GPU, not the
+                        # host's dispatch (plx-bench does the same).
+                        torch.cuda._sleep(80000)
                         e0.record(); run(sets[i % copies]); e1.record(); e1.synchronize()
                         ms.append(e0.elapsed_time(e1))
                 ms.sort()
