@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
   // Q (and R) rows into shared memory: m-tile mt, fragment row i.
   auto logical_row = [&](int mt, int i) { return row0 + mt * RPT + (Traits::probe ? (i & 7) : i); };
   for (int mt = 0; mt < MT; ++mt) {
-    q_tile(mt).template load_async<C::kThreads>(16, [&](int i) -> const unsigned short* {
+    q_tile(mt).template load_rows<C::kThreads>(16, [&](int i) -> const unsigned short* {
       const int l = logical_row(mt, i);
       if (l >= rows_total) return nullptr;
       const int t = l / p.group, h = hkv * p.group + l % p.group;
@@ -97,15 +97,8 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
   ring.run(
       tile_end - tile_begin,
       [&](int i, int slot) {
-        const int key0 = tile_key(i);
-        auto src = [&](const unsigned short* g) {
-          return [=](int row) -> const unsigned short* {
-            const int key = key0 + row;
-            return key < L ? g + kv_row_offset(p, b, key) : nullptr;
-          };
-        };
-        ring.k(slot).template load_async<C::kThreads>(C::kBN, src(kg));
-        ring.v(slot).template load_async<C::kThreads>(C::kBN, src(vg));
+        load_kv_tile<C::kThreads>(p, ring.k(slot), kg, b, tile_key(i), C::kBN, L);
+        load_kv_tile<C::kThreads>(p, ring.v(slot), vg, b, tile_key(i), C::kBN, L);
       },
       [&](int i, int slot) {
         const int k0 = warp * NK, key0 = tile_key(i) + k0;

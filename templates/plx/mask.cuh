@@ -5,6 +5,7 @@
 #pragma once
 #include "plx/online_state.cuh"
 #include "plx/params.cuh"
+#include "plx/smem_tile.cuh"
 
 namespace plx {
 
@@ -21,14 +22,28 @@ __device__ __forceinline__ int live_len(const AttnParams& p, int b) {
   return p.seqused_k ? min(max(p.seqused_k[b], 0), p.kv_len) : p.kv_len;
 }
 
-// Element offset of key `key` of batch b in K (and V), head offset excluded: contiguous
-// [batch, kv_len, ...] or, with a block table, the key's page in the pool. The branch is
-// uniform across the grid.
-__device__ __forceinline__ long long kv_row_offset(const AttnParams& p, int b, int key) {
-  if (!p.block_table) return b * p.k_stride_b + (long long)key * p.k_stride_t;
-  const int page = __ldg(p.block_table + (long long)b * p.max_pages + (key >> p.page_shift));
-  const int row = key & ((1 << p.page_shift) - 1);
-  return ((long long)page << p.page_shift | row) * p.k_stride_t;
+// Loads rows [key0, key0 + rows) of one head of K (or V) into `tile`, zero-filling keys at
+// or past L. `head` points at the head's first element of batch 0 (contiguous) or of the
+// pool (paged: key j of batch b lives in page block_table[b * max_pages + j >> shift]).
+// The paged/contiguous branch is taken once per tile, outside the row loop.
+template <int kThreads, int D>
+__device__ __forceinline__ void load_kv_tile(const AttnParams& p, SmemTile<D> tile, const unsigned short* head,
+                                             int b, int key0, int rows, int L) {
+  if (!p.block_table) {
+    const unsigned short* g = head + b * p.k_stride_b + (long long)key0 * p.k_stride_t;
+    tile.template load_rows<kThreads>(rows, [&](int row) -> const unsigned short* {
+      return key0 + row < L ? g + (long long)row * p.k_stride_t : nullptr;
+    });
+  } else {
+    const int* table = p.block_table + (long long)b * p.max_pages;
+    const int mask = (1 << p.page_shift) - 1;
+    tile.template load_rows<kThreads>(rows, [&](int row) -> const unsigned short* {
+      const int key = key0 + row;
+      if (key >= L) return nullptr;
+      const long long slot = ((long long)__ldg(table + (key >> p.page_shift)) << p.page_shift) | (key & mask);
+      return head + slot * p.k_stride_t;
+    });
+  }
 }
 
 // Keys of a block of rows t_first..t_last (consecutive diagonals): `any` is the union of

@@ -48,7 +48,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
   auto position = [&](int cta_mt, int i) { return row0 + cta_mt * RPT + (Traits::probe ? (i & 7) : i); };
   const long long q_off = b * p.q_stride_b + h * p.q_stride_h;
   for (int mt = 0; mt < C::kMTiles; ++mt) {
-    cta_tile(mt).template load_async<C::kThreads>(16, [&](int i) -> const unsigned short* {
+    cta_tile(mt).template load_rows<C::kThreads>(16, [&](int i) -> const unsigned short* {
       const int pos = position(mt, i);
       if (pos >= p.q_len) return nullptr;
       const void* base = (Traits::probe && i >= 8) ? p.r : p.q;
@@ -82,15 +82,8 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
   ring.run(
       n_tiles,
       [&](int i, int slot) {
-        const int key0 = tile_key(i);
-        auto src = [&](const unsigned short* g) {
-          return [=](int row) -> const unsigned short* {
-            const int key = key0 + row;
-            return key < L ? g + kv_row_offset(p, b, key) : nullptr;
-          };
-        };
-        ring.k(slot).template load_async<C::kThreads>(NK, src(kg));
-        ring.v(slot).template load_async<C::kThreads>(NK, src(vg));
+        load_kv_tile<C::kThreads>(p, ring.k(slot), kg, b, tile_key(i), C::kBN, L);
+        load_kv_tile<C::kThreads>(p, ring.v(slot), vg, b, tile_key(i), C::kBN, L);
       },
       [&](int i, int slot) {
         const int key0 = tile_key(i);

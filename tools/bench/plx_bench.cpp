@@ -136,6 +136,7 @@ int main(int argc, char** argv) try {
   std::string family = "parallax", dtype = "bf16", variant, shape_list;
   std::vector<int> batches{1, 8, 32}, kvs{1024, 4096, 16384};
   int page = 0;
+  long spin_ns = 40000;
   int hq = 32, hkv = 8, d = 128, q_len = op == "decode" ? 1 : 4096, reps = 200;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -151,6 +152,7 @@ int main(int argc, char** argv) try {
     else if (k == "--variant") variant = v;
     else if (k == "--shapes") shape_list = v;
     else if (k == "--page") page = std::stoi(v);
+    else if (k == "--spin-ns") spin_ns = std::stol(v);
     else throw Error("unknown option " + k);
   }
   Engine engine(0);
@@ -230,7 +232,7 @@ int main(int argc, char** argv) try {
       std::vector<float> ms;
       cu::Event e0, e1;
       for (int i = 0; i < reps; ++i) {
-        spin.run(stream.handle(), 40000);
+        if (spin_ns > 0) spin.run(stream.handle(), spin_ns);
         e0.record(stream.handle());
         engine.attention(args_of(i % copies), name, stream.handle());
         e1.record(stream.handle());
