@@ -5,6 +5,7 @@
 
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "generator/render.hpp"
 #include "parallax/parallax.hpp"
@@ -24,6 +25,7 @@ struct Engine::Impl {
     cu::Buffer buf;
   };
   std::unordered_map<CUstream, Workspace> workspaces;
+  std::vector<cu::Buffer> retired;  // outgrown workspaces, freed with the engine
 
   Impl(int ordinal, const EngineOptions& o)
       : device(ordinal), cache(o.cache_dir.empty() ? KernelCache::default_root() : o.cache_dir) {
@@ -39,14 +41,24 @@ struct Engine::Impl {
     return *kernels.emplace(name, std::move(k)).first->second;
   }
 
-  // Grows (never shrinks) the stream's workspace. Growth waits for the stream first: the
-  // old buffer may still be read by kernels queued on it.
+  // Grows (never shrinks) the stream's workspace. The old buffer may still be read by
+  // kernels queued on the stream, so it is retired, not freed, until the engine goes: no
+  // synchronisation, ever. Growth allocates, which a CUDA graph capture forbids, so during
+  // a capture a too-small workspace is an error that says what to do.
   float* workspace(CUstream s, std::size_t floats) {
     std::lock_guard lock(mu);
     Workspace& w = workspaces[s];
-    if (w.buf.size() < floats * sizeof(float)) {
-      if (w.buf.size() > 0) PLX_CU(cu::api().cuStreamSynchronize(s));
-      w.buf = cu::Buffer(floats * sizeof(float));
+    const std::size_t bytes = floats * sizeof(float);
+    if (w.buf.size() < bytes) {
+      CUstreamCaptureStatus capturing = CU_STREAM_CAPTURE_STATUS_NONE;
+      PLX_CU(cu::api().cuStreamIsCapturing(s, &capturing));
+      if (capturing != CU_STREAM_CAPTURE_STATUS_NONE)
+        throw UnsupportedError(fmt::format(
+            "attention: the split-KV workspace must grow to {} bytes, which cannot happen during CUDA graph "
+            "capture; run the same call once on this stream before capturing",
+            bytes));
+      if (w.buf.size() > 0) retired.push_back(std::move(w.buf));
+      w.buf = cu::Buffer(bytes + bytes / 2);  // headroom: growth is rare
     }
     return static_cast<float*>(w.buf.data());
   }

@@ -9,34 +9,23 @@
 #pragma once
 #include "plx/kv_ring.cuh"
 #include "plx/mask.cuh"
+#include "plx/tile_config.cuh"
 #include "plx/warp_mma.cuh"
 
 namespace plx {
 
 template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW>
-struct DecodeConfig {
-  using Elem = T;
-  using Traits = FamilyTraits<F>;
-  static constexpr Family kFamily = F;
-  static constexpr int kD = D, kBM = BM, kBN = BN, kWarps = WARPS, kStages = STAGES;
-  static constexpr bool kCausal = CAUSAL, kWindow = WINDOW;
-  static constexpr int kThreads = WARPS * 32;
-  static constexpr int kMT = BM / Traits::rows_per_tile;  // m-tiles, shared by all warps
-  static constexpr int kNK = BN / WARPS;                  // keys per warp per tile
-  static_assert(BM % Traits::rows_per_tile == 0 && kNK % 16 == 0, "see generator/legality.cpp");
-
-  // Shared memory: [Q tiles][K/V ring], the ring reused at the end for the warp merge.
-  static constexpr int kQBytes = kMT * 16 * D * 2;
+struct DecodeConfig : TileConfig<F, T, D, BM, BN, WARPS, STAGES, CAUSAL, WINDOW> {
+  using Base = TileConfig<F, T, D, BM, BN, WARPS, STAGES, CAUSAL, WINDOW>;
+  static constexpr int kMT = Base::kMTiles;  // every warp works on all m-tiles
+  static constexpr int kNK = BN / WARPS;     // keys per warp per tile
+  static_assert(kNK % 16 == 0, "see generator/legality.cpp");
+  // The ring is reused at the end for the warp merge: O of every warp plus (m, d1, d2).
   static constexpr int kOPitch = D + 8;  // floats; the pad spreads rows g over banks
   static constexpr int kMergeOBytes = WARPS * kMT * 16 * kOPitch * 4;
   static constexpr int kMergeBytes = kMergeOBytes + WARPS * kMT * 16 * 3 * 4;
-  static constexpr int kRingBytes = KvRing<D, BN, STAGES>::kBytes;
-  static constexpr int kSmemBytes = kQBytes + (kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes);
-};
-
-// Logical row -> (token, group member); -1 when the row is padding.
-struct DecodeRow {
-  int token, member;
+  static constexpr int kSmemBytes =
+      Base::kQBytes + (Base::kRingBytes > kMergeBytes ? Base::kRingBytes : kMergeBytes);
 };
 
 template <class C>

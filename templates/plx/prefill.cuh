@@ -8,23 +8,17 @@
 #pragma once
 #include "plx/kv_ring.cuh"
 #include "plx/mask.cuh"
+#include "plx/tile_config.cuh"
 #include "plx/warp_mma.cuh"
 
 namespace plx {
 
 template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW>
-struct PrefillConfig {
-  using Elem = T;
-  using Traits = FamilyTraits<F>;
-  static constexpr Family kFamily = F;
-  static constexpr int kD = D, kBM = BM, kBN = BN, kWarps = WARPS, kStages = STAGES;
-  static constexpr bool kCausal = CAUSAL, kWindow = WINDOW;
-  static constexpr int kThreads = WARPS * 32;
-  static constexpr int kMTiles = BM / Traits::rows_per_tile;  // m-tiles of the CTA
-  static constexpr int kMT = kMTiles / WARPS;                 // per warp
-  static_assert(kMT * WARPS == kMTiles && kMT >= 1, "see generator/legality.cpp");
-  static constexpr int kQBytes = kMTiles * 16 * D * 2;
-  static constexpr int kSmemBytes = kQBytes + KvRing<D, BN, STAGES>::kBytes;
+struct PrefillConfig : TileConfig<F, T, D, BM, BN, WARPS, STAGES, CAUSAL, WINDOW> {
+  using Base = TileConfig<F, T, D, BM, BN, WARPS, STAGES, CAUSAL, WINDOW>;
+  static constexpr int kMT = Base::kMTiles / WARPS;  // m-tiles per warp
+  static_assert(kMT * WARPS == Base::kMTiles && kMT >= 1, "see generator/legality.cpp");
+  static constexpr int kSmemBytes = Base::kQBytes + Base::kRingBytes;
 };
 
 template <class C>
