@@ -1,0 +1,158 @@
+// Host-side launch planning without a GPU: argument validation messages, the variant the
+// engine picks, grids, split counts and workspace sizes.
+#include <catch2/catch.hpp>
+
+#include "generator/legality.hpp"
+#include "runtime/launch.hpp"
+
+using namespace plx;
+
+namespace {
+alignas(16) char g_dummy[64];
+
+AttentionArgs decode_args() {
+  AttentionArgs a;
+  a.family = Family::parallax;
+  a.batch = 2;
+  a.q_len = 1;
+  a.kv_len = 4096;
+  a.heads_q = 32;
+  a.heads_kv = 8;
+  a.head_dim = 128;
+  a.q = a.r = a.k = a.v = g_dummy;
+  a.o = g_dummy;
+  return a;
+}
+}  // namespace
+
+TEST_CASE("validation names the field and the value", "[launch]") {
+  auto msg = [](auto f) {
+    AttentionArgs a = decode_args();
+    f(a);
+    try {
+      validate(a);
+    } catch (const UnsupportedError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(msg([](AttentionArgs&) {}).empty());
+  CHECK_THAT(msg([](AttentionArgs& a) { a.batch = 0; }), Catch::Contains("batch = 0"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.kv_len = -3; }), Catch::Contains("kv_len = -3"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.heads_q = 12; }), Catch::Contains("heads_q = 12 must be a positive multiple of heads_kv = 8"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.head_dim = 256; }), Catch::Contains("head_dim = 256"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.window_left = 0; }), Catch::Contains("window_left = 0"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.qk_scale = -1.f; }), Catch::Contains("qk_scale = -1"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.family = static_cast<Family>(7); }), Catch::Contains("family = 7"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.dtype = static_cast<DType>(5); }), Catch::Contains("dtype = 5"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.k = nullptr; }), Catch::Contains("k is null"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.o = g_dummy + 8; }), Catch::Contains("o = ") );
+  CHECK(msg([](AttentionArgs& a) { a.family = Family::softmax; a.r = nullptr; }).empty());  // r unused
+  CHECK_THAT(msg([](AttentionArgs& a) { a.page_size = 100; a.max_pages = 64; a.block_table = reinterpret_cast<int*>(g_dummy); }),
+             Catch::Contains("page_size = 100"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.page_size = 64; a.max_pages = 2; a.block_table = reinterpret_cast<int*>(g_dummy); }),
+             Catch::Contains("holds fewer than kv_len = 4096"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.page_size = 64; a.max_pages = 64; }), Catch::Contains("block_table is null"));
+  // Shape-only validation (variant_for) does not need pointers.
+  AttentionArgs a = decode_args();
+  a.q = nullptr;
+  CHECK_NOTHROW(validate(a, false));
+}
+
+TEST_CASE("the engine's default variants are legal and in the shipped specs' space", "[launch]") {
+  for (Family f : {Family::softmax, Family::parallax, Family::parallax_uncentered})
+    for (int q_len : {1, 3, 16, 17, 1000})
+      for (int group : {1, 4, 8, 16})
+        for (bool window : {false, true}) {
+          AttentionArgs a = decode_args();
+          a.family = f;
+          a.q_len = q_len;
+          a.heads_kv = 2;
+          a.heads_q = 2 * group;
+          a.window_left = window ? 128 : -1;
+          for (Arch arch : {Arch::sm80, Arch::sm90a}) {
+            const Variant v = default_variant(a, arch);
+            INFO(v.name());
+            CHECK(!why_illegal(v));
+            CHECK(v.op == (q_len <= 16 ? Op::decode : Op::prefill));
+            CHECK(v.window == window);
+            CHECK_NOTHROW(check_fits(v, a));
+          }
+        }
+}
+
+TEST_CASE("launch plans: grids, splits and workspace", "[launch]") {
+  AttentionArgs a = decode_args();
+  const Variant v = default_variant(a, Arch::sm90a);
+  CHECK(v.name() == "plx_decode_parallax_bf16_d128_causal_m8_n64_w4_s3_kauto_sm90a");
+  LaunchPlan lp = plan_launch(v, a, 132);
+  // batch 2 x 8 kv heads = 16 CTAs per split; 4096 keys = 64 tiles of 64.
+  CHECK(lp.grid.y == 1);
+  CHECK(lp.grid.z == 16);
+  CHECK(lp.splits > 1);
+  CHECK(lp.grid.x == unsigned(lp.splits));
+  CHECK(lp.block.x == 128);
+  CHECK(lp.smem_bytes == smem_bytes(v));
+  CHECK(lp.ws_o_floats == size_t(lp.splits) * 2 * 32 * 2 * 128);
+  CHECK(lp.ws_stats_floats == size_t(lp.splits) * 2 * 32 * 4);
+  CHECK(lp.params.group == 4);
+  CHECK(lp.params.k_stride_t == 8 * 128);
+  CHECK(lp.params.k_stride_b == 4096LL * 8 * 128);
+  CHECK(lp.params.num_splits == lp.splits);
+
+  // Many sequences fill the GPU without splitting: no workspace.
+  a.batch = 64;
+  lp = plan_launch(v, a, 132);
+  CHECK(lp.splits == 1);
+  CHECK(lp.ws_o_floats == 0);
+
+  // A fixed split count in the name is honoured (capped by the tiles).
+  Variant fixed = v;
+  fixed.tile.split_kv = 3;
+  CHECK(plan_launch(fixed, a, 132).splits == 3);
+  a.kv_len = 100;  // 2 tiles
+  fixed.tile.split_kv = 8;
+  CHECK(plan_launch(fixed, a, 132).splits == 2);
+
+  // A window bounds the streamed span, so fewer splits.
+  a = decode_args();
+  a.batch = 1;
+  a.kv_len = 1 << 17;
+  const int wide = decode_splits_for(v, a, 132);
+  a.window_left = 256;
+  Variant vw = default_variant(a, Arch::sm90a);
+  CHECK(decode_splits_for(vw, a, 132) < wide);
+
+  // Paged: strides come from the pool, not the batch.
+  a = decode_args();
+  a.block_table = reinterpret_cast<const int*>(g_dummy);
+  a.page_size = 64;
+  a.max_pages = 64;
+  lp = plan_launch(v, a, 132);
+  CHECK(lp.params.page_shift == 6);
+  CHECK(lp.params.k_stride_b == 0);
+  CHECK(lp.params.block_table == a.block_table);
+
+  // Prefill: one CTA per (row block, q head, batch).
+  a = decode_args();
+  a.q_len = a.kv_len = 1000;
+  const Variant pv = default_variant(a, Arch::sm90a);
+  lp = plan_launch(pv, a, 132);
+  CHECK(lp.grid.x == unsigned((1000 + pv.tile.block_m - 1) / pv.tile.block_m));
+  CHECK(lp.grid.y == 32);
+  CHECK(lp.grid.z == 2);
+  CHECK(lp.splits == 1);
+}
+
+TEST_CASE("a named variant that does not fit the arguments is refused", "[launch]") {
+  AttentionArgs a = decode_args();
+  Variant v = default_variant(a, Arch::sm90a);
+  v.family = Family::softmax;
+  CHECK_THROWS_WITH(check_fits(v, a), Catch::Contains("family is softmax but the arguments need parallax"));
+  v = default_variant(a, Arch::sm90a);
+  v.head_dim = 64;
+  CHECK_THROWS_WITH(check_fits(v, a), Catch::Contains("head_dim is 64"));
+  v = default_variant(a, Arch::sm90a);
+  v.window = true;
+  CHECK_THROWS_WITH(check_fits(v, a), Catch::Contains("window"));
+}
