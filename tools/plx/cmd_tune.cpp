@@ -43,7 +43,7 @@ Buckets (a kernel class x a shape; classes: family, dtype, head dim, mask of the
 Model:
   --profile NAME   GPU ceilings for the model: h200 (measured figures), a100 (spec sheet);
                    default h200, or the GPU's own when it is an A100
-  --top N          rows per bucket printed, and variants timed per bucket (default 8)
+  --top N          variants timed per bucket and rows printed (default 8; dry run: 3)
 Measurement:
   --require-gpu    exit 1 (before compiling) when there is no usable GPU
   -j, --jobs N     compile on N threads (default: the number of hardware threads)
@@ -280,7 +280,8 @@ int cmd_tune(const std::vector<std::string>& argv) {
     fmt::print("\nbucket {}/{}: {}\n", bi + 1, buckets.size(), br.bucket.flags());
     if (!gpu) {
       br.winner = 0;  // the model's choice; nothing measured
-      print_model_table(br, top);
+      // The model alone cannot separate close variants: show the head of each ranking.
+      print_model_table(br, a.has("top") ? top : 3);
       results.push_back(std::move(br));
       continue;
     }
