@@ -151,6 +151,13 @@ LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count) {
     lp.grid = {unsigned(ceil_div(a.q_len, v.tile.block_m)), unsigned(a.heads_q), unsigned(a.batch)};
   }
   p.num_splits = lp.splits;
+  // gridDim.y and .z stop at 65535 (x at 2^31 - 1): a shape past them is refused by name
+  // rather than failing the launch.
+  if (lp.grid.y > 65535 || lp.grid.z > 65535)
+    throw UnsupportedError(fmt::format(
+        "attention arguments: {} = {} exceeds the 65535 CTAs a grid dimension allows",
+        v.op == Op::decode ? (lp.grid.z > 65535 ? "batch x heads_kv" : "row blocks") : (lp.grid.z > 65535 ? "batch" : "heads_q"),
+        lp.grid.z > 65535 ? lp.grid.z : lp.grid.y));
   return lp;
 }
 

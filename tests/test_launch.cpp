@@ -144,6 +144,17 @@ TEST_CASE("launch plans: grids, splits and workspace", "[launch]") {
   CHECK(lp.splits == 1);
 }
 
+TEST_CASE("grids past the hardware limits are refused by name", "[launch]") {
+  AttentionArgs a = decode_args();
+  a.batch = 8192;
+  a.heads_kv = 8;
+  a.heads_q = 8;
+  const Variant v = default_variant(a, Arch::sm90a);
+  CHECK_THROWS_WITH(plan_launch(v, a, 132), Catch::Contains("batch x heads_kv = 65536"));
+  a.batch = 8191;
+  CHECK_NOTHROW(plan_launch(v, a, 132));
+}
+
 TEST_CASE("a named variant that does not fit the arguments is refused", "[launch]") {
   AttentionArgs a = decode_args();
   Variant v = default_variant(a, Arch::sm90a);
