@@ -1,12 +1,18 @@
 // plx::Engine: validation, variant choice, kernel loading (once per variant) and launch.
 // The hot path -- a repeated call with a known variant -- is: validate, build the key,
-// one map lookup under a mutex, fill AttnParams, cuLaunchKernel.
+// one map lookup under a mutex, fill AttnParams, cuLaunchKernel. With a tuning database,
+// the variant choice adds one hash-map lookup of the call's bucket (a few ints, no string).
 #include <fmt/format.h>
 
+#include <cstdio>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
+#include "autotune/bucket_key.hpp"
+#include "autotune/choose_variant.hpp"
+#include "autotune/tuning_db.hpp"
 #include "generator/render.hpp"
 #include "parallax/parallax.hpp"
 #include "runtime/jit.hpp"
@@ -26,10 +32,61 @@ struct Engine::Impl {
   };
   std::unordered_map<CUstream, Workspace> workspaces;
   std::vector<cu::Buffer> retired;  // outgrown workspaces, freed with the engine
+  // The tuning database of this GPU, read once at construction and never written here;
+  // `tuned` is false without a usable one, and the choice is then the model's, unlooked-up.
+  std::optional<TuningDb> db;
+  bool tuned = false;
+  // Per bucket: the database's usable winner, or nullopt for "the model's choice" (which
+  // is recomputed: default_variant is a cheap pure function of the exact arguments).
+  std::unordered_map<tune::BucketId, std::optional<Variant>, tune::BucketIdHash> choices;
 
   Impl(int ordinal, const EngineOptions& o)
       : device(ordinal), cache(o.cache_dir.empty() ? KernelCache::default_root() : o.cache_dir) {
     (void)device.arch();  // throws UnsupportedError for GPUs the templates do not target
+    load_tuning_db();
+  }
+
+  // The engine works without a database: every failure here means "use the model".
+  void load_tuning_db() noexcept {
+    try {
+      db.emplace(cache.root(), GpuIdentity::of(device));
+      const DbStatus st = db->load();
+      if (st == DbStatus::identity_mismatch && db->file_identity()) {
+        static std::once_flag said;  // once per process, however many engines
+        std::call_once(said, [&] {
+          const std::string line = fmt::format(
+              "parallax-jit: tuning database for {} does not match this GPU/driver/templates; using the model's "
+              "choices (run plx tune)\n",
+              db->file_identity()->describe());
+          (void)!::fwrite(line.data(), 1, line.size(), stderr);
+        });
+      }
+      tuned = st == DbStatus::ok && !db->entries().empty();
+    } catch (...) {
+      db.reset();
+      tuned = false;
+    }
+  }
+
+  // What attention(a) without a variant name runs. `a` is validated.
+  Variant choose(const AttentionArgs& a) {
+    if (!tuned) return default_variant(a, device.arch());
+    const tune::BucketId b = tune::bucket_of(a);
+    std::optional<Variant> v;
+    bool known = false;
+    {
+      std::lock_guard lock(mu);
+      if (auto it = choices.find(b); it != choices.end()) {
+        v = it->second;
+        known = true;
+      }
+    }
+    if (!known) {  // first call of this bucket: string key, map lookup, legality checks
+      v = tuned_variant(*db, a, device.arch());
+      std::lock_guard lock(mu);
+      choices.emplace(b, v);
+    }
+    return v ? *v : default_variant(a, device.arch());
   }
 
   LoadedKernel& kernel(const std::string& name, const std::function<RenderedKernel()>& render_fn) {
@@ -104,7 +161,7 @@ Engine::~Engine() = default;
 
 void Engine::attention(const AttentionArgs& a, void* stream) {
   validate(a);
-  impl_->run(default_variant(a, impl_->device.arch()), a, stream);
+  impl_->run(impl_->choose(a), a, stream);
 }
 
 void Engine::attention(const AttentionArgs& a, const std::string& variant_name, void* stream) {
@@ -114,7 +171,7 @@ void Engine::attention(const AttentionArgs& a, const std::string& variant_name, 
 
 std::string Engine::variant_for(const AttentionArgs& a) const {
   validate(a, /*pointers=*/false);
-  return default_variant(a, impl_->device.arch()).name();
+  return impl_->choose(a).name();
 }
 
 int Engine::splits_for(const AttentionArgs& a, const std::string& variant_name) const {

@@ -15,6 +15,7 @@
 
 #include "common/fs_atomic.hpp"
 #include "common/json.hpp"
+#include "autotune/tuning_db.hpp"
 #include "generator/expand.hpp"
 #include "generator/spec.hpp"
 #include "runtime/driver.hpp"
@@ -95,7 +96,7 @@ TEST_CASE("plx --help is grouped; every command has --help; --version", "[cli]")
   CHECK(r.rc == 0);
   for (const char* group : {"Kernels", "Tuning:", "Compile cache:", "Environment:", "gen SPEC", "tune", "doctor"})
     CHECK(r.out.find(group) != std::string::npos);
-  for (const char* cmd : {"gen", "tune", "cache", "doctor"}) {
+  for (const char* cmd : {"gen", "tune", "db", "cache", "doctor"}) {
     Run h = run_plx(t, std::string(cmd) + " --help");
     CHECK(h.rc == 0);
     CHECK(h.out.rfind("Usage: plx", 0) == 0);
@@ -108,7 +109,8 @@ TEST_CASE("plx --help is grouped; every command has --help; --version", "[cli]")
 TEST_CASE("usage mistakes exit 2 with one line on stderr", "[cli]") {
   TempDir t;
   for (const char* args : {"", "frobnicate", "gen", "gen --bogus specs/decode_sm90.yaml", "gen --jobs x a.yaml",
-                           "cache", "cache shred", "cache explain not_a_variant", "tune --top 0"}) {
+                           "cache", "cache shred", "cache explain not_a_variant", "tune --top 0", "db", "db shred",
+                           "db export", "db show extra", "db clear --force"}) {
     INFO(args);
     const Run r = run_plx(t, args);
     CHECK(r.rc == 2);
@@ -181,7 +183,10 @@ TEST_CASE("plx tune on a small spec, then the cache commands over what it compil
   CHECK(count_lines(slurp(csv), std::regex("decode,parallax,bf16,64,.*")) == 6);
   if (!gpu) {
     CHECK(count_lines(r.out, std::regex("plx tune: no GPU \\(.+\\): dry run -- specs validated, 2 variants "
-                                        "compiled, ranked by the h200 roofline model; nothing was measured")) == 1);
+                                        "compiled, ranked by the h200 roofline model; nothing was measured and the tuning "
+                                        "database is not written")) == 1);
+    // The dry run never writes the tuning database.
+    CHECK(!std::filesystem::exists(t.path / "cache" / "tuning"));
     CHECK(report.at("measured").as_bool() == false);
     CHECK(r.out.find("memory") != std::string::npos);
     const Run req = run_plx(t, "tune '" + spec.string() + "' --require-gpu");
@@ -254,4 +259,49 @@ TEST_CASE("plx doctor reports and exits 0 with or without a GPU", "[cli]") {
     CHECK(r.out.find(item) != std::string::npos);
   CHECK(r.out.find("(writable") != std::string::npos);
   CHECK(r.out.find("decode_sm90.yaml") != std::string::npos);
+}
+
+TEST_CASE("plx db show, clear; export/import need this GPU", "[cli]") {
+  TempDir t;
+  Run r = run_plx(t, "db show");
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("no tuning database in") != std::string::npos);
+
+  // A database written by the library (as plx tune would), and a corrupt one.
+  plx::GpuIdentity id;
+  id.name = "NVIDIA H200";
+  id.cc_major = 9;
+  id.sm_count = 132;
+  id.driver_version = 13000;
+  id.nvrtc_version = "13.0";
+  id.template_hash = plx::template_hash();
+  plx::TuningDb db(t.path / "cache", id);
+  plx::DbEntry e;
+  e.bucket = "decode_parallax_bf16_d128_causal_bh8_kv8192_g4_q1";
+  e.winner = "plx_decode_parallax_bf16_d128_causal_m8_n64_w4_s2_kauto_sm90a";
+  e.winner_us = 12.5;
+  e.predicted_us = 11;
+  db.record({e});
+  {
+    std::ofstream(db.path().parent_path() / "Broken-sm80-108sm.json") << "{";
+  }
+  r = run_plx(t, "db show");
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("NVIDIA H200 (sm 9.0, 132 SMs, driver 13000") != std::string::npos);
+  CHECK(r.out.find(e.bucket) != std::string::npos);
+  CHECK(r.out.find(e.winner) != std::string::npos);
+  CHECK(r.out.find("12.50") != std::string::npos);
+  CHECK(r.out.find("corrupt:") != std::string::npos);
+
+  if (!plx::cu::available()) {
+    r = run_plx(t, "db export '" + (t.path / "x.json").string() + "'");
+    CHECK(r.rc == 1);
+    CHECK(one_error_line(r));
+    CHECK(r.err.find("no GPU") != std::string::npos);
+  }
+
+  r = run_plx(t, "db clear");
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("removed 2 tuning databases") != std::string::npos);
+  CHECK(!std::filesystem::exists(db.path()));
 }

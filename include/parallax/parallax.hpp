@@ -56,13 +56,15 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Decode kernel for q_len <= 16, prefill kernel otherwise.
+  // Decode kernel for q_len <= 16, prefill kernel otherwise: the winner `plx tune`
+  // measured for the call's bucket on this GPU (tuning database in the cache directory),
+  // else the model's choice at once (nothing is tuned inside the call).
   void attention(const AttentionArgs& a, void* cuda_stream);
   // Runs a named variant (as printed by `plx gen`/`plx tune`); throws UnsupportedError
   // when it does not fit the arguments (other family, dtype, head_dim, mask, arch).
   void attention(const AttentionArgs& a, const std::string& variant_name, void* cuda_stream);
 
-  // The variant attention(a, ...) would run, e.g.
+  // The variant attention(a, stream) would run (tuned winner or model's choice), e.g.
   // "plx_decode_parallax_bf16_d128_causal_m8_n64_w4_s2_kauto_sm90a". Validates `a`.
   std::string variant_for(const AttentionArgs& a) const;
   // KV splits the decode kernel would use for `a` under `variant_name` (1 for prefill).

@@ -5,12 +5,15 @@
 
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <limits>
 #include <optional>
 
 #include "args.hpp"
+#include "autotune/bucket_key.hpp"
 #include "autotune/roofline.hpp"
 #include "autotune/tune.hpp"
+#include "autotune/tuning_db.hpp"
 #include "commands.hpp"
 #include "common/fs_atomic.hpp"
 #include "common/json.hpp"
@@ -33,7 +36,9 @@ Validates SPEC (default specs/decode_sm90.yaml, looked up in the current directo
 $PLX_SOURCE_DIR, then the checkout the binary was built in), compiles every variant
 through the compile cache, and ranks the variants of each problem bucket by a roofline
 model. With a GPU, times the best-ranked ones (CUDA events, L2 flushed, 5 warm-up calls,
-median of 50) and reports the winner per bucket. Without a GPU: a dry run (model only).
+median of 50) and reports the winner per bucket, and records the winners in this GPU's
+tuning database (<cache dir>/tuning/v1/<gpu>.json; see plx db), where plx::Engine finds
+them. Without a GPU: a dry run (model only) that never writes the database.
 
 Buckets (a kernel class x a shape; classes: family, dtype, head dim, mask of the spec):
   decode   the spec's gqa values x kv length {1024, 8192, 32768} x batch {1, 32}
@@ -143,6 +148,34 @@ std::string report_csv(const std::vector<BucketResult>& results) {
                      p.compute_bound ? "compute" : "memory", p.splits);
   }
   return s;
+}
+
+// The measured winners as database entries, keyed by the bucket of each tuned shape
+// (autotune/bucket_key.hpp), with the fastest other measured candidate as runner-up.
+std::vector<DbEntry> db_entries(const KernelSpec& spec, const std::vector<BucketResult>& results) {
+  std::vector<DbEntry> out;
+  const std::int64_t now = std::time(nullptr);
+  for (const BucketResult& br : results) {
+    if (br.winner < 0) continue;
+    DbEntry e;
+    e.bucket = tune::bucket_of(br.bucket.args()).key();
+    e.winner = br.ranked[br.winner].v.name();
+    e.winner_us = median_or_nan(br.timed[br.winner]);
+    e.predicted_us = br.ranked[br.winner].p.us;
+    int ru = -1;
+    for (int i = 0; i < int(br.ranked.size()); ++i) {
+      const double m = median_or_nan(br.timed[i]);
+      if (i != br.winner && !std::isnan(m) && (ru < 0 || m < median_or_nan(br.timed[ru]))) ru = i;
+    }
+    if (ru >= 0) {
+      e.runner_up = br.ranked[ru].v.name();
+      e.runner_up_us = median_or_nan(br.timed[ru]);
+    }
+    e.measured_at = now;
+    e.notes = fmt::format("plx tune {}: {}", spec.source, br.bucket.flags());
+    out.push_back(std::move(e));
+  }
+  return out;
 }
 
 void print_model_table(const BucketResult& br, int top) {
@@ -263,7 +296,7 @@ int cmd_tune(const std::vector<std::string>& argv) {
 
   if (!gpu)
     fmt::print("plx tune: no GPU ({}): dry run -- specs validated, {} variants compiled, ranked by the {} roofline "
-               "model; nothing was measured\n",
+               "model; nothing was measured and the tuning database is not written\n",
                why, compiled.size(), g.name);
 
   std::vector<BucketResult> results;
@@ -314,6 +347,18 @@ int cmd_tune(const std::vector<std::string>& argv) {
   if (auto path = a.get("csv")) {
     write_file_atomic(*path, report_csv(results));
     fmt::print("wrote {}\n", *path);
+  }
+  if (gpu) {
+    // Last, after the reports: a database the disk refuses still leaves them written.
+    const std::vector<DbEntry> entries = db_entries(spec, results);
+    if (!entries.empty()) {
+      TuningDb db(cache.root(), GpuIdentity::of(*dev));
+      db.record(entries);  // merges with other tuners; the faster winner stays per bucket
+      fmt::print("\ntuning database: {} winners recorded in {} ({} buckets in all)\n", entries.size(),
+                 db.path().string(), db.entries().size());
+    } else {
+      fmt::print("\ntuning database: nothing recorded (no bucket has a measured winner)\n");
+    }
   }
   return failed ? 1 : 0;
 }

@@ -22,7 +22,11 @@ Kernels (no GPU needed):
                           the .cu sources (--out), compile them with NVRTC (--compile)
 Tuning:
   tune [SPEC.yaml]        rank variants per problem bucket by a roofline model, then time
-                          the best on the GPU; without a GPU: a dry run (model only)
+                          the best on the GPU, record the winners in the tuning
+                          database; without a GPU: a dry run (model only)
+  db show                 tuning databases: identity, match with this GPU, winners
+  db export|import FILE   move this GPU's database between machines of the same kind
+  db clear                remove every tuning database
 Compile cache:
   cache ls                entries: variant, arch, size, age, key
   cache verify [--fix]    check every entry; --fix quarantines the bad ones
@@ -36,7 +40,7 @@ Global options:
   --version               print the version
 
 Environment variables:
-  PLX_CACHE_DIR           compile cache (default $XDG_CACHE_HOME/parallax-jit,
+  PLX_CACHE_DIR           compile cache and tuning databases (default $XDG_CACHE_HOME/parallax-jit,
                           else ~/.cache/parallax-jit)
   PLX_SOURCE_DIR          source tree holding specs/ (when not run from it)
 
@@ -60,8 +64,9 @@ int run(int argc, char** argv) {
   if (cmd == "gen") return plx::cli::cmd_gen(rest);
   if (cmd == "tune") return plx::cli::cmd_tune(rest);
   if (cmd == "cache") return plx::cli::cmd_cache(rest);
+  if (cmd == "db") return plx::cli::cmd_db(rest);
   if (cmd == "doctor") return plx::cli::cmd_doctor(rest);
-  throw plx::cli::UsageError(fmt::format("unknown command '{}' (commands: gen, tune, cache, doctor; see plx --help)", cmd));
+  throw plx::cli::UsageError(fmt::format("unknown command '{}' (commands: gen, tune, db, cache, doctor; see plx --help)", cmd));
 }
 
 }  // namespace

@@ -1,0 +1,420 @@
+// The tuning database (autotune/tuning_db.hpp), the bucket keys (autotune/bucket_key.hpp)
+// and the engine's choice between a tuned winner and the model (autotune/choose_variant.hpp).
+// CPU only: identities are built by hand, the engine's choice is tested through its pure
+// helper.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "autotune/bucket_key.hpp"
+#include "autotune/choose_variant.hpp"
+#include "autotune/tuning_db.hpp"
+#include "common/fs_atomic.hpp"
+#include "generator/legality.hpp"
+#include "runtime/launch.hpp"
+
+namespace fs = std::filesystem;
+using namespace plx;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = "/tmp/plx-tuning-db-test-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+GpuIdentity h200() {
+  GpuIdentity id;
+  id.name = "NVIDIA H200";
+  id.cc_major = 9;
+  id.cc_minor = 0;
+  id.sm_count = 132;
+  id.driver_version = 13000;
+  id.nvrtc_version = "13.0";
+  id.template_hash = template_hash();
+  return id;
+}
+
+DbEntry entry(const std::string& bucket, const std::string& winner, double us) {
+  DbEntry e;
+  e.bucket = bucket;
+  e.winner = winner;
+  e.winner_us = us;
+  e.runner_up = winner + "_ru";
+  e.runner_up_us = us * 1.1;
+  e.predicted_us = us * 0.9;
+  e.measured_at = 1767225600;
+  e.notes = "test";
+  return e;
+}
+
+// A quiet database whose warnings land in `warnings`.
+TuningDb open_db(const fs::path& root, const GpuIdentity& id, std::vector<std::string>* warnings = nullptr) {
+  TuningDb db(root, id);
+  db.set_warning_sink([warnings](const std::string& w) {
+    if (warnings) warnings->push_back(w);
+  });
+  return db;
+}
+
+std::vector<fs::path> files_with(const fs::path& dir, const std::string& part) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().find(part) != std::string::npos) out.push_back(it->path());
+  return out;
+}
+
+void write(const fs::path& p, const std::string& s) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << s;
+}
+
+AttentionArgs decode_args(int batch, int kv_len, int heads_q, int heads_kv, int q_len = 1) {
+  AttentionArgs a;
+  a.batch = batch;
+  a.q_len = q_len;
+  a.kv_len = kv_len;
+  a.heads_q = heads_q;
+  a.heads_kv = heads_kv;
+  a.head_dim = 128;
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("bucket keys: powers of two rounded up, GQA and q_len exact", "[tuning_db]") {
+  CHECK(tune::pow2_ceil(0) == 1);
+  CHECK(tune::pow2_ceil(1) == 1);
+  CHECK(tune::pow2_ceil(3) == 4);
+  CHECK(tune::pow2_ceil(1000) == 1024);
+  CHECK(tune::pow2_ceil(1024) == 1024);
+  CHECK(tune::pow2_ceil(1025) == 2048);
+  CHECK(tune::pow2_ceil(5000) == 8192);
+
+  // The worked examples of bucket_key.hpp.
+  CHECK(tune::bucket_key(decode_args(4, 5000, 32, 8)) == "decode_parallax_bf16_d128_causal_bh32_kv8192_g4_q1");
+  AttentionArgs p = decode_args(1, 3000, 32, 8, 3000);
+  CHECK(tune::bucket_key(p) == "prefill_parallax_bf16_d128_causal_bh8_kv4096_g4_q4096");
+  p.window_left = 256;
+  CHECK(tune::bucket_key(p) == "prefill_parallax_bf16_d128_causal_window_bh8_kv4096_g4_q4096");
+
+  // Same bucket: kv 5000 and 8192 round to 8192; batch x heads_kv 24 and 32 to 32.
+  CHECK(tune::bucket_key(decode_args(3, 5000, 32, 8)) == tune::bucket_key(decode_args(4, 8192, 32, 8)));
+  CHECK(tune::bucket_of(decode_args(3, 5000, 32, 8)) == tune::bucket_of(decode_args(4, 8192, 32, 8)));
+  CHECK(tune::BucketIdHash{}(tune::bucket_of(decode_args(3, 5000, 32, 8))) ==
+        tune::BucketIdHash{}(tune::bucket_of(decode_args(4, 8192, 32, 8))));
+  // Different buckets: one key past a power of two, another GQA group, another q_len,
+  // another dtype or mask.
+  CHECK(tune::bucket_key(decode_args(4, 8193, 32, 8)) != tune::bucket_key(decode_args(4, 8192, 32, 8)));
+  CHECK(tune::bucket_key(decode_args(4, 8192, 64, 8)) != tune::bucket_key(decode_args(4, 8192, 32, 8)));
+  CHECK(tune::bucket_of(decode_args(4, 8192, 64, 8)).group == 8);
+  CHECK(tune::bucket_key(decode_args(4, 8192, 32, 8, 2)) != tune::bucket_key(decode_args(4, 8192, 32, 8, 1)));
+  AttentionArgs fp16 = decode_args(4, 8192, 32, 8);
+  fp16.dtype = DType::fp16;
+  CHECK(tune::bucket_key(fp16) != tune::bucket_key(decode_args(4, 8192, 32, 8)));
+  AttentionArgs full = decode_args(4, 8192, 32, 8);
+  full.causal = false;
+  CHECK(tune::bucket_key(full).find("_full_") != std::string::npos);
+}
+
+TEST_CASE("tuning db: identity key is filename-safe and names the hardware", "[tuning_db]") {
+  GpuIdentity id = h200();
+  CHECK(id.key() == "NVIDIA_H200-sm90-132sm");
+  id.name = "A/B:C *x";
+  CHECK(id.key() == "A_B_C__x-sm90-132sm");
+  CHECK(template_hash().size() == 64);
+  CHECK(h200().describe().find("NVIDIA H200 (sm 9.0, 132 SMs, driver 13000") == 0);
+}
+
+TEST_CASE("tuning db: missing file, record, round trip", "[tuning_db]") {
+  TempDir t;
+  TuningDb db = open_db(t.path, h200());
+  CHECK(db.path() == t.path / "tuning" / "v1" / "NVIDIA_H200-sm90-132sm.json");
+  CHECK(db.load() == DbStatus::missing);
+  CHECK(!db.lookup("x"));
+  db.record({entry("b1", "v1", 10.0), entry("b2", "v2", 20.0)});
+  CHECK(db.lookup("b1")->winner == "v1");
+
+  TuningDb again = open_db(t.path, h200());
+  CHECK(again.load() == DbStatus::ok);
+  REQUIRE(again.entries().size() == 2);
+  CHECK(*again.lookup("b1") == entry("b1", "v1", 10.0));
+  CHECK(*again.lookup("b2") == entry("b2", "v2", 20.0));
+  CHECK(again.file_identity() == h200());
+  // No runner-up survives as such.
+  DbEntry lone = entry("b3", "v3", 5.0);
+  lone.runner_up.clear();
+  lone.runner_up_us = 0;
+  again.record({lone});
+  TuningDb third = open_db(t.path, h200());
+  third.load();
+  CHECK(*third.lookup("b3") == lone);
+
+  CHECK(third.clear());
+  CHECK(third.load() == DbStatus::missing);
+  CHECK(!third.clear());
+}
+
+TEST_CASE("tuning db: merge keeps both buckets and the faster winner", "[tuning_db]") {
+  TempDir t;
+  TuningDb a = open_db(t.path, h200());
+  TuningDb b = open_db(t.path, h200());
+  a.record({entry("b1", "slow", 12.0)});
+  b.record({entry("b2", "other", 7.0)});  // b never loaded: the merge re-reads the file
+  CHECK(b.entries().size() == 2);
+  a.record({entry("b1", "fast", 8.0)});
+  a.record({entry("b1", "slower", 9.0)});
+  TuningDb c = open_db(t.path, h200());
+  c.load();
+  CHECK(c.entries().size() == 2);
+  CHECK(c.lookup("b1")->winner == "fast");
+  CHECK(c.lookup("b2")->winner == "other");
+  // Within one record() too; and an unmeasured (0 us) winner never beats a measured one.
+  c.record({entry("b4", "x", 3.0), entry("b4", "y", 2.0), entry("b2", "unmeasured", 0.0)});
+  CHECK(c.lookup("b4")->winner == "y");
+  CHECK(c.lookup("b2")->winner == "other");
+  CHECK(faster(entry("z", "a", 1.0), entry("z", "b", 1.0)).winner == "a");  // ties: incumbent
+}
+
+TEST_CASE("tuning db: concurrent writers in separate processes lose nothing", "[tuning_db]") {
+  TempDir t;
+  constexpr int kProcs = 6, kRounds = 4, kPerRound = 3;
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcs; ++p) {
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      int rc = 0;
+      try {
+        for (int r = 0; r < kRounds; ++r) {
+          TuningDb db = open_db(t.path, h200());  // a fresh view each time, like separate tuners
+          std::vector<DbEntry> es;
+          for (int i = 0; i < kPerRound; ++i)
+            es.push_back(entry("p" + std::to_string(p) + "_r" + std::to_string(r) + "_" + std::to_string(i),
+                               "v", 1.0 + i));
+          es.push_back(entry("shared", "v" + std::to_string(p), 10.0 + p));  // everyone tunes this one
+          db.record(es);
+        }
+      } catch (...) {
+        rc = 1;
+      }
+      ::_exit(rc);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t pid : kids) {
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+  TuningDb db = open_db(t.path, h200());
+  REQUIRE(db.load() == DbStatus::ok);
+  CHECK(db.entries().size() == std::size_t(kProcs * kRounds * kPerRound + 1));
+  CHECK(db.lookup("shared")->winner == "v0");  // the fastest of all writers
+  CHECK(files_with(db.path().parent_path(), "corrupt").empty());
+}
+
+TEST_CASE("tuning db: a corrupt file is set aside, never a crash", "[tuning_db]") {
+  const std::vector<std::pair<const char*, std::string>> cases = {
+      {"truncated", std::string(R"({"schema": "parallax-jit tuning database", "version": 1, "identity": {"na)")},
+      {"garbage", std::string("\x00\xff\xfe not json at all", 22)},
+      {"empty", ""},
+      {"wrong schema", R"({"schema": "something else", "version": 1, "identity": {}, "entries": {}})"},
+      {"wrong version", R"({"schema": "parallax-jit tuning database", "version": 7, "identity": {}, "entries": {}})"},
+      {"not an object", "[1, 2, 3]"},
+  };
+  for (const auto& [what, bytes] : cases) {
+    SECTION(what) {
+      TempDir t;
+      std::vector<std::string> warnings;
+      TuningDb db = open_db(t.path, h200(), &warnings);
+      write(db.path(), bytes);
+      CHECK(db.load() == DbStatus::corrupt);
+      CHECK(db.entries().empty());
+      CHECK(!db.lookup("b1"));
+      REQUIRE(warnings.size() == 1);
+      CHECK(warnings[0].find("corrupt") != std::string::npos);
+      CHECK(warnings[0].find('\n') == std::string::npos);
+      CHECK(!fs::exists(db.path()));
+      const auto aside = files_with(db.path().parent_path(), ".json.corrupt-");
+      REQUIRE(aside.size() == 1);
+      CHECK(read_file(aside[0]) == bytes);  // kept for post-mortems
+      // And tuning carries on from empty.
+      db.record({entry("b1", "v1", 1.0)});
+      TuningDb again = open_db(t.path, h200());
+      CHECK(again.load() == DbStatus::ok);
+      CHECK(again.entries().size() == 1);
+    }
+  }
+  SECTION("wrong types inside a well-formed file") {
+    TempDir t;
+    TuningDb db = open_db(t.path, h200());
+    db.record({entry("b1", "v1", 1.0)});
+    const std::string before = *read_file(db.path());
+    const std::string text =
+        std::regex_replace(before, std::regex(R"("winner_us": [0-9.eE+-]+)"), R"("winner_us": "fast")");
+    REQUIRE(text != before);
+    write(db.path(), text);
+    std::vector<std::string> warnings;
+    TuningDb again = open_db(t.path, h200(), &warnings);
+    CHECK(again.load() == DbStatus::corrupt);
+    REQUIRE(warnings.size() == 1);
+    INFO(warnings[0]);
+    CHECK(warnings[0].find("winner_us") != std::string::npos);
+  }
+  SECTION("record() over a corrupt file sets it aside too") {
+    TempDir t;
+    TuningDb db = open_db(t.path, h200());
+    write(db.path(), "{");
+    db.record({entry("b1", "v1", 1.0)});
+    CHECK(files_with(db.path().parent_path(), ".json.corrupt-").size() == 1);
+    TuningDb again = open_db(t.path, h200());
+    CHECK(again.load() == DbStatus::ok);
+  }
+}
+
+TEST_CASE("tuning db: another driver or template set is never used", "[tuning_db]") {
+  TempDir t;
+  TuningDb old = open_db(t.path, h200());
+  old.record({entry("b1", "v1", 1.0)});
+
+  for (int which = 0; which < 4; ++which) {
+    GpuIdentity now = h200();
+    if (which == 0) now.driver_version = 13010;
+    if (which == 1) now.template_hash = std::string(64, '0');
+    if (which == 2) now.nvrtc_version = "13.1";
+    if (which == 3) now.project_version = "9.9.9";
+    REQUIRE(now.key() == h200().key());  // the same file
+    TuningDb db = open_db(t.path, now);
+    CHECK(db.load() == DbStatus::identity_mismatch);
+    CHECK(!db.lookup("b1"));
+    CHECK(db.entries().empty());
+    REQUIRE(db.file_identity());
+    CHECK(*db.file_identity() == h200());
+    CHECK_THROWS_AS(db.export_to(t.path / "out.json"), Error);
+  }
+  // A tune under the new identity replaces it, keeping the old one aside.
+  GpuIdentity now = h200();
+  now.driver_version = 13010;
+  TuningDb db = open_db(t.path, now);
+  db.record({entry("b2", "v2", 2.0)});
+  CHECK(files_with(db.path().parent_path(), ".json.replaced-").size() == 1);
+  TuningDb fresh = open_db(t.path, now);
+  CHECK(fresh.load() == DbStatus::ok);
+  CHECK(!fresh.lookup("b1"));
+  CHECK(fresh.lookup("b2"));
+}
+
+TEST_CASE("tuning db: export and import between machines", "[tuning_db]") {
+  TempDir here, there;
+  TuningDb src = open_db(here.path, h200());
+  src.record({entry("b1", "v1", 1.0), entry("b2", "v2", 2.0)});
+  const fs::path file = here.path / "h200.json";
+  src.export_to(file);
+
+  TuningDb dst = open_db(there.path, h200());
+  dst.record({entry("b2", "v2-faster", 1.5), entry("b3", "v3", 3.0)});
+  CHECK(dst.import_from(file) == 2);
+  TuningDb check = open_db(there.path, h200());
+  REQUIRE(check.load() == DbStatus::ok);
+  CHECK(check.entries().size() == 3);
+  CHECK(check.lookup("b1")->winner == "v1");
+  CHECK(check.lookup("b2")->winner == "v2-faster");  // import merges like record
+
+  // Another GPU's (or driver's) file is refused, naming both, unless forced.
+  GpuIdentity h100 = h200();
+  h100.name = "NVIDIA H100 80GB HBM3";
+  TuningDb other = open_db(there.path, h100);
+  try {
+    other.import_from(file);
+    FAIL("import of another identity succeeded");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    CHECK(msg.find("NVIDIA H200") != std::string::npos);
+    CHECK(msg.find("H100") != std::string::npos);
+    CHECK(msg.find("--force") != std::string::npos);
+  }
+  CHECK(other.load() == DbStatus::missing);
+  CHECK(other.import_from(file, /*force=*/true) == 2);
+  CHECK(other.lookup("b1"));
+
+  // Not a database, or missing: one-line errors, nothing written.
+  write(here.path / "junk.json", "{\"a\": 1}");
+  CHECK_THROWS_WITH(dst.import_from(here.path / "junk.json"), Catch::Contains("is not a tuning database"));
+  CHECK_THROWS_WITH(dst.import_from(here.path / "nope.json"), Catch::Contains("cannot read"));
+  TuningDb empty = open_db(here.path / "empty", h200());
+  empty.load();
+  CHECK_THROWS_WITH(empty.export_to(here.path / "x.json"), Catch::Contains("run plx tune first"));
+}
+
+TEST_CASE("choose_variant: the database's winner when usable, else the model", "[tuning_db]") {
+  TempDir t;
+  const AttentionArgs a = decode_args(4, 5000, 32, 8);
+  const Variant model = default_variant(a, Arch::sm90a);
+  Variant tuned = model;
+  tuned.tile.stages = model.tile.stages == 2 ? 3 : 2;
+  REQUIRE(!why_illegal(tuned));
+  REQUIRE(tuned.name() != model.name());
+
+  TuningDb db = open_db(t.path, h200());
+  db.load();
+  CHECK(choose_variant(db, a, Arch::sm90a).variant == model);  // nothing tuned
+  CHECK(!choose_variant(db, a, Arch::sm90a).tuned);
+
+  db.record({entry(tune::bucket_key(a), tuned.name(), 10.0)});
+  VariantChoice c = choose_variant(db, a, Arch::sm90a);
+  CHECK(c.tuned);
+  CHECK(c.variant == tuned);
+  // Every call in the bucket gets it; a call outside the bucket gets the model's choice.
+  CHECK(choose_variant(db, decode_args(3, 8000, 32, 8), Arch::sm90a).variant == tuned);
+  CHECK(choose_variant(db, decode_args(4, 9000, 32, 8), Arch::sm90a).variant ==
+        default_variant(decode_args(4, 9000, 32, 8), Arch::sm90a));
+
+  // Unusable winners fall back to the model, saying why.
+  auto with_winner = [&](const std::string& name) {
+    TempDir d;
+    TuningDb x = open_db(d.path, h200());
+    x.record({entry(tune::bucket_key(a), name, 10.0)});
+    return choose_variant(x, a, Arch::sm90a);
+  };
+  c = with_winner("not_a_variant");
+  CHECK(!c.tuned);
+  CHECK(c.variant == model);
+  CHECK(c.rejected.find("not a variant name") != std::string::npos);
+  Variant d64 = tuned;
+  d64.head_dim = 64;
+  c = with_winner(d64.name());
+  CHECK(!c.tuned);
+  CHECK(c.rejected.find("head_dim") != std::string::npos);
+  Variant sm80 = tuned;
+  sm80.arch = Arch::sm80;
+  c = with_winner(sm80.name());
+  CHECK(!c.tuned);
+  CHECK(c.variant == model);
+  Variant prefill = default_variant(decode_args(1, 4096, 32, 8, 4096), Arch::sm90a);
+  c = with_winner(prefill.name());
+  CHECK(!c.tuned);
+  CHECK(c.rejected.find("prefill") != std::string::npos);
+
+  // A database of another identity is never consulted.
+  GpuIdentity upgraded = h200();
+  upgraded.driver_version += 10;
+  TuningDb stale = open_db(t.path, upgraded);
+  CHECK(stale.load() == DbStatus::identity_mismatch);
+  CHECK(choose_variant(stale, a, Arch::sm90a).variant == model);
+}
