@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -29,9 +30,16 @@ struct Engine::Impl {
   // Split-KV partials, one buffer per stream so concurrent streams never share one.
   struct Workspace {
     cu::Buffer buf;
+    cu::Buffer counters;  // int32 arrival counters of the fused merge, zero at rest
   };
   std::unordered_map<CUstream, Workspace> workspaces;
   std::vector<cu::Buffer> retired;  // outgrown workspaces, freed with the engine
+  // PLX_DECODE_MERGE=kernel: merge split partials in a second launch instead of in the
+  // decode kernel's last CTA (kept to measure one against the other).
+  const bool fused_merge = [] {
+    const char* e = std::getenv("PLX_DECODE_MERGE");
+    return !(e && std::string(e) == "kernel");
+  }();
   // The tuning database of this GPU, read once at construction and never written here;
   // `tuned` is false without a usable one, and the choice is then the model's, unlooked-up.
   std::optional<TuningDb> db;
@@ -107,17 +115,36 @@ struct Engine::Impl {
     Workspace& w = workspaces[s];
     const std::size_t bytes = floats * sizeof(float);
     if (w.buf.size() < bytes) {
-      CUstreamCaptureStatus capturing = CU_STREAM_CAPTURE_STATUS_NONE;
-      PLX_CU(cu::api().cuStreamIsCapturing(s, &capturing));
-      if (capturing != CU_STREAM_CAPTURE_STATUS_NONE)
-        throw UnsupportedError(fmt::format(
-            "attention: the split-KV workspace must grow to {} bytes, which cannot happen during CUDA graph "
-            "capture; run the same call once on this stream before capturing",
-            bytes));
+      refuse_growth_in_capture(s, bytes, "split-KV workspace");
       if (w.buf.size() > 0) retired.push_back(std::move(w.buf));
       w.buf = cu::Buffer(bytes + bytes / 2);  // headroom: growth is rare
     }
     return static_cast<float*>(w.buf.data());
+  }
+
+  // The stream's merge counters (merge.cuh): zeroed once when allocated, and every launch
+  // leaves them at zero, so a larger grid later only ever needs a larger zeroed buffer.
+  int* counters(CUstream s, std::size_t n) {
+    std::lock_guard lock(mu);
+    Workspace& w = workspaces[s];
+    const std::size_t bytes = n * sizeof(int);
+    if (w.counters.size() < bytes) {
+      refuse_growth_in_capture(s, bytes, "split-KV merge counters");
+      if (w.counters.size() > 0) retired.push_back(std::move(w.counters));
+      w.counters = cu::Buffer(bytes + bytes / 2);
+      PLX_CU(cu::api().cuMemsetD8Async(w.counters.ptr(), 0, w.counters.size(), s));
+    }
+    return static_cast<int*>(w.counters.data());
+  }
+
+  static void refuse_growth_in_capture(CUstream s, std::size_t bytes, const char* what) {
+    CUstreamCaptureStatus capturing = CU_STREAM_CAPTURE_STATUS_NONE;
+    PLX_CU(cu::api().cuStreamIsCapturing(s, &capturing));
+    if (capturing != CU_STREAM_CAPTURE_STATUS_NONE)
+      throw UnsupportedError(fmt::format(
+          "attention: the {} must grow to {} bytes, which cannot happen during CUDA graph capture; run the "
+          "same call once on this stream before capturing",
+          what, bytes));
   }
 
   void run(const Variant& v, const AttentionArgs& a, void* stream) {
@@ -130,7 +157,7 @@ struct Engine::Impl {
     LaunchPlan lp = plan_launch(v, a, device.sm_count());
     const CUstream s = static_cast<CUstream>(stream);
     LoadedKernel* merge = nullptr;
-    if (lp.splits > 1) {
+    if (lp.splits > 1 && !fused_merge) {
       merge = &kernel(merge_name(v.family, v.dtype, v.head_dim),
                       [&] { return render_merge(v.family, v.dtype, v.head_dim); });
     }
@@ -139,6 +166,7 @@ struct Engine::Impl {
       float* ws = workspace(s, lp.ws_o_floats + lp.ws_stats_floats);
       lp.params.ws_o = ws;
       lp.params.ws_stats = ws + lp.ws_o_floats;
+      if (fused_merge) lp.params.ws_counter = counters(s, std::size_t(lp.grid.y) * lp.grid.z);
     }
     void* args[] = {&lp.params};
     cu::launch(main.fn, lp.grid, lp.block, lp.smem_bytes, s, args);

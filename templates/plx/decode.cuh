@@ -5,9 +5,12 @@
 // -- so every K/V tile is loaded once for the whole group. The WARPS warps split each
 // tile's BN keys (NK = BN / WARPS each) and keep private online states, merged through
 // shared memory at the end. With num_splits > 1 each CTA covers a slice of the tiles and
-// writes fp32 partials that merge.cuh combines (parallax-math.md 3.6).
+// writes fp32 partials (parallax-math.md 3.6); the last CTA of a row block to finish
+// merges them (merge.cuh), or, without a counter workspace, merge_kernel does.
 #pragma once
+#include "plx/kv_loader.cuh"
 #include "plx/kv_ring.cuh"
+#include "plx/merge.cuh"
 #include "plx/mask.cuh"
 #include "plx/tile_config.cuh"
 #include "plx/warp_mma.cuh"
@@ -80,14 +83,14 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
   const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_head_off;
   const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_head_off;
   auto tile_key = [&](int i) { return keys.any.lo + (tile_begin + i) * C::kBN; };
+  KvLoader<C::kThreads, D, C::kBN> loader(p, kg, vg, b, L, tile_key(0));
 
   OnlineState<C::kFamily, T, MT, D> st;
   st.init();
   ring.run(
       tile_end - tile_begin,
       [&](int i, int slot) {
-        load_kv_tile<C::kThreads>(p, ring.k(slot), kg, b, tile_key(i), C::kBN, L);
-        load_kv_tile<C::kThreads>(p, ring.v(slot), vg, b, tile_key(i), C::kBN, L);
+        loader.load(ring.k(slot), ring.v(slot), tile_key(i));
       },
       [&](int i, int slot) {
         const int k0 = warp * NK, key0 = tile_key(i) + k0;
@@ -131,6 +134,10 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
   __syncthreads();
 
   const int rows_out = p.batch * p.heads_q * p.q_len;
+  auto out_row = [&](int l) {
+    const int t = l / p.group, h = hkv * p.group + l % p.group;
+    return static_cast<T*>(p.o) + b * p.o_stride_b + t * p.o_stride_t + h * p.o_stride_h;
+  };
   for (int idx = threadIdx.x; idx < C::kBM * (D / 2); idx += C::kThreads) {
     const int lr = idx / (D / 2), col = 2 * (idx % (D / 2));
     const int l = row0 + lr;
@@ -154,9 +161,8 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
         o2b += sc * x2.y;
       }
     }
-    const int t = l / p.group, h = hkv * p.group + l % p.group;
     if (p.num_splits == 1) {
-      T* out = static_cast<T*>(p.o) + b * p.o_stride_b + t * p.o_stride_t + h * p.o_stride_h + col;
+      T* out = out_row(l) + col;
       *reinterpret_cast<unsigned*>(out) =
           pack2<T>(finalize<C::kFamily>(o1a, o2a, d1, d2), finalize<C::kFamily>(o1b, o2b, d1, d2));
     } else {
@@ -174,6 +180,8 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
       }
     }
   }
+  if (p.num_splits > 1 && p.ws_counter)
+    merge_if_last<C::kFamily, T, D, C::kBM, C::kThreads>(p, row0, rows_total, out_row);
 }
 
 }  // namespace plx

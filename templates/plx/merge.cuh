@@ -1,11 +1,69 @@
-// Split-KV merge (parallax-math.md 3.6): one CTA of D/2 threads per logical row combines
-// the num_splits fp32 partials written by decode_kernel, weighting split s by
-// exp(m_s - max m), and writes the finalized row. Empty splits carry m = -inf, d = O = 0.
+// Split-KV merge (parallax-math.md 3.6): the num_splits fp32 partials of a logical row,
+// weighted by exp(m_s - max m), give the finalized row. Empty splits carry m = -inf and
+// d = O = 0, so they weigh nothing.
+//
+// Two callers: merge_kernel (one CTA of D/2 threads per row, launched after the decode
+// kernel) and decode_kernel itself, whose last CTA to finish for a row block merges that
+// block in place (merge_if_last), saving the second launch and its gap.
 #pragma once
 #include "plx/online_state.cuh"
 #include "plx/params.cuh"
 
 namespace plx {
+
+// Merges columns col, col + 1 of partial row `row` (in (batch, kv head, token, member)
+// order) and stores them at `out`. Loads use ld.global.cg: the partials were written by
+// other CTAs of the same grid, so they must come from L2, not a stale L1 line.
+template <Family F, class T, int D>
+__device__ __forceinline__ void merge_row_pair(const AttnParams& p, long long row, int col, T* out) {
+  const long long rows_out = (long long)p.batch * p.heads_q * p.q_len;
+  const float log2e = 1.4426950408889634f;
+  float M = neg_inf();
+  for (int s = 0; s < p.num_splits; ++s) M = fmaxf(M, __ldcg(p.ws_stats + (s * rows_out + row) * 4));
+  const float M_safe = M == neg_inf() ? 0.f : M;
+  float d1 = 0.f, d2 = 0.f, o1a = 0.f, o1b = 0.f, o2a = 0.f, o2b = 0.f;
+  for (int s = 0; s < p.num_splits; ++s) {
+    const long long r = s * rows_out + row;
+    const float4 st = __ldcg(reinterpret_cast<const float4*>(p.ws_stats + r * 4));
+    const float w = exp2_fast((st.x - M_safe) * log2e);
+    d1 += w * st.y;
+    d2 += w * st.z;
+    const float2 x1 = __ldcg(reinterpret_cast<const float2*>(p.ws_o + r * 2 * D + col));
+    o1a += w * x1.x;
+    o1b += w * x1.y;
+    if (FamilyTraits<F>::probe) {
+      const float2 x2 = __ldcg(reinterpret_cast<const float2*>(p.ws_o + r * 2 * D + D + col));
+      o2a += w * x2.x;
+      o2b += w * x2.y;
+    }
+  }
+  *reinterpret_cast<unsigned*>(out) = pack2<T>(finalize<F>(o1a, o2a, d1, d2), finalize<F>(o1b, o2b, d1, d2));
+}
+
+// Called by every CTA of a split decode grid after it wrote its partials. The CTAs of a
+// row block (same blockIdx.y, z) count themselves on one workspace counter; the last one
+// merges the block's rows and puts the counter back to 0 for the next launch on the
+// stream (the engine zeroes counters once, when it allocates them).
+// out_row(l) -> the output row pointer of logical row l of this (batch, kv head).
+template <Family F, class T, int D, int BM, int kThreads, class OutRow>
+__device__ __forceinline__ void merge_if_last(const AttnParams& p, int row0, int rows_total, OutRow out_row) {
+  __shared__ int is_last;
+  __threadfence();  // this CTA's partials are visible device-wide before it is counted
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* counter = p.ws_counter + blockIdx.z * gridDim.y + blockIdx.y;
+    is_last = atomicAdd(counter, 1) == p.num_splits - 1;
+    if (is_last) atomicExch(counter, 0);
+  }
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  for (int idx = threadIdx.x; idx < BM * (D / 2); idx += kThreads) {
+    const int l = row0 + idx / (D / 2), col = 2 * (idx % (D / 2));
+    if (l >= rows_total) continue;
+    merge_row_pair<F, T, D>(p, (long long)blockIdx.z * rows_total + l, col, out_row(l) + col);
+  }
+}
 
 template <Family F, class T, int D>
 struct MergeConfig {
@@ -17,37 +75,14 @@ struct MergeConfig {
 template <class C>
 __global__ void __launch_bounds__(C::kThreads) merge_kernel(const AttnParams p) {
   using T = typename C::Elem;
-  constexpr int D = C::kD;
-  const int rows_out = p.batch * p.heads_q * p.q_len;
   const int row = blockIdx.x;
-  const int col = 2 * threadIdx.x;
-  const float log2e = 1.4426950408889634f;
-
-  float M = neg_inf();
-  for (int s = 0; s < p.num_splits; ++s) M = fmaxf(M, p.ws_stats[((long long)s * rows_out + row) * 4]);
-  const float M_safe = M == neg_inf() ? 0.f : M;
-  float d1 = 0.f, d2 = 0.f, o1a = 0.f, o1b = 0.f, o2a = 0.f, o2b = 0.f;
-  for (int s = 0; s < p.num_splits; ++s) {
-    const long long r = (long long)s * rows_out + row;
-    const float* st = p.ws_stats + r * 4;
-    const float w = exp2_fast((st[0] - M_safe) * log2e);
-    d1 += w * st[1];
-    d2 += w * st[2];
-    const float2 x1 = *reinterpret_cast<const float2*>(p.ws_o + r * 2 * D + col);
-    const float2 x2 = *reinterpret_cast<const float2*>(p.ws_o + r * 2 * D + D + col);
-    o1a += w * x1.x;
-    o1b += w * x1.y;
-    o2a += w * x2.x;
-    o2b += w * x2.y;
-  }
   // Row order of decode_kernel: (batch, kv head, token, group member).
   const int rows_total = p.group * p.q_len;
   const int bh = row / rows_total, l = row % rows_total;
   const int b = bh / p.heads_kv, hkv = bh % p.heads_kv;
   const int t = l / p.group, h = hkv * p.group + l % p.group;
-  T* out = static_cast<T*>(p.o) + b * p.o_stride_b + t * p.o_stride_t + h * p.o_stride_h + col;
-  *reinterpret_cast<unsigned*>(out) =
-      pack2<T>(finalize<C::kFamily>(o1a, o2a, d1, d2), finalize<C::kFamily>(o1b, o2b, d1, d2));
+  T* out = static_cast<T*>(p.o) + b * p.o_stride_b + t * p.o_stride_t + h * p.o_stride_h + 2 * threadIdx.x;
+  merge_row_pair<C::kFamily, T, C::kD>(p, row, 2 * threadIdx.x, out);
 }
 
 }  // namespace plx

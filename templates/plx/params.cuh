@@ -34,6 +34,15 @@ struct AttnParams {
   const int* block_table;
   int max_pages;
   int page_shift;
+  // Decode split-KV: one arrival counter per (row block, batch x kv head), zero between
+  // launches (merge.cuh). Null: a separate merge_kernel launch combines the partials.
+  int* ws_counter;
+  // Training forward (prefill kernels; null: not written). What the backward needs:
+  //   stats [batch][heads_q][q_len][4] fp32: m, d1, d2/d1, lse, natural-log units
+  //         (runtime/oracle_backward.hpp; a row that sees no key: 0, 0, 0, +inf)
+  //   barv  like o: sum_j p_j v_j (centered Parallax only; ignored by the other families)
+  float* stats;
+  void* barv;
 };
 
 }  // namespace plx
