@@ -24,41 +24,36 @@ constexpr int decode_block_m(Family f, int rows) {
 }
 
 // Number of KV splits for decode (flash-decoding). A CTA per (batch, kv head, row block)
-// leaves most SMs idle for small batches; splitting the keys fills them. A wave is
-// ctas_per_sm x SMs CTAs (2 per SM for the 100 KiB default decode tile). The time of S
-// splits is about waves(S) x (tiles per split + 3), the 3 being a CTA's fixed cost
-// (Q load, pipeline fill, warp merge) in tile-times, plus 5% for S > 1 (partials and the
-// merge launch). Pick the cheapest S, the smallest on ties, with >= 2 tiles per split.
-//   H200 (132 SMs, 2 CTAs/SM: wave 264), 8 kv heads, block_n 64:
-//     batch 1, 16384 keys: ctas 8,   tiles 256 -> S 33 (1 wave x (7.8 + 3) = 10.8)
-//     batch 1, 4096 keys : ctas 8,   tiles 64  -> S 32 (1 wave x (2 + 3) = 5)
-//     batch 8, 16384 keys: ctas 64,  tiles 256 -> S 4  (1 wave x 67; S 33 = 8 x 10.8 = 86)
-//     batch 32, any      : ctas 256            -> S 1  (1 wave x 259; S 2 = 2 x 131 x 1.05)
-//     batch 64           : ctas 512 >= 264     -> S 1
-constexpr int decode_splits(int ctas, int n_tiles, int sm_count, int ctas_per_sm = 2) {
-  const int wave = std::max(1, ctas_per_sm) * sm_count;
-  if (ctas >= wave || n_tiles < 4) return 1;
-  auto cost = [&](int s) {
-    const double waves = double((ctas * s + wave - 1) / wave);
-    return waves * (double(n_tiles) / s + 3.0) * (s > 1 ? 1.05 : 1.0);
-  };
+// leaves most SMs idle for small batches; splitting the keys fills them. Decode is bound
+// by each SM's share of the memory bandwidth, so the cost of S splits, in tile-times, is
+// what the busiest SM streams: its ceil(ctas x S / SMs) CTAs, each n_tiles / S tiles plus
+// a fixed 4 (Q load, pipeline fill, warp merge, partials), whether they run side by side
+// or in waves; plus 0.02 per split for the merge. Cheapest S wins, the smallest on ties,
+// with >= 2 tiles per split.
+//   H200 (132 SMs), 8 kv heads, block_n 64; the split sweep of 2026-11-29
+//   (docs/PERFORMANCE.md) measured the same best S on the batch-1 shapes:
+//     batch 1, 4096 keys  : ctas 8,  tiles 64   -> S 16 (1 x (4 + 4) = 8.3;
+//                                                   S 33: 2 x (1.9 + 4) = 12.5)   13.9 us vs 15.8
+//     batch 1, 131072 keys: ctas 8,  tiles 2048 -> S 16 (1 x (128 + 4) = 132.3;
+//                                                   S 33: 2 x (62 + 4) = 132.8)  126.8 us vs 130.1
+//     batch 8, 8192 keys  : ctas 64, tiles 128  -> S 2  (1 x (64 + 4) = 68.0; S 4: 72.1)
+//     batch 32, any       : ctas 256            -> S 1  (2 x (n + 4); S 2: 4 x (n/2 + 4))
+constexpr double decode_split_cost(int ctas, int n_tiles, int sm_count, int s) {
+  const int per_sm = (ctas * s + sm_count - 1) / sm_count;
+  return per_sm * (double(n_tiles) / s + 4.0) + (s > 1 ? 0.02 * s : 0.0);
+}
+constexpr int decode_splits(int ctas, int n_tiles, int sm_count) {
+  if (n_tiles < 4 || sm_count < 1) return 1;
   int best = 1;
-  double best_cost = cost(1);
+  double best_cost = decode_split_cost(ctas, n_tiles, sm_count, 1);
   for (int s = 2; s <= std::min(128, n_tiles / 2); ++s) {
-    if (cost(s) < best_cost - 1e-9) {
+    const double c = decode_split_cost(ctas, n_tiles, sm_count, s);
+    if (c < best_cost - 1e-9) {
       best = s;
-      best_cost = cost(s);
+      best_cost = c;
     }
   }
   return best;
-}
-
-// CTAs of a kernel that fit on one SM by shared memory (the binding limit for these
-// tiles): sm_90a has 228 KiB per SM, sm_80 164 KiB, and each CTA reserves 1 KiB.
-//   decode d128 block_m 8, stages 3: 102400 B -> 233472 / 103424 = 2 on sm_90a
-constexpr int ctas_per_sm_by_smem(long smem_bytes, Arch arch) {
-  const long per_sm = arch == Arch::sm90a ? 233472 : 167936;
-  return std::max(1L, per_sm / (smem_bytes + 1024));
 }
 
 // The tile the engine uses when nothing better is known (each is in the shipped specs).

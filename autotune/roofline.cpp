@@ -46,11 +46,11 @@ double elem_bytes(const Variant&) { return 2.0; }  // bf16 and fp16 alike
 //   parallax bf16 d128 m8 n64 s3, batch 1, kv 32768, heads 32/8 (group 4) on the h200:
 //     row blocks 1, span 32768: K+V 8 x 32768 x 128 x 2 x 2 B = 134217728
 //     q + r + o 3 x 32 x 128 x 2 B = 24576
-//     splits 33 (launch.hpp), partials 33 x 32 rows x (2 x 128 + 4) floats x 4 B x 2
-//       (written, then read by the merge) = 2196480          -> bytes 136438784
-//     FLOPs 8 kv heads x 8 padded rows x 32768 x 1024 = 2147483648 (intensity 15.7)
-//     CTAs 8 x 33 = 264 = 2 per SM, all busy: 136438784 B / 4280 GB/s = 31.88 us,
-//     + 2 launches x 2 us = 35.88 us, memory bound.
+//     splits 16 (launch.hpp), partials 16 x 32 rows x (2 x 128 + 4) floats x 4 B x 2
+//       (written, then read by the merging CTA) = 1064960    -> bytes 135307264
+//     FLOPs 8 kv heads x 8 padded rows x 32768 x 1024 = 2147483648 (intensity 15.9)
+//     CTAs 8 x 16 = 128 of 132 SMs (wave efficiency 0.97): 135307264 B / 4280 GB/s
+//     / 0.97 = 32.60 us, + 1 launch x 2 us = 34.60 us, memory bound.
 Work decode_work(const Variant& v, const Problem& p, const GpuProfile& g) {
   const long group = p.heads_q / p.heads_kv;
   const long rows = group * p.q_len;
@@ -79,7 +79,7 @@ Work decode_work(const Variant& v, const Problem& p, const GpuProfile& g) {
   w.bytes += q_elems * e * (has_probe(v.family) ? 3 : 2);  // q (+ r) + o
   if (w.splits > 1) {
     // fp32 partial O (two accumulators' room, as plan_launch sizes it) and 4 stats per row,
-    // written by the split kernel and read back by the merge.
+    // written by the split CTAs and read back by the last one (merge.cuh).
     const double part_rows = double(p.batch) * p.heads_q * p.q_len;
     w.bytes += 2.0 * w.splits * part_rows * (2 * d + 4) * 4;
   }
@@ -153,7 +153,7 @@ Prediction predict(const Variant& v, const Problem& p, const GpuProfile& g) {
   r.splits = w.splits;
   r.ctas = int(std::min<long>(w.ctas, 1L << 30));
   r.wave_efficiency = roofline::wave_efficiency(w.ctas, g.sm_count);
-  r.us = roofline::roofline_us(w.bytes, w.flops, g) / r.wave_efficiency + g.launch_us * (w.splits > 1 ? 2 : 1);
+  r.us = roofline::roofline_us(w.bytes, w.flops, g) / r.wave_efficiency + g.launch_us;  // the merge is in-kernel
   return r;
 }
 

@@ -95,9 +95,13 @@ int decode_splits_for(const Variant& v, const AttentionArgs& a, int sm_count) {
   int span = a.kv_len;
   if (a.window_left >= 0) span = std::min(span, a.window_left + a.q_len);
   const int n_tiles = ceil_div(span, v.tile.block_n);
-  if (v.tile.split_kv > 0) return std::min(v.tile.split_kv, std::max(n_tiles, 1));
-  return heuristics::decode_splits(a.batch * a.heads_kv * row_blocks, n_tiles, sm_count,
-                                   heuristics::ctas_per_sm_by_smem(smem_bytes(v), v.arch));
+  // The last CTA merges in its own shared memory (merge.cuh): block_m x splits stats of
+  // 16 B plus 8 B per row must fit in the ring (e.g. block_m 8, d 128, 2 stages: 511).
+  const int max_splits = int((ring_bytes(v) - 8 * v.tile.block_m) / (16 * v.tile.block_m));
+  const int wanted = v.tile.split_kv > 0
+                         ? std::min(v.tile.split_kv, std::max(n_tiles, 1))
+                         : heuristics::decode_splits(a.batch * a.heads_kv * row_blocks, n_tiles, sm_count);
+  return std::max(1, std::min(wanted, max_splits));
 }
 
 LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count) {

@@ -176,6 +176,33 @@ TEST_CASE("split-KV on and off give the same answer as the oracle", "[gpu]") {
     }
 }
 
+// The in-kernel merge counts finished CTAs per row block on workspace counters that each
+// launch must leave at zero: alternate grids of different sizes on one stream, several
+// row blocks (multi-token decode), split counts past the merge's shared-memory cap.
+TEST_CASE("split-KV merge counters survive changing grids on one stream", "[gpu]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  struct Shape { int batch, q_len, heads_q, heads_kv, kv_len, splits; const char* block_m; };
+  const Shape shapes[] = {{3, 3, 16, 2, 1500, 5, "m8"},  {1, 1, 8, 8, 777, 7, "m16"},
+                          {3, 3, 16, 2, 1500, 5, "m16"}, {2, 2, 4, 1, 4097, 4000, "m8"},
+                          {1, 1, 8, 8, 777, 3, "m8"}};
+  for (Family f : {Family::parallax, Family::softmax})
+    for (const Shape& sh : shapes) {
+      AttentionArgs a = base_args(f, DType::bf16, 128);
+      a.batch = sh.batch;
+      a.q_len = sh.q_len;
+      a.heads_q = sh.heads_q;
+      a.heads_kv = sh.heads_kv;
+      a.kv_len = sh.kv_len;
+      Variant v = *parse_variant_name(e->variant_for(a));
+      v.tile.block_m = f == Family::softmax ? 16 : std::stoi(sh.block_m + 1);
+      v.tile.split_kv = sh.splits;
+      const int splits = e->splits_for(a, v.name());
+      CHECK(splits > 1);
+      expect_close(*e, {a, {}, v.name()}, fmt::format("{} splits asked, {} run", sh.splits, splits));
+    }
+}
+
 TEST_CASE("sliding windows", "[gpu]") {
   Engine* e = engine_or_skip();
   if (!e) return;

@@ -6,15 +6,14 @@
 using namespace plx;
 using namespace plx::heuristics;
 
-TEST_CASE("decode split counts follow the wave model", "[heuristics]") {
-  CHECK(decode_splits(8, 256, 132) == 33);
-  CHECK(decode_splits(8, 64, 132) == 32);
-  CHECK(decode_splits(64, 256, 132) == 4);
+TEST_CASE("decode split counts follow the per-SM bandwidth model", "[heuristics]") {
+  CHECK(decode_splits(8, 64, 132) == 16);
+  CHECK(decode_splits(8, 2048, 132) == 16);
+  CHECK(decode_splits(64, 128, 132) == 2);
   CHECK(decode_splits(256, 256, 132) == 1);
-  CHECK(decode_splits(256, 256, 132, 1) == 1);  // 1 CTA per SM: wave 132, ctas >= wave
-  CHECK(ctas_per_sm_by_smem(102400, Arch::sm90a) == 2);
-  CHECK(ctas_per_sm_by_smem(136192, Arch::sm90a) == 1);
   CHECK(decode_splits(512, 256, 132) == 1);
+  CHECK(decode_split_cost(8, 64, 132, 33) > decode_split_cost(8, 64, 132, 16));
+  CHECK(decode_splits(8, 256, 78) == 9);  // fewer SMs (an H100 PCIe-like 78): fewer splits
   CHECK(decode_splits(8, 3, 132) == 1);  // too few tiles to split
   for (int ctas : {1, 3, 17, 100})
     for (int tiles : {4, 9, 100, 1000}) {

@@ -181,7 +181,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
     }
   }
   if (p.num_splits > 1 && p.ws_counter)
-    merge_if_last<C::kFamily, T, D, C::kBM, C::kThreads>(p, row0, rows_total, out_row);
+    merge_if_last<C::kFamily, T, D, C::kBM, C::kThreads>(p, row0, rows_total, mo, out_row);
 }
 
 }  // namespace plx
