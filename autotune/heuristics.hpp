@@ -28,26 +28,37 @@ constexpr int decode_block_m(Family f, int rows) {
 // by each SM's share of the memory bandwidth, so the cost of S splits, in tile-times, is
 // what the busiest SM streams: its ceil(ctas x S / SMs) CTAs, each n_tiles / S tiles plus
 // a fixed 4 (Q load, pipeline fill, warp merge, partials), whether they run side by side
-// or in waves; plus 0.02 per split for the merge. Cheapest S wins, the smallest on ties,
-// with >= 2 tiles per split.
-//   H200 (132 SMs), 8 kv heads, block_n 64; the split sweep of 2026-11-29
-//   (docs/PERFORMANCE.md) measured the same best S on the batch-1 shapes:
+// or in waves; plus 0.02 per split for the merge. An SM only streams at its share when
+// enough bytes are in flight: about 4.3 TB/s x 1.5 us of latency / 132 SMs = 48 KiB, so
+// with fewer (the CTAs resident on it x the ring's tiles in flight) the cost grows by that
+// ratio. Cheapest S wins, the smallest on ties, with >= 2 tiles per split.
+//   H200 (132 SMs), 8 kv heads, block_n 64, 3 stages; the split sweep of 2026-11-29
+//   (docs/PERFORMANCE.md) measured the same best S:
+//     d128 (2 x 32 KiB in flight per CTA):
 //     batch 1, 4096 keys  : ctas 8,  tiles 64   -> S 16 (1 x (4 + 4) = 8.3;
 //                                                   S 33: 2 x (1.9 + 4) = 12.5)   13.9 us vs 15.8
 //     batch 1, 131072 keys: ctas 8,  tiles 2048 -> S 16 (1 x (128 + 4) = 132.3;
 //                                                   S 33: 2 x (62 + 4) = 132.8)  126.8 us vs 130.1
 //     batch 8, 8192 keys  : ctas 64, tiles 128  -> S 2  (1 x (64 + 4) = 68.0; S 4: 72.1)
 //     batch 32, any       : ctas 256            -> S 1  (2 x (n + 4); S 2: 4 x (n/2 + 4))
-constexpr double decode_split_cost(int ctas, int n_tiles, int sm_count, int s) {
+//     d64 (2 x 16 KiB in flight per CTA, 4 CTAs fit an SM):
+//     batch 4, 8192 keys, 8 kv heads: ctas 32, tiles 128 -> S 8 (2 x (16 + 4) = 40.2;
+//                                     S 4: 1 x (32 + 4) x 48/32 = 54.1)           24.0 us vs 25.7
+inline constexpr double kInflightPerSm = 48 * 1024;
+constexpr double decode_split_cost(int ctas, int n_tiles, int sm_count, int s, double inflight_per_cta = 65536,
+                                   int ctas_per_sm = 2) {
   const int per_sm = (ctas * s + sm_count - 1) / sm_count;
-  return per_sm * (double(n_tiles) / s + 4.0) + (s > 1 ? 0.02 * s : 0.0);
+  const double resident = std::min(per_sm, std::max(1, ctas_per_sm));
+  const double starve = std::max(1.0, kInflightPerSm / (resident * inflight_per_cta));
+  return per_sm * (double(n_tiles) / s + 4.0) * starve + (s > 1 ? 0.02 * s : 0.0);
 }
-constexpr int decode_splits(int ctas, int n_tiles, int sm_count) {
+constexpr int decode_splits(int ctas, int n_tiles, int sm_count, double inflight_per_cta = 65536,
+                            int ctas_per_sm = 2) {
   if (n_tiles < 4 || sm_count < 1) return 1;
   int best = 1;
-  double best_cost = decode_split_cost(ctas, n_tiles, sm_count, 1);
+  double best_cost = decode_split_cost(ctas, n_tiles, sm_count, 1, inflight_per_cta, ctas_per_sm);
   for (int s = 2; s <= std::min(128, n_tiles / 2); ++s) {
-    const double c = decode_split_cost(ctas, n_tiles, sm_count, s);
+    const double c = decode_split_cost(ctas, n_tiles, sm_count, s, inflight_per_cta, ctas_per_sm);
     if (c < best_cost - 1e-9) {
       best = s;
       best_cost = c;
@@ -56,13 +67,26 @@ constexpr int decode_splits(int ctas, int n_tiles, int sm_count) {
   return best;
 }
 
+// CTAs of a kernel that fit on one SM by shared memory (the binding limit for these
+// tiles): sm_90a has 228 KiB per SM, sm_80 164 KiB, and each CTA reserves 1 KiB.
+//   decode d128 block_m 8, stages 3: 102400 B -> 233472 / 103424 = 2 on sm_90a
+constexpr int ctas_per_sm_by_smem(long smem_bytes, Arch arch) {
+  const long per_sm = arch == Arch::sm90a ? 233472 : 167936;
+  return std::max(1L, per_sm / (smem_bytes + 1024));
+}
+
 // The tile the engine uses when nothing better is known (each is in the shipped specs).
 //   decode : block_n 64, 4 warps (16 keys each), 3 stages: two tiles in flight while one is
 //            consumed; on the H200 at batch 32 x 16384 keys that streams 4.27 TB/s where
 //            2 stages reach 3.8 (docs/PERFORMANCE.md, 2026-11-28)
-//   prefill: 8 warps x one m-tile each: block_m 64 for the Parallax families (8 q + 8 r
-//            rows per tile), 128 for softmax
-inline Tile default_tile(Op op, Family f, int decode_rows) {
+//   prefill, Hopper (wgmma): 2 consumer warpgroups + 1 producer (12 warps), block_n 128,
+//            2 stages: block_m 64 for the Parallax families (32 q + 32 r rows per
+//            warpgroup), 128 for softmax; on the H200 1.7-1.9x the mma.sync tile below
+//            (docs/PERFORMANCE.md, 2026-11-29). Not for training forwards (stats): those
+//            are written by the mma.sync kernel only.
+//   prefill, mma.sync: 8 warps x one m-tile each: block_m 64 for the Parallax families
+//            (8 q + 8 r rows per tile), 128 for softmax
+inline Tile default_tile(Op op, Family f, int decode_rows, bool wgmma_prefill = false) {
   Tile t;
   if (op == Op::decode) {
     t.block_m = decode_block_m(f, decode_rows);
@@ -70,6 +94,13 @@ inline Tile default_tile(Op op, Family f, int decode_rows) {
     t.warps = 4;
     t.stages = 3;
     t.split_kv = 0;
+  } else if (wgmma_prefill) {
+    t.block_m = has_probe(f) ? 64 : 128;
+    t.block_n = 128;
+    t.warps = 12;
+    t.stages = 2;
+    t.split_kv = 1;
+    t.mma = Mma::wgmma;
   } else {
     t.block_m = has_probe(f) ? 64 : 128;
     t.block_n = 64;

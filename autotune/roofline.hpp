@@ -18,9 +18,10 @@ struct GpuProfile {
   int sm_count = 0;
   long smem_per_sm = 0;   // shared memory per SM usable by CTAs, bytes
   double launch_us = 0;   // fixed cost of one kernel launch on the GPU timeline
+  std::string source;     // where the ceilings come from, for labels ("datasheet", ...)
 };
 
-// "h200" or "a100"; throws UnsupportedError naming the known profiles otherwise.
+// "h200", "h100" or "a100"; throws UnsupportedError naming the known profiles otherwise.
 GpuProfile profile(std::string_view name);
 
 // One attention problem: [batch, len, heads, head_dim] tensors; window -1 = none.

@@ -3,21 +3,21 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <optional>
-#include <random>
 
-#include "common/half.hpp"
+#include "autotune/oracle_check.hpp"
 #include "generator/legality.hpp"
-#include "runtime/compiler.hpp"
 #include "runtime/driver.hpp"
+#include "runtime/oracle.hpp"
 
 namespace plx::tune {
 
 std::string Bucket::flags() const {
   std::string mask = causal ? "causal" : "full";
   if (shape.window >= 0) mask += fmt::format(" --window {}", shape.window);
-  return fmt::format("--op {} --family {} --dtype {} --d {} --mask {} --batch {} --q-len {} --kv-len {} "
+  return fmt::format("--op {} --family {} --dtype {} --head-dim {} --mask {} --batch {} --q-len {} --kv-len {} "
                      "--heads-q {} --heads-kv {}",
                      to_string(op), to_string(family), to_string(dtype), head_dim, mask, shape.batch, shape.q_len,
                      shape.kv_len, shape.heads_q, shape.heads_kv);
@@ -102,101 +102,270 @@ std::vector<Ranked> rank(const std::vector<Variant>& variants, const Bucket& b, 
   return out;
 }
 
-// ---- timing ----------------------------------------------------------------------------
+// ---- measuring a bucket ------------------------------------------------------------------
+
+std::vector<Candidate> candidates_for(const std::vector<Ranked>& ranked, const Variant& untuned, int top,
+                                      const std::function<int(const Variant&)>& registers,
+                                      const std::function<int(const Variant&)>& spills) {
+  std::vector<Candidate> out;
+  bool have_untuned = false;
+  for (std::size_t i = 0; i < ranked.size(); ++i) {
+    const bool is_untuned = ranked[i].v == untuned;
+    if (!is_untuned && int(out.size()) >= top) continue;
+    // Resources are asked for only here: in PLX_TUNE=sync asking may mean compiling.
+    const int sp = spills ? spills(ranked[i].v) : -1;
+    // A spilling variant is listed (as rejected) only when it is the untuned choice.
+    if (!is_untuned && sp > 0) continue;
+    Candidate c{ranked[i].v, ranked[i].p, int(i), is_untuned, registers ? registers(ranked[i].v) : -1, sp};
+    out.push_back(std::move(c));
+    have_untuned |= is_untuned;
+  }
+  if (!have_untuned) {
+    Candidate c;
+    c.v = untuned;
+    c.model_choice = true;
+    c.registers = registers ? registers(untuned) : -1;
+    c.spill_bytes = spills ? spills(untuned) : -1;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+const char* to_string(Status s) {
+  switch (s) {
+    case Status::timed: return "timed";
+    case Status::failed: return "failed";
+    case Status::rejected: return "rejected";
+  }
+  return "?";
+}
+
+bool is_sticky(const DriverError& e) {
+  switch (e.code) {
+    case CUDA_ERROR_ILLEGAL_ADDRESS:
+    case CUDA_ERROR_HARDWARE_STACK_ERROR:
+    case CUDA_ERROR_ILLEGAL_INSTRUCTION:
+    case CUDA_ERROR_MISALIGNED_ADDRESS:
+    case CUDA_ERROR_INVALID_ADDRESS_SPACE:
+    case CUDA_ERROR_INVALID_PC:
+    case CUDA_ERROR_LAUNCH_FAILED:
+    case CUDA_ERROR_ASSERT:
+    case CUDA_ERROR_CONTEXT_IS_DESTROYED:
+      return true;
+    default:
+      return false;
+  }
+}
 
 namespace {
 
-// A kernel that holds the stream for `ns` nanoseconds (tools/bench/plx_bench.cpp's method).
-constexpr const char* kSpinSource =
-    "extern \"C\" __global__ void plx_spin(unsigned long long ns) {\n"
-    "  unsigned long long t0, t;\n"
-    "  asm volatile(\"mov.u64 %0, %%globaltimer;\" : \"=l\"(t0));\n"
-    "  do { asm volatile(\"mov.u64 %0, %%globaltimer;\" : \"=l\"(t)); } while (t - t0 < ns);\n"
-    "}\n";
+std::string problem_key(const AttentionArgs& p) {
+  return fmt::format("{}_{}_d{}_{}_g{}_q{}_kv{}_w{}", to_string(p.family), to_string(p.dtype), p.head_dim,
+                     p.causal ? "causal" : "full", p.heads_q / std::max(1, p.heads_kv), p.q_len, p.kv_len,
+                     p.window_left);
+}
 
-// Uniform values in [-1, 1) in the kernel's dtype, uploaded in 1 MiB chunks of one random
-// block (the values only need to be finite and varied, not independent).
-void fill_random(cu::Buffer& buf, DType dt, std::uint32_t seed) {
-  std::vector<std::uint16_t> chunk(1 << 19);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  for (auto& h : chunk) h = dt == DType::bf16 ? half::float_to_bf16(u(rng)) : half::float_to_fp16(u(rng));
-  const std::size_t chunk_bytes = chunk.size() * 2;
-  for (std::size_t off = 0; off < buf.size(); off += chunk_bytes) {
-    const std::size_t n = std::min(chunk_bytes, buf.size() - off);
-    PLX_CU(cu::api().cuMemcpyHtoD(buf.ptr() + off, chunk.data(), n));
-  }
+// One line of an exception, for reports.
+std::string first_line(const std::string& s) {
+  const auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
 }
 
 }  // namespace
 
-struct Bench::Impl {
-  AttentionArgs args;
-  std::vector<cu::Buffer> buffers;  // q, r, k, v, o
-  cu::Buffer flush;
-  cu::Stream stream;
-  std::optional<cu::Module> spin_module;
-  cu::Launchable spin;
-};
-
-Bench::Bench(const Bucket& b, int l2_bytes, const std::string& arch) : impl_(std::make_unique<Impl>()) {
-  Impl& m = *impl_;
-  m.args = b.args();
-  const std::size_t e = 2, d = std::size_t(b.head_dim);
-  const std::size_t q_bytes = std::size_t(b.shape.batch) * b.shape.q_len * b.shape.heads_q * d * e;
-  const std::size_t kv_bytes = std::size_t(b.shape.batch) * b.shape.kv_len * b.shape.heads_kv * d * e;
-  std::uint32_t seed = 1;
-  for (std::size_t n : {q_bytes, q_bytes, kv_bytes, kv_bytes, q_bytes}) {
-    m.buffers.emplace_back(n);
-    fill_random(m.buffers.back(), b.dtype, seed++);
+BucketOutcome tune_bucket(measure::Harness& h, measure::AttentionInputs& inputs, const Bucket& b,
+                          const std::vector<Candidate>& cands, const Runner& run, const TuneOptions& o,
+                          CheckCache* checks) {
+  using clk = std::chrono::steady_clock;
+  const auto t0 = clk::now();
+  BucketOutcome out;
+  out.results.resize(cands.size());
+  for (std::size_t i = 0; i < cands.size(); ++i)
+    if (cands[i].model_choice) out.untuned = int(i);
+  auto finish = [&] {
+    out.seconds = std::chrono::duration<double>(clk::now() - t0).count();
+    return out;
+  };
+  const AttentionArgs shape = b.args();
+  try {
+    inputs.prepare(shape, o.mem_fraction);
+  } catch (const DriverError& e) {
+    if (is_sticky(e)) throw;
+    out.error = first_line(e.what());
+    return finish();
+  } catch (const Error& e) {
+    out.error = first_line(e.what());
+    return finish();
   }
-  m.args.q = m.buffers[0].data();
-  m.args.r = m.buffers[1].data();
-  m.args.k = m.buffers[2].data();
-  m.args.v = m.buffers[3].data();
-  m.args.o = m.buffers[4].data();
-  m.flush = cu::Buffer(std::size_t(std::max(l2_bytes, 1 << 20)) * 2);
+  const AttentionArgs small = check_problem(shape);
+  CheckCache local;
+  CheckCache& cache = checks ? *checks : local;
 
-  CompileRequest req;
-  req.source = kSpinSource;
-  req.arch = arch;
-  req.name_expression = "plx_spin";
-  req.display_name = "plx_spin";
-  const CompiledKernel k = compile(req);
-  m.spin_module.emplace(k.cubin);
-  m.spin = cu::Launchable(m.spin_module->function(k.lowered_name));
+  auto report = [&](int i) {
+    if (run.on_result) run.on_result(i, out.results[std::size_t(i)]);
+  };
+  auto call_of = [&](const std::string& name) {
+    return [&, name](int rep, void* stream) { run.launch(name, inputs.args(rep), stream); };
+  };
+
+  // First pass: every candidate alone.
+  measure::TimingOptions first;
+  first.budget_s = 0.5 * o.budget_s / double(std::max<std::size_t>(1, cands.size()));
+  first.warmup_s = std::min(0.005, first.budget_s / 4);
+  first.spin_ns = o.spin_ns;
+  for (std::size_t i = 0; i < cands.size(); ++i) {
+    CandidateResult& r = out.results[i];
+    const Candidate& c = cands[i];
+    const std::string name = c.name();
+    if (c.spill_bytes > 0) {
+      r.status = Status::rejected;
+      r.error = fmt::format("spills {} bytes to local memory", c.spill_bytes);
+      report(int(i));
+      continue;
+    }
+    try {
+      if (run.on_begin) run.on_begin(int(i), "check");
+      if (run.prepare) run.prepare(name);
+      if (o.check) {
+        const std::string pkey = problem_key(small), key = name + "|" + pkey;
+        auto it = cache.verdicts.find(key);
+        if (it == cache.verdicts.end()) {
+          auto& oc = cache.cases[pkey];
+          if (!oc) oc = std::make_shared<OracleCase>(small);
+          const std::string verdict =
+              oc->check([&](const AttentionArgs& a, void* stream) { run.launch(name, a, stream); }, h.stream());
+          it = cache.verdicts.emplace(key, verdict).first;
+        }
+        if (!it->second.empty()) {
+          r.status = Status::failed;
+          r.error = it->second;
+          report(int(i));
+          continue;
+        }
+      }
+      if (run.on_begin) run.on_begin(int(i), "time");
+      r.first = measure::summarize(h.time(call_of(name), first));
+      r.status = Status::timed;
+    } catch (const DriverError& e) {
+      r.status = Status::failed;
+      r.error = first_line(e.what());
+      report(int(i));
+      if (is_sticky(e)) throw;
+      continue;
+    } catch (const std::exception& e) {
+      r.status = Status::failed;
+      r.error = first_line(e.what());
+      report(int(i));
+      continue;
+    }
+    report(int(i));
+  }
+
+  // Finalists: the fastest few of the first pass, and the untuned choice.
+  std::vector<int> timed;
+  for (std::size_t i = 0; i < cands.size(); ++i)
+    if (out.results[i].status == Status::timed) timed.push_back(int(i));
+  if (timed.empty()) return finish();
+  std::stable_sort(timed.begin(), timed.end(),
+                   [&](int x, int y) { return out.results[x].first.median < out.results[y].first.median; });
+  const double best = out.results[timed[0]].first.median;
+  std::vector<int> fin;
+  for (int i : timed)
+    if (int(fin.size()) < o.finalists && out.results[i].first.median <= best * (1 + o.finalist_within))
+      fin.push_back(i);
+  if (out.untuned >= 0 && out.results[out.untuned].status == Status::timed &&
+      std::find(fin.begin(), fin.end(), out.untuned) == fin.end())
+    fin.push_back(out.untuned);
+  std::sort(fin.begin(), fin.end());  // candidate order: the same rounds on every run
+
+  measure::TimingOptions final_opts;
+  final_opts.budget_s = 0.5 * o.budget_s;
+  final_opts.min_reps = 10;
+  final_opts.max_reps = 400;
+  final_opts.spin_ns = o.spin_ns;
+  std::vector<measure::Call> calls;
+  for (int i : fin) calls.push_back(call_of(cands[i].name()));
+  std::vector<std::vector<double>> samples;
+  try {
+    if (run.on_begin) run.on_begin(fin.front(), "final");
+    samples = h.interleave(calls, final_opts);
+  } catch (const DriverError& e) {
+    if (is_sticky(e)) throw;
+    out.error = "interleaved re-measure failed: " + first_line(e.what());
+    return finish();
+  } catch (const Error& e) {
+    out.error = "interleaved re-measure failed: " + first_line(e.what());
+    return finish();
+  }
+  std::vector<measure::Contender> contenders;
+  for (std::size_t k = 0; k < fin.size(); ++k) {
+    const Candidate& c = cands[fin[k]];
+    contenders.push_back({c.name(), c.model_choice, c.registers, samples[k]});
+    out.results[fin[k]].finalist = true;
+    out.results[fin[k]].final = measure::summarize(samples[k]);
+  }
+  const measure::Decision d = measure::decide(contenders);
+  for (int k : d.tied) out.results[fin[k]].tied = true;
+  out.winner = fin[d.winner];
+  out.winner_us = d.median[d.winner];
+  out.noise_us = d.noise;
+  for (std::size_t k = 0; k < fin.size(); ++k) {
+    if (fin[k] == out.untuned) out.untuned_us = d.median[k];
+    if (int(k) != d.winner && (out.runner_up < 0 || d.median[k] < out.runner_up_us)) {
+      out.runner_up = fin[k];
+      out.runner_up_us = d.median[k];
+    }
+  }
+  if (out.runner_up < 0)  // a lone finalist: the next of the first pass
+    for (int i : timed)
+      if (i != out.winner) {
+        out.runner_up = i;
+        out.runner_up_us = out.results[i].first.median;
+        break;
+      }
+  return finish();
 }
 
-Bench::~Bench() = default;
+// ---- useful work ----------------------------------------------------------------------
 
-Timing Bench::time(Engine& engine, const std::string& variant_name, int warmup, int reps) {
-  Impl& m = *impl_;
-  Timing t;
-  const CUstream s = m.stream.handle();
-  try {
-    engine.prepare(variant_name);
-    for (int i = 0; i < warmup; ++i) engine.attention(m.args, variant_name, s);
-    m.stream.synchronize();
-  } catch (const Error& e) {
-    t.error = e.what();
-    return t;
+double visible_pairs(const AttentionArgs& a) {
+  oracle::Problem p;
+  p.q_len = a.q_len;
+  p.kv_len = a.kv_len;
+  p.causal = a.causal;
+  p.window_left = a.window_left;
+  double per_head = 0;
+  for (int i = 0; i < a.q_len; ++i) {
+    const auto [lo, hi] = oracle::visible_range(p, 0, i);
+    per_head += double(hi - lo);
   }
-  std::vector<double> us;
-  cu::Event start, stop;
-  for (int i = 0; i < std::max(1, reps); ++i) {
-    PLX_CU(cu::api().cuMemsetD8Async(m.flush.ptr(), std::uint8_t(i), m.flush.size(), s));
-    unsigned long long ns = 20000;
-    void* spin_args[] = {&ns};
-    cu::launch(m.spin, {1, 1, 1}, {1, 1, 1}, 0, s, spin_args);
-    start.record(s);
-    engine.attention(m.args, variant_name, s);
-    stop.record(s);
-    us.push_back(double(cu::elapsed_ms(start, stop)) * 1e3);
+  return per_head * a.batch * a.heads_q;
+}
+
+double useful_flops(const AttentionArgs& a) {
+  return visible_pairs(a) * roofline::flops_per_pair(a.family, a.head_dim);
+}
+
+double useful_bytes(const AttentionArgs& a) {
+  oracle::Problem p;
+  p.q_len = a.q_len;
+  p.kv_len = a.kv_len;
+  p.causal = a.causal;
+  p.window_left = a.window_left;
+  // The keys any query row sees: one range per sequence (rows are end-aligned).
+  int lo = a.kv_len, hi = 0;
+  for (int i = 0; i < a.q_len; ++i) {
+    const auto [l, h] = oracle::visible_range(p, 0, i);
+    if (l < h) {
+      lo = std::min(lo, l);
+      hi = std::max(hi, h);
+    }
   }
-  std::sort(us.begin(), us.end());
-  t.min_us = us.front();
-  t.median_us = us.size() % 2 ? us[us.size() / 2] : 0.5 * (us[us.size() / 2 - 1] + us[us.size() / 2]);
-  return t;
+  const double span = hi > lo ? hi - lo : 0;
+  const double e = 2, d = a.head_dim;
+  const double kv = double(a.batch) * a.heads_kv * span * d * e * 2;
+  const double q = double(a.batch) * a.q_len * a.heads_q * d * e;
+  return kv + q * (has_probe(a.family) ? 3 : 2);
 }
 
 }  // namespace plx::tune

@@ -158,6 +158,17 @@ std::string dump_db(const DbFile& f) {
   id.set("template_hash", i.template_hash);
   id.set("project_version", i.project_version);
   r.set("identity", std::move(id));
+  if (f.ceilings) {
+    const Ceilings& c = *f.ceilings;
+    json::Value o = json::Value::object();
+    o.set("copy_GBps", c.copy_GBps);
+    o.set("tc_tflops", c.tc_tflops);
+    o.set("mma_sync_tflops", c.mma_sync_tflops);
+    o.set("wgmma_tflops", c.wgmma_tflops);
+    o.set("tc_kernel", c.tc_kernel);
+    o.set("measured_at", c.measured_at);
+    r.set("ceilings", std::move(o));
+  }
   json::Value entries = json::Value::object();
   for (const auto& [bucket, e] : f.entries) {  // std::map: sorted, so files diff cleanly
     json::Value o = json::Value::object();
@@ -166,6 +177,7 @@ std::string dump_db(const DbFile& f) {
     o.set("runner_up", e.runner_up.empty() ? json::Value() : json::Value(e.runner_up));
     o.set("runner_up_us", e.runner_up.empty() ? json::Value() : json::Value(e.runner_up_us));
     o.set("predicted_us", e.predicted_us);
+    if (e.noise_us > 0) o.set("noise_us", e.noise_us);
     o.set("measured_at", e.measured_at);
     o.set("notes", e.notes);
     entries.set(bucket, std::move(o));
@@ -191,6 +203,18 @@ DbFile parse_db(const std::string& text) {
   f.identity.nvrtc_version = get_str(id, "nvrtc_version", "identity");
   f.identity.template_hash = get_str(id, "template_hash", "identity");
   f.identity.project_version = get_str(id, "project_version", "identity");
+  if (const json::Value* c = r.find("ceilings"); c && !c->is_null()) {
+    if (!c->is_object()) bad("db.ceilings is not an object");
+    Ceilings x;
+    x.copy_GBps = get_num(*c, "copy_GBps", "ceilings");
+    x.tc_tflops = get_num(*c, "tc_tflops", "ceilings");
+    x.mma_sync_tflops = get_num(*c, "mma_sync_tflops", "ceilings");
+    x.wgmma_tflops = get_num(*c, "wgmma_tflops", "ceilings");
+    x.tc_kernel = get_str(*c, "tc_kernel", "ceilings");
+    x.measured_at = get_int(*c, "measured_at", "ceilings");
+    if (!x.valid()) bad("db.ceilings has a zero bandwidth or tensor-core rate");
+    f.ceilings = x;
+  }
   const json::Value& entries = field(r, "entries", "db");
   if (!entries.is_object()) bad("db.entries is not an object");
   for (const auto& [bucket, o] : entries.as_object()) {
@@ -206,6 +230,7 @@ DbFile parse_db(const std::string& text) {
       e.runner_up_us = get_num(o, "runner_up_us", where);
     }
     e.predicted_us = get_num(o, "predicted_us", where);
+    if (o.find("noise_us")) e.noise_us = get_num(o, "noise_us", where);
     e.measured_at = get_int(o, "measured_at", where);
     e.notes = get_str(o, "notes", where);
     f.entries.emplace(bucket, std::move(e));
@@ -236,6 +261,7 @@ void TuningDb::warn(const std::string& line) const {
 
 DbStatus TuningDb::load() {
   entries_.clear();
+  ceilings_.reset();
   file_identity_.reset();
   try {
     Read r = read_db(path_, identity_);
@@ -256,7 +282,10 @@ DbStatus TuningDb::load() {
                        r.error, away.empty() ? "left in place" : "moved to " + away.string()));
     } else if (r.db) {
       file_identity_ = r.db->identity;
-      if (r.status == DbStatus::ok) entries_ = std::move(r.db->entries);
+      if (r.status == DbStatus::ok) {
+        entries_ = std::move(r.db->entries);
+        ceilings_ = r.db->ceilings;
+      }
     }
     status_ = r.status;
   } catch (const std::exception& e) {
@@ -274,15 +303,17 @@ std::optional<DbEntry> TuningDb::lookup(const std::string& bucket) const {
   return it->second;
 }
 
-void TuningDb::record(const std::vector<DbEntry>& entries) {
+void TuningDb::record(const std::vector<DbEntry>& entries, const std::optional<Ceilings>& ceilings) {
   std::error_code ec;
   fs::create_directories(path_.parent_path(), ec);
   if (ec) throw IoError(fmt::format("cannot create {}: {}", path_.parent_path().string(), ec.message()), ec.value());
   FileLock lock(lock_path(path_));
   Read r = read_db(path_, identity_);
   std::map<std::string, DbEntry> merged;
+  std::optional<Ceilings> merged_ceilings = ceilings;
   if (r.status == DbStatus::ok) {
     merged = std::move(r.db->entries);
+    if (!merged_ceilings) merged_ceilings = r.db->ceilings;
   } else if (r.status != DbStatus::missing) {
     // Corrupt, or measured on other code: keep it for post-mortems, start afresh.
     const fs::path away = aside_name(path_, r.status == DbStatus::corrupt ? "corrupt" : "replaced");
@@ -297,8 +328,9 @@ void TuningDb::record(const std::vector<DbEntry>& entries) {
     auto [it, inserted] = merged.emplace(e.bucket, e);
     if (!inserted) it->second = DbEntry(faster(it->second, e));
   }
-  write_file_atomic(path_, dump_db({identity_, merged}));
+  write_file_atomic(path_, dump_db({identity_, merged, merged_ceilings}));
   entries_ = std::move(merged);
+  ceilings_ = merged_ceilings;
   file_identity_ = identity_;
   status_ = DbStatus::ok;
 }
@@ -307,7 +339,7 @@ void TuningDb::export_to(const fs::path& file) const {
   if (status_ != DbStatus::ok)
     throw Error(fmt::format("no usable tuning database for {} at {} ({}): run plx tune first", identity_.describe(),
                             path_.string(), to_string(status_)));
-  write_file_atomic(file, dump_db({identity_, entries_}));
+  write_file_atomic(file, dump_db({identity_, entries_, ceilings_}));
 }
 
 std::size_t TuningDb::import_from(const fs::path& file, bool force) {
@@ -325,7 +357,7 @@ std::size_t TuningDb::import_from(const fs::path& file, bool force) {
                             file.string(), f.identity.describe(), identity_.describe()));
   std::vector<DbEntry> entries;
   for (auto& [bucket, e] : f.entries) entries.push_back(std::move(e));
-  record(entries);
+  record(entries, ceilings_ ? std::nullopt : f.ceilings);  // the GPU's own measurement stays
   return entries.size();
 }
 
@@ -340,6 +372,7 @@ bool TuningDb::clear() {
   const bool removed = fs::remove(path_, ec);
   if (ec) throw IoError(fmt::format("cannot remove {}: {}", path_.string(), ec.message()), ec.value());
   entries_.clear();
+  ceilings_.reset();
   file_identity_.reset();
   status_ = DbStatus::missing;
   return removed;

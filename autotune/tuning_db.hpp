@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "autotune/ceilings.hpp"
+
 namespace plx {
 
 namespace cu {
@@ -63,6 +65,7 @@ struct DbEntry {
   std::string runner_up;  // empty when only one candidate was measured
   double runner_up_us = 0;
   double predicted_us = 0;  // the roofline model's time for the winner
+  double noise_us = 0;      // the measurement noise the winner was decided with (0: unknown)
   std::int64_t measured_at = 0;  // unix seconds
   std::string notes;  // e.g. the spec and the bucket's flags
   bool operator==(const DbEntry&) const = default;
@@ -97,7 +100,11 @@ class TuningDb {
   // Merges `entries` into the file under its lock: re-read, keep the faster winner per
   // bucket, atomic replace. A corrupt or other-identity file is set aside first. The
   // in-memory view becomes the merged file. Throws IoError when the disk refuses.
-  void record(const std::vector<DbEntry>& entries);
+  // `ceilings`, when given, replace the file's (they are the GPU's, not a bucket's).
+  void record(const std::vector<DbEntry>& entries, const std::optional<Ceilings>& ceilings = std::nullopt);
+
+  // The GPU's measured ceilings (autotune/ceilings.hpp), when a tune has stored them.
+  const std::optional<Ceilings>& ceilings() const { return ceilings_; }
 
   // Writes this database (identity and entries, as loaded) to `file`. Throws plx::Error
   // when there is nothing usable to export.
@@ -120,6 +127,7 @@ class TuningDb {
   DbStatus status_ = DbStatus::missing;
   std::optional<GpuIdentity> file_identity_;
   std::map<std::string, DbEntry> entries_;
+  std::optional<Ceilings> ceilings_;
   std::function<void(const std::string&)> sink_;
 };
 
@@ -128,6 +136,7 @@ class TuningDb {
 struct DbFile {
   GpuIdentity identity;
   std::map<std::string, DbEntry> entries;
+  std::optional<Ceilings> ceilings;  // "ceilings" object; absent in files of older tunes
 };
 std::string dump_db(const DbFile& f);
 DbFile parse_db(const std::string& text);

@@ -20,6 +20,7 @@ ExpandResult expand(const KernelSpec& spec) {
                 for (int warps : spec.tile.warps)
                   for (int stages : spec.tile.stages)
                     for (int split_kv : spec.tile.split_kv)
+                      for (Mma mma : spec.tile.mma)
                       for (Arch arch : spec.archs) {
                         Variant v;
                         v.op = spec.op;
@@ -28,8 +29,8 @@ ExpandResult expand(const KernelSpec& spec) {
                         v.head_dim = head_dim;
                         v.causal = causal;
                         v.window = window;
-                        v.tile = Tile{block_m, block_n, warps, stages, split_kv};
-                        if (spec.op == Op::prefill && v.tile.split_kv == 0) v.tile.split_kv = 1;
+                        v.tile = Tile{block_m, block_n, warps, stages, split_kv, mma};
+                        if (spec.op != Op::decode && v.tile.split_kv == 0) v.tile.split_kv = 1;
                         v.arch = arch;
                         if (!seen.insert(v.name()).second) continue;
                         if (auto why = why_illegal(v)) out.dropped.push_back({v, std::move(*why)});

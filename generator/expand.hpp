@@ -20,8 +20,8 @@ struct ExpandResult {
 };
 
 // Order: nested loops over family, dtype, head_dim, causal, window, block_m, block_n,
-// warps, stages, split_kv, arch (outermost first), each axis in the spec's order; the
-// first occurrence of a variant keeps its place. Prefill's split_kv auto (0) becomes 1
+// warps, stages, split_kv, mma, arch (outermost first), each axis in the spec's order; the
+// first occurrence of a variant keeps its place. Prefill's and backward's split_kv auto (0) becomes 1
 // before dedupe, so names are canonical. The same spec always gives the same result.
 ExpandResult expand(const KernelSpec& spec);
 

@@ -13,11 +13,72 @@ std::string family_note(Family f) {
   return has_probe(f) ? fmt::format("{}: 8 q + 8 r rows", to_string(f))
                       : fmt::format("{}: 16 q rows", to_string(f));
 }
+
+// The wgmma prefill (templates/plx/prefill_sm90.cuh, PrefillSm90Config).
+std::optional<std::string> why_illegal_wgmma(const Variant& v) {
+  const Tile& t = v.tile;
+  const int d = v.head_dim;
+  const std::string_view mma = to_string(t.mma);
+  if (v.op != Op::prefill) return fmt::format("mma {}: only the prefill template uses wgmma (op is {})", mma, to_string(v.op));
+  if (v.arch != Arch::sm90a) return fmt::format("mma {}: wgmma needs sm_90a (arch is {})", mma, to_string(v.arch));
+  if (d != 64 && d != 128) {
+    return fmt::format("head_dim {}: no template for head_dim {} yet (templates cover 64 and 128)", d, d);
+  }
+  if (t.split_kv != 0 && t.split_kv != 1) {
+    return fmt::format("prefill: split_kv {} must be 1 or auto (prefill does not split the keys)", t.split_kv);
+  }
+  // S = [Q;R] K^T is one m64 nBN k16 wgmma chain and O += P V one m64 nD chain; the
+  // templates spell out n64 and n128 (wgmma.cuh).
+  if (t.block_n != 64 && t.block_n != 128) {
+    return fmt::format("mma {}: block_n {} not in {{64, 128}} (the wgmma N of S = Q K^T)", mma, t.block_n);
+  }
+  // A consumer warpgroup owns one m64 tile: 32 queries + their 32 probes, or 64 softmax
+  // queries. block_m 64 parallax = 2 consumers; block_m 64 softmax = 1.
+  const int rw = wgmma_rows_per_warpgroup(v.family);
+  if (t.block_m % rw != 0 || t.block_m / rw < 1 || t.block_m / rw > 3) {
+    return fmt::format("mma {}: block_m {} is not 1, 2 or 3 consumer warpgroups of {} queries ({})", mma, t.block_m,
+                       rw, has_probe(v.family) ? "32 q + 32 r rows of an m64 tile" : "64 q rows of an m64 tile");
+  }
+  const int consumers = t.block_m / rw;
+  if (t.warps != 4 * (consumers + 1)) {
+    return fmt::format("mma {}: warps {} must be 4 x ({} consumer warpgroups + 1 producer) = {}", mma, t.warps,
+                       consumers, 4 * (consumers + 1));
+  }
+  if (t.stages < 2 || t.stages > 4) {
+    return fmt::format("mma {}: stages {} not in 2..4 (one ring slot filling while another is consumed)", mma,
+                       t.stages);
+  }
+  // Per consumer thread: O = d / 2 fp32 accumulators, S = block_n / 2, plus about 40 for
+  // the online state, addresses and descriptors; the pipelined loop also keeps the packed
+  // P of the previous tile (block_n / 4 registers) while the next S lands.
+  //   wgmma,      d 128, block_n 128: 64 + 64 + 40 = 168 <= 232 (2 consumers), > 160 (3)
+  //   wgmma,      d 64,  block_n 128: 32 + 64 + 40 = 136 <= 160
+  //   wgmma-pipe, d 128, block_n 128: 64 + 64 + 32 + 40 = 200 <= 232
+  const bool pipe = t.mma == Mma::wgmma_pipe;
+  const int need = d / 2 + t.block_n / 2 + (pipe ? t.block_n / 4 : 0) + 40;
+  const int have = wgmma_consumer_registers(consumers);
+  if (need > have) {
+    return fmt::format("mma {}: O {} + S {}{} + 40 = {} registers per consumer thread exceed the {} that {} "
+                       "consumer warpgroups get",
+                       to_string(t.mma), d / 2, t.block_n / 2, pipe ? fmt::format(" + P {}", t.block_n / 4) : "",
+                       need, have, consumers);
+  }
+  const std::int64_t smem = smem_bytes(v);
+  if (smem > kSmemLimitSm90a) {
+    return fmt::format("smem {} B (1024 align + Q {} x 64 x d {} x 2 B + K/V ring stages {} x block_n {} x d {} x "
+                       "K+V x 2 B + barriers) exceeds sm_90a's {} B",
+                       smem, consumers, d, t.stages, t.block_n, d, kSmemLimitSm90a);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<std::string> why_illegal(const Variant& v) {
   const Tile& t = v.tile;
   const int d = v.head_dim;
+  if (is_wgmma(t.mma)) return why_illegal_wgmma(v);
+  if (v.op == Op::backward) return why_illegal_backward(v);
 
   // ---- axes every template shares ---------------------------------------------------
   if (d != 64 && d != 128) {

@@ -31,7 +31,50 @@ constexpr int rows_per_tile(Family f) { return has_probe(f) ? 8 : 16; }
 constexpr std::int64_t ring_bytes(const Variant& v) {
   return std::int64_t{v.tile.stages} * v.tile.block_n * v.head_dim * 2 * 2;
 }
+
+// The sm_90a wgmma prefill (templates/plx/prefill_sm90.cuh): one producer warpgroup plus
+// consumer warpgroups of 32 queries with their 32 probes (Parallax families) or 64 softmax
+// queries, each an m64 wgmma tile.
+constexpr int wgmma_rows_per_warpgroup(Family f) { return has_probe(f) ? 32 : 64; }
+constexpr int wgmma_consumers(const Variant& v) { return v.tile.block_m / wgmma_rows_per_warpgroup(v.family); }
+// Registers per consumer thread after setmaxnreg (PrefillSm90Config): 1 consumer 255 (no
+// reallocation), 2 consumers 232, 3 consumers 160.
+constexpr int wgmma_consumer_registers(int consumers) { return consumers == 1 ? 255 : consumers == 2 ? 232 : 160; }
+
+// Shared memory of a wgmma prefill, mirroring PrefillSm90Config::kSmemBytes:
+//   1024 B of slack to align the base to the 128-byte swizzle period
+//   + Q tiles   consumers x 64 rows x d x 2 B
+//   + K/V ring  stages x block_n x d x (K and V) x 2 B
+//   + mbarriers stages x 3 x 8 B (full K, full V, empty)
+// e.g. parallax d128 block_m 64 (2 consumers) block_n 128 stages 2:
+//   1024 + 2 x 16384 + 2 x 128 x 128 x 4 + 48 = 1024 + 32768 + 131072 + 48 = 164912 B.
+constexpr std::int64_t wgmma_smem_bytes(const Variant& v) {
+  return 1024 + std::int64_t{wgmma_consumers(v)} * 64 * v.head_dim * 2 + ring_bytes(v) +
+         std::int64_t{v.tile.stages} * 3 * 8;
+}
+
+// Shared memory of a backward kernel, mirroring BackwardConfig::kSmemBytes (backward.cuh):
+// the larger of its two CTA roles, with qs = 3 tiles (q, r, dO) for the probe families
+// and 2 (q, dO) for softmax:
+//   dQ/dR : qs x block_m x d x 2 B own rows + stages x (K + V) x block_n x d x 2 B
+//   dK/dV : 2 x block_m x d x 2 B own K, V + stages x (qs x block_n x d x 2 B + block_n x 16 B
+//           of row terms)
+// e.g. parallax d128 block_m 64 block_n 32 stages 2: dQ/dR 3 x 16384 + 2 x 2 x 8192 = 81920;
+//   dK/dV 2 x 16384 + 2 x (3 x 8192 + 512) = 82944 B.
+constexpr std::int64_t backward_smem_bytes(const Variant& v) {
+  const std::int64_t qs = has_probe(v.family) ? 3 : 2, d = v.head_dim;
+  const std::int64_t own = std::int64_t{v.tile.block_m} * d * 2, part = std::int64_t{v.tile.block_n} * d * 2;
+  const std::int64_t dq = qs * own + v.tile.stages * 2 * part;
+  const std::int64_t dkv = 2 * own + v.tile.stages * (qs * part + std::int64_t{v.tile.block_n} * 16);
+  return dq > dkv ? dq : dkv;
+}
+
+// why_illegal for op backward (generator/legality_backward.cpp).
+std::optional<std::string> why_illegal_backward(const Variant& v);
+
 constexpr std::int64_t smem_bytes(const Variant& v) {
+  if (is_wgmma(v.tile.mma)) return wgmma_smem_bytes(v);
+  if (v.op == Op::backward) return backward_smem_bytes(v);
   const std::int64_t m_tiles = v.tile.block_m / rows_per_tile(v.family);
   const std::int64_t q = m_tiles * 16 * v.head_dim * 2;
   std::int64_t body = ring_bytes(v);

@@ -29,9 +29,15 @@ std::string merge_name(Family f, DType dt, int head_dim) {
 RenderedKernel render(const Variant& v) {
   if (auto why = why_illegal(v)) throw UnsupportedError(fmt::format("cannot render {}: {}", v.name(), *why));
   const bool decode = v.op == Op::decode;
-  const char* header = decode ? "plx/decode.cuh" : "plx/prefill.cuh";
-  const char* config = decode ? "plx::DecodeConfig" : "plx::PrefillConfig";
-  const char* kernel = decode ? "plx::decode_kernel" : "plx::prefill_kernel";
+  const bool wgmma = is_wgmma(v.tile.mma);  // legality: prefill on sm_90a only
+  const char* header = decode ? "plx/decode.cuh" : wgmma ? "plx/prefill_sm90.cuh" : "plx/prefill.cuh";
+  const char* config = decode ? "plx::DecodeConfig" : wgmma ? "plx::PrefillSm90Config" : "plx::PrefillConfig";
+  const char* kernel = decode ? "plx::decode_kernel" : wgmma ? "plx::prefill_sm90_kernel" : "plx::prefill_kernel";
+  if (v.op == Op::backward) {  // the main kernel; render_backward_pre gives its preprocess
+    header = "plx/backward.cuh";
+    config = "plx::BackwardConfig";
+    kernel = "plx::backward_kernel";
+  }
   RenderedKernel r;
   r.display_name = v.name();
   r.threads = v.tile.warps * 32;
@@ -43,7 +49,7 @@ RenderedKernel render(const Variant& v) {
       "// Rendered by {gen}; the kernel lives in {header}.\n"
       "#include \"{header}\"\n"
       "namespace plx_gen {{\n"
-      "using Cfg = {config}<{fam}, {dt}, {d}, {bm}, {bn}, {w}, {s}, {causal}, {window}>;\n"
+      "using Cfg = {config}<{fam}, {dt}, {d}, {bm}, {bn}, {w}, {s}, {causal}, {window}{extra}>;\n"
       "static_assert(Cfg::kSmemBytes == {smem}, \"host smem_bytes() and the template disagree\");\n"
       "static_assert(Cfg::kThreads == {threads}, \"host and template disagree on the block size\");\n"
       "}}  // namespace plx_gen\n",
@@ -51,7 +57,9 @@ RenderedKernel render(const Variant& v) {
       fmt::arg("config", config), fmt::arg("fam", family_expr(v.family)), fmt::arg("dt", dtype_expr(v.dtype)),
       fmt::arg("d", v.head_dim), fmt::arg("bm", v.tile.block_m), fmt::arg("bn", v.tile.block_n),
       fmt::arg("w", v.tile.warps), fmt::arg("s", v.tile.stages), fmt::arg("causal", v.causal ? "true" : "false"),
-      fmt::arg("window", v.window ? "true" : "false"), fmt::arg("smem", r.smem_bytes),
+      fmt::arg("window", v.window ? "true" : "false"),
+      fmt::arg("extra", !wgmma ? "" : v.tile.mma == Mma::wgmma_pipe ? ", true" : ", false"),
+      fmt::arg("smem", r.smem_bytes),
       fmt::arg("threads", r.threads));
   r.name_expression = fmt::format("{}<plx_gen::Cfg>", kernel);
   return r;
@@ -74,6 +82,33 @@ RenderedKernel render_merge(Family f, DType dt, int head_dim) {
       fmt::arg("name", r.display_name), fmt::arg("gen", kGeneratorVersion), fmt::arg("fam", family_expr(f)),
       fmt::arg("dt", dtype_expr(dt)), fmt::arg("d", head_dim));
   r.name_expression = "plx::merge_kernel<plx_gen::Cfg>";
+  return r;
+}
+
+std::string backward_pre_name(Family f, DType dt, int head_dim) {
+  std::string fam(to_string(f));
+  for (auto& c : fam) if (c == '_') c = '-';
+  return fmt::format("plx_bwdpre_{}_{}_d{}", fam, to_string(dt), head_dim);
+}
+
+RenderedKernel render_backward_pre(Family f, DType dt, int head_dim) {
+  if (head_dim != 64 && head_dim != 128)
+    throw UnsupportedError(fmt::format("backward preprocess kernel: head_dim {} not in {{64, 128}}", head_dim));
+  RenderedKernel r;
+  r.display_name = backward_pre_name(f, dt, head_dim);
+  r.threads = 128;
+  r.smem_bytes = 0;
+  r.source = fmt::format(
+      "// {name}\n"
+      "// Rendered by {gen}; the kernel lives in plx/backward_pre.cuh.\n"
+      "#include \"plx/backward_pre.cuh\"\n"
+      "namespace plx_gen {{\n"
+      "using Cfg = plx::BwdPreConfig<{fam}, {dt}, {d}>;\n"
+      "static_assert(Cfg::kThreads == {threads}, \"host and template disagree on the block size\");\n"
+      "}}  // namespace plx_gen\n",
+      fmt::arg("name", r.display_name), fmt::arg("gen", kGeneratorVersion), fmt::arg("fam", family_expr(f)),
+      fmt::arg("dt", dtype_expr(dt)), fmt::arg("d", head_dim), fmt::arg("threads", r.threads));
+  r.name_expression = "plx::bwd_pre_kernel<plx_gen::Cfg>";
   return r;
 }
 

@@ -25,6 +25,10 @@ RenderedKernel render(const Variant& v);
 // The split-KV merge kernel for decode variants of this family, dtype and head dim.
 RenderedKernel render_merge(Family f, DType dt, int head_dim);
 std::string merge_name(Family f, DType dt, int head_dim);
+// The backward's per-row preprocess kernel (backward_pre.cuh) for this family, dtype and
+// head dim; render(v) of an Op::backward variant is the main kernel that runs after it.
+RenderedKernel render_backward_pre(Family f, DType dt, int head_dim);
+std::string backward_pre_name(Family f, DType dt, int head_dim);
 
 // The device headers, include name -> content (embedded at build time).
 const std::vector<std::pair<std::string, std::string>>& template_headers();

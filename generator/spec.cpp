@@ -415,20 +415,25 @@ class Parser {
   TileAxes tile(const Entry* e, Op op) const {
     TileAxes t;
     if (op == Op::decode) t = {{16}, {64}, {4}, {2}, {0}};
+    else if (op == Op::backward) t = {{64}, {32}, {4}, {2}, {1}};
     else t = {{64}, {64}, {4}, {2}, {1}};
     if (!e) return t;
     if (!e->vnode.IsMap()) {
       bad(mark_of(*e), "tile", describe(e->vnode),
-          "a mapping of block_m, block_n, warps, stages, split_kv");
+          "a mapping of block_m, block_n, warps, stages, split_kv, mma");
     }
-    auto es = entries(e->vnode, "tile", {"block_m", "block_n", "warps", "stages", "split_kv"});
+    auto es = entries(e->vnode, "tile", {"block_m", "block_n", "warps", "stages", "split_kv", "mma"});
     for (const auto& x : es) {
       std::string key = "tile." + x.key;
       if (x.key == "block_m") t.block_m = ints(x, key, kBlockM);
       else if (x.key == "block_n") t.block_n = ints(x, key, kBlockN);
       else if (x.key == "warps") t.warps = ints(x, key, kWarps);
       else if (x.key == "stages") t.stages = ints(x, key, kStages);
-      else t.split_kv = ints(x, key, op == Op::decode ? kSplitDecode : kSplitPrefill);
+      else if (x.key == "mma") {
+        static const std::string kMmas = "one of sync | wgmma | wgmma-pipe";
+        t.mma = list<Mma>(x, key, kMmas,
+            [&](const YAML::Node& n) { return enum_item<Mma>(n, key, kMmas, parse_mma); }, nullptr);
+      } else t.split_kv = ints(x, key, op == Op::decode ? kSplitDecode : kSplitPrefill);
     }
     return t;
   }
@@ -441,7 +446,7 @@ class Parser {
     }
     auto es = entries(root, "", {"name", "op", "variant", "dtype", "head_dim", "gqa", "causal",
                                  "window", "qk_scale", "arch", "tile"});
-    static const std::string kOps = "one of decode | prefill (one op per spec)";
+    static const std::string kOps = "one of decode | prefill | backward (one op per spec)";
     static const std::string kFamilies = "one of parallax | softmax | parallax_uncentered";
     static const std::string kDTypes = "one of bf16 | fp16";
     static const std::string kArchs = "one of sm_80 | sm_90a";
@@ -495,7 +500,7 @@ class Parser {
     for (double n : {s.families.size(), s.dtypes.size(), s.head_dims.size(), s.causal.size(),
                      s.window_flags().size(), s.archs.size(), s.tile.block_m.size(),
                      s.tile.block_n.size(), s.tile.warps.size(), s.tile.stages.size(),
-                     s.tile.split_kv.size()}) {
+                     s.tile.split_kv.size(), s.tile.mma.size()}) {
       combos *= n;
     }
     if (combos > static_cast<double>(kSpecMaxCombinations)) {

@@ -3,7 +3,7 @@
 // (generator/expand.hpp) turns that into the list of Variants.
 //
 //   name: decode-sm90            # optional, defaults to the file stem
-//   op: decode                   # decode | prefill (one op per spec)
+//   op: decode                   # decode | prefill | backward (one op per spec)
 //   variant: [parallax, softmax, parallax_uncentered]
 //   dtype: [bf16, fp16]
 //   head_dim: [64, 128]
@@ -18,6 +18,8 @@
 //     warps: [4]
 //     stages: {from: 2, to: 4}
 //     split_kv: [auto, 1]        # decode only; prefill allows auto/1 (both mean 1)
+//     mma: [sync]                # sync (default) | wgmma | wgmma-pipe (Hopper warpgroup MMA,
+//                                # prefill on sm_90a only; -pipe overlaps softmax and MMAs)
 //
 // Every list-valued key takes a scalar, a list, or a range map {from, to[, step | mul]}
 // (lists may also contain ranges; `to` is a bound, {from: 16, to: 100, mul: 2} = 16 32 64).
@@ -28,7 +30,7 @@
 //   qk_scale  auto or a finite float in 1e-6..1e6 (plain, not quoted)
 //   block_m   multiple of 8 in 8..1024       block_n  multiple of 16 in 16..1024
 //   warps     1..16                          stages   1..8
-//   split_kv  auto or 1..1024 (decode); auto or 1 (prefill)
+//   split_kv  auto or 1..1024 (decode); auto or 1 (prefill, backward)
 // Also refused: unknown or repeated keys (everywhere, ranges included), repeated values,
 // empty lists, quoted numbers/bools, explicit YAML tags, more than one YAML document, a
 // range or list of more than 4096 values, more than 65536 compiled combinations.
@@ -57,6 +59,7 @@ struct TileAxes {
   std::vector<int> warps;
   std::vector<int> stages;
   std::vector<int> split_kv;  // 0 = auto (chosen at launch)
+  std::vector<Mma> mma{Mma::sync};  // instruction family; wgmma*: prefill on sm_90a only
   bool operator==(const TileAxes&) const = default;
 };
 

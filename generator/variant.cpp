@@ -7,7 +7,14 @@
 
 namespace plx {
 
-std::string_view to_string(Op v) { return v == Op::decode ? "decode" : "prefill"; }
+std::string_view to_string(Op v) {
+  switch (v) {
+    case Op::decode: return "decode";
+    case Op::prefill: return "prefill";
+    case Op::backward: return "backward";
+  }
+  return "?";
+}
 std::string_view to_string(Family v) {
   switch (v) {
     case Family::softmax: return "softmax";
@@ -18,10 +25,19 @@ std::string_view to_string(Family v) {
 }
 std::string_view to_string(DType v) { return v == DType::bf16 ? "bf16" : "fp16"; }
 std::string_view to_string(Arch v) { return v == Arch::sm80 ? "sm_80" : "sm_90a"; }
+std::string_view to_string(Mma v) {
+  switch (v) {
+    case Mma::sync: return "sync";
+    case Mma::wgmma: return "wgmma";
+    case Mma::wgmma_pipe: return "wgmma-pipe";
+  }
+  return "?";
+}
 
 std::optional<Op> parse_op(std::string_view s) {
   if (s == "decode") return Op::decode;
   if (s == "prefill") return Op::prefill;
+  if (s == "backward") return Op::backward;
   return std::nullopt;
 }
 std::optional<Family> parse_family(std::string_view s) {
@@ -38,6 +54,12 @@ std::optional<DType> parse_dtype(std::string_view s) {
 std::optional<Arch> parse_arch(std::string_view s) {
   if (s == "sm_80" || s == "sm80") return Arch::sm80;
   if (s == "sm_90a" || s == "sm90a") return Arch::sm90a;
+  return std::nullopt;
+}
+std::optional<Mma> parse_mma(std::string_view s) {
+  if (s == "sync") return Mma::sync;
+  if (s == "wgmma") return Mma::wgmma;
+  if (s == "wgmma-pipe" || s == "wgmma_pipe") return Mma::wgmma_pipe;
   return std::nullopt;
 }
 
@@ -64,9 +86,10 @@ std::string Variant::name() const {
   std::string mask = causal ? "causal" : "full";
   if (window) mask += "-win";
   std::string split = tile.split_kv == 0 ? "auto" : std::to_string(tile.split_kv);
-  return fmt::format("plx_{}_{}_{}_d{}_{}_m{}_n{}_w{}_s{}_k{}_{}", to_string(op),
+  const std::string mma = tile.mma == Mma::sync ? "" : std::string(to_string(tile.mma)) + "_";
+  return fmt::format("plx_{}_{}_{}_d{}_{}_m{}_n{}_w{}_s{}_k{}_{}{}", to_string(op),
                      family_token(family), to_string(dtype), head_dim, mask, tile.block_m,
-                     tile.block_n, tile.warps, tile.stages, split, arch_token(arch));
+                     tile.block_n, tile.warps, tile.stages, split, mma, arch_token(arch));
 }
 
 std::optional<Variant> parse_variant_name(std::string_view name) {
@@ -78,8 +101,14 @@ std::optional<Variant> parse_variant_name(std::string_view name) {
     t.push_back(name.substr(start, end - start));
     start = end + 1;
   }
-  if (t.size() != 12 || t[0] != "plx") return std::nullopt;
+  if (t.size() < 12 || t.size() > 13 || t[0] != "plx") return std::nullopt;
   Variant v;
+  if (t.size() == 13) {  // the mma field, present only for non-default instruction families
+    auto mma = parse_mma(t[11]);
+    if (!mma || *mma == Mma::sync) return std::nullopt;  // sync names have no field: one name per variant
+    v.tile.mma = *mma;
+    t.erase(t.begin() + 11);
+  }
   auto op = parse_op(t[1]);
   auto fam = parse_family(t[2]);
   auto dt = parse_dtype(t[3]);

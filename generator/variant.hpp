@@ -10,17 +10,27 @@
 
 namespace plx {
 
-enum class Op { decode, prefill };
+// backward: the gradients of a prefill-shaped call (one kernel holding both the dQ/dR and
+// the dK/dV CTAs, templates/plx/backward.cuh; plus its per-row preprocess kernel).
+enum class Op { decode, prefill, backward };
 enum class Arch { sm80, sm90a };
+// Tensor-core instruction family of a kernel: mma.sync (sm_80 and up, templates/plx/prefill.cuh
+// and decode.cuh) or Hopper's warpgroup wgmma.mma_async (sm_90a only, prefill_sm90.cuh),
+// one K/V tile at a time (wgmma) or with the softmax of a tile overlapping the MMAs of its
+// neighbours (wgmma_pipe, named "wgmma-pipe").
+enum class Mma { sync, wgmma, wgmma_pipe };
+constexpr bool is_wgmma(Mma m) { return m != Mma::sync; }
 
 std::string_view to_string(Op);
 std::string_view to_string(Family);
 std::string_view to_string(DType);
 std::string_view to_string(Arch);          // "sm_80", "sm_90a" (NVRTC spelling)
+std::string_view to_string(Mma);           // "sync", "wgmma", "wgmma-pipe"
 std::optional<Op> parse_op(std::string_view);
 std::optional<Family> parse_family(std::string_view);
 std::optional<DType> parse_dtype(std::string_view);
 std::optional<Arch> parse_arch(std::string_view);  // accepts sm_80 / sm80 / sm_90a / sm90a
+std::optional<Mma> parse_mma(std::string_view);    // sync / wgmma / wgmma-pipe (or wgmma_pipe)
 
 // Does this family carry the probe r (second MMA row set, O2 accumulator)?
 constexpr bool has_probe(Family f) { return f != Family::softmax; }
@@ -31,12 +41,17 @@ constexpr bool has_probe(Family f) { return f != Family::softmax; }
 //            split the block_n keys of a tile among themselves.
 //   prefill: one CTA owns block_m query rows of one q head; the warps split the rows;
 //            every warp reads every key of the K/V tile.
+//   backward: one CTA owns block_m rows (queries for dQ/dR, keys for dK/dV), 16 per warp,
+//            and streams tiles of block_n partners (keys, resp. queries of the group).
+//   prefill, mma wgmma*: warps = 4 x (consumer warpgroups + 1 producer warpgroup); each
+//            consumer warpgroup owns 32 queries (+ their 32 probes) or 64 softmax queries.
 struct Tile {
   int block_m = 16;   // logical (query) rows per CTA
   int block_n = 64;   // keys per K/V tile (one pipeline stage)
   int warps = 4;
   int stages = 2;     // K/V tiles in flight (cp.async ring depth)
   int split_kv = 0;   // decode: 0 = chosen at launch from the live length, else fixed count
+  Mma mma = Mma::sync;
   bool operator==(const Tile&) const = default;
 };
 
@@ -51,7 +66,9 @@ struct Variant {
   Arch arch = Arch::sm90a;
   bool operator==(const Variant&) const = default;
 
-  // e.g. plx_decode_parallax_bf16_d128_causal_m16_n64_w4_s2_kauto_sm90a
+  // e.g. plx_decode_parallax_bf16_d128_causal_m16_n64_w4_s2_kauto_sm90a; a wgmma kernel
+  // carries one more field before the arch: plx_prefill_parallax_bf16_d128_causal_m64_n128
+  // _w12_s2_k1_wgmma_sm90a (mma.sync names are unchanged, so existing names stay valid).
   std::string name() const;
 };
 

@@ -36,7 +36,7 @@ namespace plx::cu {
   X(cuMemcpyDtoD) X(cuMemsetD8) X(cuMemsetD32) X(cuMemsetD8Async) X(cuMemsetD32Async)      \
   X(cuMemcpyHtoDAsync) X(cuMemcpyDtoHAsync) X(cuStreamCreate) X(cuStreamDestroy)           \
   X(cuStreamSynchronize) X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord)               \
-  X(cuEventSynchronize) X(cuEventElapsedTime) X(cuStreamIsCapturing)
+  X(cuEventSynchronize) X(cuEventElapsedTime) X(cuStreamIsCapturing) X(cuMemcpyDtoDAsync)
 
 struct Api {
 #define PLX_CU_MEMBER(name) decltype(&::name) name = nullptr;

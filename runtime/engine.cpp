@@ -4,6 +4,7 @@
 // the variant choice adds one hash-map lookup of the call's bucket (a few ints, no string).
 #include <fmt/format.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -13,9 +14,11 @@
 
 #include "autotune/bucket_key.hpp"
 #include "autotune/choose_variant.hpp"
+#include "autotune/sync_tune.hpp"
 #include "autotune/tuning_db.hpp"
 #include "generator/render.hpp"
 #include "parallax/parallax.hpp"
+#include "runtime/backward.hpp"
 #include "runtime/jit.hpp"
 #include "runtime/launch.hpp"
 
@@ -40,10 +43,19 @@ struct Engine::Impl {
     const char* e = std::getenv("PLX_DECODE_MERGE");
     return !(e && std::string(e) == "kernel");
   }();
-  // The tuning database of this GPU, read once at construction and never written here;
-  // `tuned` is false without a usable one, and the choice is then the model's, unlooked-up.
+  // The tuning database of this GPU, read once at construction and written here only under
+  // PLX_TUNE=sync; `tuned` is false without a usable one, and the choice is then the
+  // model's, unlooked-up.
   std::optional<TuningDb> db;
-  bool tuned = false;
+  std::atomic<bool> tuned{false};
+  // PLX_TUNE=sync: a call whose bucket has no winner tunes it first (autotune/sync_tune.hpp)
+  // and records the winner; otherwise the model's choice runs at once.
+  const bool sync_tune = [] {
+    const char* e = std::getenv("PLX_TUNE");
+    return e && std::string(e) == "sync";
+  }();
+  std::mutex tune_mu;  // one synchronous tune at a time
+  std::mutex db_mu;    // lookups (first call of a bucket) against a sync tune's record()
   // Per bucket: the database's usable winner, or nullopt for "the model's choice" (which
   // is recomputed: default_variant is a cheap pure function of the exact arguments).
   std::unordered_map<tune::BucketId, std::optional<Variant>, tune::BucketIdHash> choices;
@@ -76,9 +88,12 @@ struct Engine::Impl {
     }
   }
 
-  // What attention(a) without a variant name runs. `a` is validated.
-  Variant choose(const AttentionArgs& a) {
-    if (!tuned) return default_variant(a, device.arch());
+  // What attention(a) without a variant name runs. `a` is validated. `call`: a real call on
+  // `stream` (which may be null, the legacy stream), so PLX_TUNE=sync may tune it now;
+  // false for queries such as variant_for.
+  Variant choose(const AttentionArgs& a, bool call = false, void* stream = nullptr) {
+    const bool may_tune = call && sync_tune && db && !a.stats;
+    if (!tuned && !may_tune) return default_variant(a, device.arch());
     const tune::BucketId b = tune::bucket_of(a);
     std::optional<Variant> v;
     bool known = false;
@@ -90,11 +105,75 @@ struct Engine::Impl {
       }
     }
     if (!known) {  // first call of this bucket: string key, map lookup, legality checks
-      v = tuned_variant(*db, a, device.arch());
-      std::lock_guard lock(mu);
-      choices.emplace(b, v);
+      {
+        std::lock_guard lock(db_mu);
+        v = tuned_variant(*db, a, device.arch());
+      }
+      bool cache_it = true;
+      if (!v && may_tune) {
+        auto t = tune_now(a, stream, b);
+        cache_it = t.has_value();
+        if (t) v = *t;
+      }
+      if (cache_it) {
+        std::lock_guard lock(mu);
+        choices.emplace(b, v);
+      }
     }
+    // A training forward (stats set) needs a kernel that writes the statistics.
+    if (v && a.stats && (v->op != Op::prefill || v->tile.mma != Mma::sync)) v.reset();
     return v ? *v : default_variant(a, device.arch());
+  }
+
+  // PLX_TUNE=sync for bucket b: the winner (nullopt inside: keep the model's choice), or
+  // nullopt when the call must not tune now (graph capture: retried on a later call).
+  std::optional<std::optional<Variant>> tune_now(const AttentionArgs& a, void* stream, const tune::BucketId& b) {
+    CUstreamCaptureStatus capturing = CU_STREAM_CAPTURE_STATUS_NONE;
+    PLX_CU(cu::api().cuStreamIsCapturing(static_cast<CUstream>(stream), &capturing));
+    if (capturing != CU_STREAM_CAPTURE_STATUS_NONE) return std::nullopt;  // no allocation, no sync
+    std::lock_guard tl(tune_mu);
+    {
+      std::lock_guard lock(mu);  // another thread may have tuned this bucket meanwhile
+      if (auto it = choices.find(b); it != choices.end()) return it->second;
+    }
+    auto say = [](const std::string& line) {
+      const std::string s = "parallax-jit: " + line + "\n";
+      (void)!::fwrite(s.data(), 1, s.size(), stderr);
+    };
+    cu::CurrentContext ctx(device);
+    GpuProfile g = profile(device.arch() == Arch::sm80 ? "a100" : "h200");
+    g.sm_count = device.sm_count();
+    {
+      std::lock_guard lock(db_mu);
+      if (db->ceilings()) g = with_ceilings(g, *db->ceilings());
+    }
+    tune::SyncHooks hooks;
+    hooks.launch = [&](const std::string& name, const AttentionArgs& x, void* s) { run(parse(name), x, s); };
+    hooks.load = [&](const std::string& name) {
+      const Variant v = parse(name);
+      const LoadedKernel& k = kernel(name, [&] { return render(v); });
+      return std::pair<int, int>{k.compiled.registers, k.compiled.spill_bytes};
+    };
+    try {
+      tune::SyncResult r = tune::tune_call(device, a, g, hooks);
+      if (r.entry) {
+        try {
+          std::lock_guard lock(db_mu);
+          db->record({*r.entry});
+          tuned = true;
+        } catch (const std::exception& e) {
+          r.line += fmt::format(" (not recorded in the tuning database: {})", e.what());
+        }
+      }
+      say(r.line);
+      return r.winner;
+    } catch (const DriverError& e) {
+      if (tune::is_sticky(e)) throw;  // the context is unusable: the call must fail
+      say(fmt::format("PLX_TUNE=sync: not tuned ({}); using the model's choice", e.what()));
+    } catch (const std::exception& e) {
+      say(fmt::format("PLX_TUNE=sync: not tuned ({}); using the model's choice", e.what()));
+    }
+    return std::optional<Variant>{};
   }
 
   LoadedKernel& kernel(const std::string& name, const std::function<RenderedKernel()>& render_fn) {
@@ -176,6 +255,24 @@ struct Engine::Impl {
     }
   }
 
+  // Two launches: the per-row terms into the stream's workspace, then the gradients.
+  void run_backward(const Variant& v, const AttentionArgs& a, const BackwardArgs& g, void* stream) {
+    check_fits_backward(v, a);
+    if (v.arch != device.arch())
+      throw UnsupportedError(fmt::format("variant {} targets {} but device {} is {}", v.name(), to_string(v.arch),
+                                         device.name(), device.arch_string()));
+    LoadedKernel& main = kernel(v.name(), [&] { return render(v); });
+    LoadedKernel& pre = kernel(backward_pre_name(v.family, v.dtype, v.head_dim),
+                               [&] { return render_backward_pre(v.family, v.dtype, v.head_dim); });
+    BackwardPlan bp = plan_backward(v, a, g);
+    const CUstream s = static_cast<CUstream>(stream);
+    cu::CurrentContext ctx(device);
+    bp.params.rows = workspace(s, bp.rows_floats);
+    void* args[] = {&bp.params};
+    cu::launch(pre.fn, bp.pre_grid, bp.pre_block, 0, s, args);
+    cu::launch(main.fn, bp.grid, bp.block, bp.smem_bytes, s, args);
+  }
+
   Variant parse(const std::string& name) const {
     auto v = parse_variant_name(name);
     if (!v) throw UnsupportedError(fmt::format("'{}' is not a variant name (see `plx gen`)", name));
@@ -189,12 +286,28 @@ Engine::~Engine() = default;
 
 void Engine::attention(const AttentionArgs& a, void* stream) {
   validate(a);
-  impl_->run(impl_->choose(a), a, stream);
+  impl_->run(impl_->choose(a, /*call=*/true, stream), a, stream);
 }
 
 void Engine::attention(const AttentionArgs& a, const std::string& variant_name, void* stream) {
   validate(a);
   impl_->run(impl_->parse(variant_name), a, stream);
+}
+
+void Engine::attention_backward(const AttentionArgs& a, const BackwardArgs& g, void* stream) {
+  validate_backward(a, g);
+  impl_->run_backward(default_backward_variant(a, impl_->device.arch()), a, g, stream);
+}
+
+void Engine::attention_backward(const AttentionArgs& a, const BackwardArgs& g, const std::string& variant_name,
+                                void* stream) {
+  validate_backward(a, g);
+  impl_->run_backward(impl_->parse(variant_name), a, g, stream);
+}
+
+std::string Engine::backward_variant_for(const AttentionArgs& a) const {
+  validate_backward(a, BackwardArgs{}, /*pointers=*/false);
+  return default_backward_variant(a, impl_->device.arch()).name();
 }
 
 std::string Engine::variant_for(const AttentionArgs& a) const {
@@ -210,6 +323,9 @@ int Engine::splits_for(const AttentionArgs& a, const std::string& variant_name) 
 void Engine::prepare(const std::string& variant_name) {
   const Variant v = impl_->parse(variant_name);
   impl_->kernel(variant_name, [&] { return render(v); });
+  if (v.op == Op::backward)
+    impl_->kernel(backward_pre_name(v.family, v.dtype, v.head_dim),
+                  [&] { return render_backward_pre(v.family, v.dtype, v.head_dim); });
 }
 
 std::string Engine::device_name() const { return impl_->device.name(); }

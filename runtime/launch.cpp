@@ -59,6 +59,10 @@ void validate(const AttentionArgs& a, bool pointers) {
   check_pointer(a.k, "k");
   check_pointer(a.v, "v");
   check_pointer(a.o, "o");
+  if (a.stats) {
+    check_pointer(a.stats, "stats");
+    if (a.family == Family::parallax) check_pointer(a.barv, "barv (the Parallax backward reads it; stats is set)");
+  }
 }
 
 void check_fits(const Variant& v, const AttentionArgs& a) {
@@ -66,24 +70,32 @@ void check_fits(const Variant& v, const AttentionArgs& a) {
     throw UnsupportedError(fmt::format("variant {} cannot serve these arguments: {} is {} but the arguments need {}",
                                        v.name(), field, got, want));
   };
+  if (v.op == Op::backward)
+    throw UnsupportedError(fmt::format("variant {} is a backward kernel: run it with attention_backward", v.name()));
   if (v.family != a.family) mismatch("family", to_string(a.family), to_string(v.family));
   if (v.dtype != a.dtype) mismatch("dtype", to_string(a.dtype), to_string(v.dtype));
   if (v.head_dim != a.head_dim) mismatch("head_dim", a.head_dim, v.head_dim);
   if (v.causal != a.causal) mismatch("causal", a.causal, v.causal);
   if (v.window != (a.window_left >= 0)) mismatch("window", a.window_left >= 0, v.window);
+  if (a.stats && (v.op != Op::prefill || v.tile.mma != Mma::sync))
+    throw UnsupportedError(fmt::format("variant {} does not write the backward's statistics (stats is set): only "
+                                       "mma.sync prefill kernels do",
+                                       v.name()));
   if (auto why = why_illegal(v)) throw UnsupportedError(fmt::format("variant {} is illegal: {}", v.name(), *why));
 }
 
 Variant default_variant(const AttentionArgs& a, Arch arch) {
   Variant v;
-  v.op = heuristics::choose_op(a.q_len);
+  // Only the prefill kernels write the training statistics, whatever q_len is.
+  v.op = a.stats ? Op::prefill : heuristics::choose_op(a.q_len);
   v.family = a.family;
   v.dtype = a.dtype;
   v.head_dim = a.head_dim;
   v.causal = a.causal;
   v.window = a.window_left >= 0;
   v.arch = arch;
-  v.tile = heuristics::default_tile(v.op, a.family, a.q_len * (a.heads_q / a.heads_kv));
+  v.tile = heuristics::default_tile(v.op, a.family, a.q_len * (a.heads_q / a.heads_kv),
+                                    arch == Arch::sm90a && !a.stats);
   return v;
 }
 
@@ -100,7 +112,10 @@ int decode_splits_for(const Variant& v, const AttentionArgs& a, int sm_count) {
   const int max_splits = int((ring_bytes(v) - 8 * v.tile.block_m) / (16 * v.tile.block_m));
   const int wanted = v.tile.split_kv > 0
                          ? std::min(v.tile.split_kv, std::max(n_tiles, 1))
-                         : heuristics::decode_splits(a.batch * a.heads_kv * row_blocks, n_tiles, sm_count);
+                         : heuristics::decode_splits(
+                               a.batch * a.heads_kv * row_blocks, n_tiles, sm_count,
+                               double(v.tile.stages - 1) * double(ring_bytes(v)) / v.tile.stages,
+                               heuristics::ctas_per_sm_by_smem(smem_bytes(v), v.arch));
   return std::max(1, std::min(wanted, max_splits));
 }
 
@@ -113,6 +128,8 @@ LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count) {
   p.v = a.v;
   p.o = a.o;
   p.seqused_k = a.seqused_k;
+  p.stats = a.stats;
+  p.barv = a.family == Family::parallax ? a.barv : nullptr;
   const long long hd = a.head_dim;
   p.q_stride_h = hd;
   p.q_stride_t = hd * a.heads_q;

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <dlfcn.h>
 
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -150,4 +151,28 @@ TEST_CASE("C API decode matches the oracle", "[gpu][capi]") {
     CHECK(std::sqrt(num / den) < tolerance(x.dtype));
   }
   c.destroy(e);
+}
+
+// FFI mirrors (python/parallax_jit/_lib.py packs the ABI 2 prefix with struct.pack, 112
+// bytes) rely on these offsets; a field inserted anywhere but the end breaks them all.
+TEST_CASE("plx_attention_args layout is the one FFI mirrors pack", "[capi]") {
+  STATIC_REQUIRE(sizeof(void*) == 8);  // LP64 only: the offsets below assume it
+  CHECK(offsetof(plx_attention_args, qk_scale) == 44);
+  CHECK(offsetof(plx_attention_args, q) == 48);
+  CHECK(offsetof(plx_attention_args, seqused_k) == 88);
+  CHECK(offsetof(plx_attention_args, block_table) == 96);
+  CHECK(offsetof(plx_attention_args, max_pages) == 108);
+  CHECK(sizeof(plx_attention_args) >= 112);
+}
+
+TEST_CASE("plx_abi_version and plx_version say what the library reads and is", "[capi]") {
+  const CApi& c = capi();
+  REQUIRE(c.lib);
+  auto abi = reinterpret_cast<int (*)()>(dlsym(c.lib, "plx_abi_version"));
+  auto version = reinterpret_cast<const char* (*)()>(dlsym(c.lib, "plx_version"));
+  REQUIRE(abi);
+  REQUIRE(version);
+  CHECK(abi() == PLX_ABI_VERSION);
+  CHECK(abi() >= 2);  // ABI 2 (paged KV) predates the query
+  CHECK(std::string(version()) == PLX_VERSION);
 }

@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +21,7 @@
 #include "generator/expand.hpp"
 #include "generator/spec.hpp"
 #include "runtime/driver.hpp"
+#include "xml_check.hpp"
 
 namespace fs = std::filesystem;
 
@@ -96,7 +99,9 @@ TEST_CASE("plx --help is grouped; every command has --help; --version", "[cli]")
   CHECK(r.rc == 0);
   for (const char* group : {"Kernels", "Tuning:", "Compile cache:", "Environment:", "gen SPEC", "tune", "doctor"})
     CHECK(r.out.find(group) != std::string::npos);
-  for (const char* cmd : {"gen", "tune", "db", "cache", "doctor"}) {
+  for (const char* group : {"bench decode|prefill", "explore SPEC", "PLX_TUNE=sync"})
+    CHECK(r.out.find(group) != std::string::npos);
+  for (const char* cmd : {"gen", "tune", "explore", "bench", "db", "cache", "doctor"}) {
     Run h = run_plx(t, std::string(cmd) + " --help");
     CHECK(h.rc == 0);
     CHECK(h.out.rfind("Usage: plx", 0) == 0);
@@ -110,7 +115,15 @@ TEST_CASE("usage mistakes exit 2 with one line on stderr", "[cli]") {
   TempDir t;
   for (const char* args : {"", "frobnicate", "gen", "gen --bogus specs/decode_sm90.yaml", "gen --jobs x a.yaml",
                            "cache", "cache shred", "cache explain not_a_variant", "tune --top 0", "db", "db shred",
-                           "db export", "db show extra", "db clear --force"}) {
+                           "db export", "db show extra", "db clear --force", "tune --budget-s 0",
+                           "tune --buckets ,", "tune --arch sm_70", "tune --profile b200", "tune --out a --json b",
+                           "bench", "bench frobnicate", "bench decode --batch x", "bench decode --batch 1,",
+                           "bench decode --head-dim 96", "bench prefill --q-len 4", "bench decode --op prefill",
+                           "bench decode --variant nope", "bench decode --json --csv", "bench decode --budget-s -1",
+                           "bench decode --shapes 1x2x3", "bench decode --shapes 1x4096x32x8 --batch 2",
+                           "explore", "explore specs/decode_sm90.yaml --op prefill",
+                           "explore specs/decode_sm90.yaml --mask sideways",
+                           "explore specs/decode_sm90.yaml --budget-s fast"}) {
     INFO(args);
     const Run r = run_plx(t, args);
     CHECK(r.rc == 2);
@@ -175,13 +188,33 @@ TEST_CASE("plx tune on a small spec, then the cache commands over what it compil
   const fs::path json = t.path / "report.json", csv = t.path / "report.csv";
   const bool gpu = plx::cu::available();
 
-  Run r = run_plx(t, "tune '" + spec.string() + "' --json '" + json.string() + "' --csv '" + csv.string() + "'");
+  // With a GPU this races for real (a few seconds); the [gpu] case below checks that part.
+  Run r = run_plx(t, "tune '" + spec.string() + "' --budget-s 6 --json '" + json.string() + "' --csv '" +
+                         csv.string() + "'");
+  INFO(r.out << r.err);
   REQUIRE(r.rc == 0);
   CHECK(r.out.find("compiled 2 variants") != std::string::npos);
   const plx::json::Value report = plx::json::parse(slurp(json));
   CHECK(report.at("buckets").size() == 6);  // gqa 4 x kv {1024, 8192, 32768} x batch {1, 32}
   CHECK(count_lines(slurp(csv), std::regex("decode,parallax,bf16,64,.*")) == 6);
+  // --json FILE also writes the roofline next to it.
+  const fs::path svg = t.path / "report.svg";
+  REQUIRE(fs::exists(svg));
+  CHECK(plx::testing::xml_problem(slurp(svg)) == "");
+  CHECK(report.at("schema").as_string() == "parallax-jit tune report");
+  for (const auto& b : report.at("buckets").as_array()) {
+    CHECK(std::regex_match(b.at("key").as_string(), std::regex("decode_parallax_bf16_d64_causal_bh\\d+_kv\\d+_g4_q1")));
+    CHECK(b.at("flags").as_string().find("--op decode ") == 0);
+    CHECK(b.at("candidates").size() >= 1);
+  }
   if (!gpu) {
+    CHECK(slurp(svg).find("predicted by the model (no GPU") != std::string::npos);
+    for (const auto& b : report.at("buckets").as_array())
+      for (const auto& c : b.at("candidates").as_array()) {
+        CHECK(c.at("status").as_string() == "predicted");
+        CHECK(c.at("measured_us").is_null());
+      }
+    CHECK(report.at("summary").at("tuned").as_int() == 0);
     CHECK(count_lines(r.out, std::regex("plx tune: no GPU \\(.+\\): dry run -- specs validated, 2 variants "
                                         "compiled, ranked by the h200 roofline model; nothing was measured and the tuning "
                                         "database is not written")) == 1);
@@ -195,12 +228,13 @@ TEST_CASE("plx tune on a small spec, then the cache commands over what it compil
     CHECK(req.err.find("no GPU") != std::string::npos);
   }
 
-  // Both variants are now in the cache.
+  // Both variants are now in the cache (with a GPU, also the untuned choice the race adds).
+  const int entries = gpu ? 3 : 2;
   r = run_plx(t, "cache ls");
   CHECK(r.rc == 0);
   CHECK(r.out.find("plx_decode_parallax_bf16_d64_causal_m8_n64_w4_s2_kauto_sm90a") != std::string::npos);
   CHECK(r.out.find("plx_decode_parallax_bf16_d64_causal_m16_n64_w4_s2_kauto_sm90a") != std::string::npos);
-  CHECK(r.out.find("2 entries") != std::string::npos);
+  CHECK(r.out.find(std::to_string(entries) + " entries") != std::string::npos);
 
   r = run_plx(t, "cache explain plx_decode_parallax_bf16_d64_causal_m8_n64_w4_s2_kauto_sm90a");
   CHECK(r.rc == 0);
@@ -216,7 +250,7 @@ TEST_CASE("plx tune on a small spec, then the cache commands over what it compil
 
   r = run_plx(t, "cache verify");
   CHECK(r.rc == 0);
-  CHECK(r.out.find("2 entries checked, 0 bad") != std::string::npos);
+  CHECK(r.out.find(std::to_string(entries) + " entries checked, 0 bad") != std::string::npos);
   // Corrupt one cubin: verify reports it and exits 1; --fix quarantines it.
   fs::path cubin;
   for (const auto& e : fs::recursive_directory_iterator(t.path / "cache"))
@@ -231,7 +265,7 @@ TEST_CASE("plx tune on a small spec, then the cache commands over what it compil
   CHECK(r.out.find("(quarantined)") != std::string::npos);
   r = run_plx(t, "cache verify");
   CHECK(r.rc == 0);
-  CHECK(r.out.find("1 entries checked, 0 bad") != std::string::npos);
+  CHECK(r.out.find(std::to_string(entries - 1) + " entries checked, 0 bad") != std::string::npos);
 
   r = run_plx(t, "cache clear");
   CHECK(r.rc == 0);
@@ -304,4 +338,166 @@ TEST_CASE("plx db show, clear; export/import need this GPU", "[cli]") {
   CHECK(r.rc == 0);
   CHECK(r.out.find("removed 2 tuning databases") != std::string::npos);
   CHECK(!std::filesystem::exists(db.path()));
+}
+
+TEST_CASE("plx tune --buckets keeps the matching buckets; --arch picks the dry run's arch", "[cli]") {
+  TempDir t;
+  const fs::path spec = t.path / "small.yaml";
+  plx::write_file_atomic(spec, kSmallSpec);
+  const fs::path json = t.path / "r.json";
+  if (plx::cu::available()) return;  // the dry run's behaviour; the [gpu] case races
+  Run r = run_plx(t, "tune '" + spec.string() + "' --buckets '*_bh8_kv1024_*,*_bh256_kv32768_*' --out '" +
+                         json.string() + "'");
+  INFO(r.out << r.err);
+  REQUIRE(r.rc == 0);
+  const plx::json::Value report = plx::json::parse(slurp(json));
+  REQUIRE(report.at("buckets").size() == 2);
+  CHECK(report.at("buckets").as_array()[0].at("key").as_string() ==
+        "decode_parallax_bf16_d64_causal_bh8_kv1024_g4_q1");
+  CHECK(report.at("buckets").as_array()[1].at("key").as_string() ==
+        "decode_parallax_bf16_d64_causal_bh256_kv32768_g4_q1");
+  r = run_plx(t, "tune '" + spec.string() + "' --buckets 'prefill_*'");
+  CHECK(r.rc == 1);
+  CHECK(one_error_line(r));
+  CHECK(r.err.find("no bucket matches --buckets prefill_*") != std::string::npos);
+  // The spec has only sm_90a variants: for sm_80 there is nothing to tune.
+  r = run_plx(t, "tune '" + spec.string() + "' --arch sm_80");
+  CHECK(r.rc == 1);
+  CHECK(one_error_line(r));
+  CHECK(r.err.find("no variants for sm_80") != std::string::npos);
+}
+
+TEST_CASE("plx bench without a GPU: one line, exit 1; plx explore: predicted only", "[cli]") {
+  TempDir t;
+  if (plx::cu::available()) return;
+  Run r = run_plx(t, "bench decode --batch 1,32 --kv-len 4096");
+  CHECK(r.rc == 1);
+  CHECK(one_error_line(r));
+  CHECK(r.err.find("no GPU") != std::string::npos);
+  CHECK(r.out.empty());
+  r = run_plx(t, "bench overhead");
+  CHECK(r.rc == 1);
+  CHECK(one_error_line(r));
+
+  const fs::path spec = t.path / "small.yaml", json = t.path / "e.json";
+  plx::write_file_atomic(spec, kSmallSpec);
+  r = run_plx(t, "explore '" + spec.string() + "' --batch 4 --kv-len 5000 --heads-q 32 --heads-kv 8 --json '" +
+                     json.string() + "'");
+  INFO(r.out << r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(r.out.find("plx explore: no GPU") != std::string::npos);
+  CHECK(r.out.find("predicted only") != std::string::npos);
+  CHECK(r.out.find("--batch 4 --q-len 1 --kv-len 5000 --heads-q 32 --heads-kv 8") != std::string::npos);
+  CHECK(r.out.find("[decode_parallax_bf16_d64_causal_bh32_kv8192_g4_q1]") != std::string::npos);
+  CHECK(count_lines(r.out, std::regex(R"(\s+[12][ *][ u] plx_decode_parallax_bf16_d64_\w+_sm90a\s+[0-9.]+\s.*)")) == 2);
+  const plx::json::Value j = plx::json::parse(slurp(json));
+  REQUIRE(j.size() == 1);
+  CHECK(j.as_array()[0].at("measured").as_bool() == false);
+  CHECK(j.as_array()[0].at("variants").size() == 2);
+  // Without shape flags: the spec's six buckets.
+  r = run_plx(t, "explore '" + spec.string() + "'");
+  CHECK(r.rc == 0);
+  CHECK(count_lines(r.out, std::regex("bucket [1-6]/6: --op decode .*")) == 6);
+}
+
+// ---- GPU -------------------------------------------------------------------------------
+
+TEST_CASE("plx bench on the GPU: a decode and a prefill line, pasteable and rated", "[gpu][cli]") {
+  if (!plx::cu::available()) {
+    WARN("no GPU: skipped");
+    return;
+  }
+  TempDir t;
+  Run r = run_plx(t, "bench decode --batch 1,8 --kv-len 4096 --heads-q 32 --heads-kv 8 --head-dim 128 --budget-s 0.3");
+  INFO(r.out << r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(count_lines(r.out, std::regex(R"(plx bench decode --family parallax --dtype bf16 --head-dim 128 --mask causal )"
+                                      R"(--batch [18] --q-len 1 --kv-len 4096 --heads-q 32 --heads-kv 8 --variant )"
+                                      R"(plx_decode_\w+  # median [0-9.]+ us \(p10 [0-9.]+, p90 [0-9.]+, n \d+\), )"
+                                      R"([0-9.]+ TB/s = \d+% of the measured copy [0-9.]+ TB/s.*)")) == 2);
+  WARN(r.out);
+  // The printed command runs again (pasteable), here as JSON.
+  std::smatch m;
+  REQUIRE(std::regex_search(r.out, m, std::regex(R"(plx bench (decode [^#]+--batch 8[^#]+?)  #)")));
+  Run again = run_plx(t, "bench " + m[1].str() + " --budget-s 0.2 --json");
+  REQUIRE(again.rc == 0);
+  const plx::json::Value row = plx::json::parse(again.out);
+  CHECK(row.at("batch").as_int() == 8);
+  CHECK(row.at("median_us").as_double() > 0);
+  CHECK(row.at("fraction_of_copy").as_double() > 0.05);
+  CHECK(row.at("fraction_of_copy").as_double() < 1.2);
+  // The ceilings were measured once and stored with the GPU's database.
+  r = run_plx(t, "db show");
+  CHECK(r.out.find(".json") != std::string::npos);
+
+  r = run_plx(t, "bench prefill --batch 1 --kv-len 2048 --heads-q 16 --heads-kv 8 --head-dim 128 --budget-s 0.3");
+  INFO(r.out << r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(count_lines(r.out, std::regex(R"(plx bench prefill .* --q-len 2048 --kv-len 2048 .*# median .* TFLOP/s )"
+                                      R"(Parallax-counted \(8\*D per visible pair\) = [0-9.]+ softmax-counted \(4\*D\); )"
+                                      R"(\d+% of the measured tensor-core [0-9]+ TFLOP/s.*)")) == 1);
+  WARN(r.out);
+}
+
+namespace {
+struct TuneRun {
+  Run run;
+  plx::json::Value report;
+};
+}  // namespace
+
+TEST_CASE("plx tune on the GPU: two buckets raced, winners recorded, a second tune agrees", "[gpu][cli]") {
+  if (!plx::cu::available()) {
+    WARN("no GPU: skipped");
+    return;
+  }
+  TempDir t;
+  const fs::path spec = t.path / "small.yaml";
+  plx::write_file_atomic(spec, kSmallSpec);
+  auto tune = [&](int i) {
+    const fs::path json = t.path / ("r" + std::to_string(i) + ".json");
+    TuneRun tr;
+    tr.run = run_plx(t, "tune '" + spec.string() +
+                            "' --budget-s 3 --buckets '*_bh8_kv8192_*,*_bh256_kv1024_*' --out '" + json.string() + "'");
+    if (fs::exists(json)) tr.report = plx::json::parse(slurp(json));
+    return tr;
+  };
+  const TuneRun a = tune(1);
+  INFO(a.run.out << a.run.err);
+  REQUIRE(a.run.rc == 0);
+  WARN(a.run.out);
+  CHECK(a.report.at("measured").as_bool());
+  REQUIRE(a.report.at("buckets").size() == 2);
+  CHECK(a.report.at("ceilings").at("copy_GBps").as_double() > 500);
+  CHECK(plx::testing::xml_problem(slurp(t.path / "r1.svg")) == "");
+  // The database has both winners, with the noise they were decided with.
+  plx::cu::Device dev(0);
+  plx::TuningDb db(t.path / "cache", plx::GpuIdentity::of(dev));
+  REQUIRE(db.load() == plx::DbStatus::ok);
+  REQUIRE(db.ceilings());
+  for (const auto& b : a.report.at("buckets").as_array()) {
+    INFO(b.dump(2));
+    REQUIRE(b.at("winner").is_string());
+    const auto e = db.lookup(b.at("key").as_string());
+    REQUIRE(e);
+    CHECK(e->winner == b.at("winner").as_string());
+    CHECK(e->noise_us > 0);
+    // At least as fast as the untuned choice, within noise.
+    CHECK(b.at("winner_us").as_double() <= b.at("untuned_us").as_double() + b.at("noise_us").as_double());
+    for (const auto& c : b.at("candidates").as_array()) CHECK(c.at("status").as_string() == "timed");
+  }
+  // Issue 6, point 4: the same winner, or winners whose times differ by less than the noise.
+  const TuneRun b2 = tune(2);
+  REQUIRE(b2.run.rc == 0);
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto& x = a.report.at("buckets").as_array()[i];
+    const auto& y = b2.report.at("buckets").as_array()[i];
+    INFO(x.at("key").as_string() << ": run 1 " << x.at("winner").as_string() << " " << x.at("winner_us").as_double()
+                                 << " us (noise " << x.at("noise_us").as_double() << "), run 2 "
+                                 << y.at("winner").as_string() << " " << y.at("winner_us").as_double() << " us (noise "
+                                 << y.at("noise_us").as_double() << ")");
+    const bool same = x.at("winner").as_string() == y.at("winner").as_string();
+    const double noise = std::max(x.at("noise_us").as_double(), y.at("noise_us").as_double());
+    CHECK((same || std::abs(x.at("winner_us").as_double() - y.at("winner_us").as_double()) <= noise));
+  }
 }

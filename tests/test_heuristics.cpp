@@ -14,6 +14,11 @@ TEST_CASE("decode split counts follow the per-SM bandwidth model", "[heuristics]
   CHECK(decode_splits(512, 256, 132) == 1);
   CHECK(decode_split_cost(8, 64, 132, 33) > decode_split_cost(8, 64, 132, 16));
   CHECK(decode_splits(8, 256, 78) == 9);  // fewer SMs (an H100 PCIe-like 78): fewer splits
+  // d64: 16 KiB tiles, 2 in flight per CTA, 4 CTAs per SM: two CTAs per SM beat one
+  CHECK(decode_splits(32, 128, 132, 32768, 4) == 8);
+  CHECK(decode_splits(256, 64, 132, 32768, 4) == 1);
+  CHECK(ctas_per_sm_by_smem(102400, Arch::sm90a) == 2);
+  CHECK(ctas_per_sm_by_smem(136192, Arch::sm90a) == 1);
   CHECK(decode_splits(8, 3, 132) == 1);  // too few tiles to split
   for (int ctas : {1, 3, 17, 100})
     for (int tiles : {4, 9, 100, 1000}) {
@@ -33,4 +38,9 @@ TEST_CASE("op and block_m choices", "[heuristics]") {
   CHECK(decode_block_m(Family::parallax_uncentered, 40) == 16);
   CHECK(default_tile(Op::prefill, Family::parallax, 0).block_m == 64);
   CHECK(default_tile(Op::prefill, Family::softmax, 0).block_m == 128);
+  CHECK(default_tile(Op::prefill, Family::parallax, 0).mma == Mma::sync);
+  const Tile hopper = default_tile(Op::prefill, Family::parallax, 0, /*wgmma_prefill=*/true);
+  CHECK(hopper.mma == Mma::wgmma);
+  CHECK(hopper.warps == 12);
+  CHECK(default_tile(Op::decode, Family::parallax, 4, true).mma == Mma::sync);  // decode: mma.sync
 }

@@ -1,6 +1,7 @@
 // Every variant of every shipped spec, rendered and compiled by NVRTC for its arch, plus
-// the split-KV merge kernels. NVRTC needs no GPU, so CI proves all of them build, name
-// their symbol, and fit the register file without spilling.
+// the split-KV merge kernels and the backward's preprocess kernels. NVRTC needs no GPU,
+// so CI proves all of them build, name their symbol, and fit the register file without
+// spilling.
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
@@ -61,6 +62,9 @@ TEST_CASE("every shipped variant and merge kernel compiles with NVRTC, without s
       jobs.push_back({render(v), arch});
       if (v.op == Op::decode && merges.insert(merge_name(v.family, v.dtype, v.head_dim) + arch).second)
         jobs.push_back({render_merge(v.family, v.dtype, v.head_dim), arch});
+      // A backward variant runs after its per-row preprocess kernel: compile that too.
+      if (v.op == Op::backward && merges.insert(backward_pre_name(v.family, v.dtype, v.head_dim) + arch).second)
+        jobs.push_back({render_backward_pre(v.family, v.dtype, v.head_dim), arch});
     }
   }
   REQUIRE(jobs.size() >= 200);

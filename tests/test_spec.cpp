@@ -62,6 +62,9 @@ TEST_CASE("every shipped spec parses, expands to a modest legal set, and names r
       {"decode_sm80.yaml", "decode-sm80", Op::decode, Arch::sm80, 80, 16},
       {"prefill_sm90.yaml", "prefill-sm90", Op::prefill, Arch::sm90a, 26, 22},
       {"prefill_sm80.yaml", "prefill-sm80", Op::prefill, Arch::sm80, 26, 22},
+      {"prefill_sm90_wgmma.yaml", "prefill-sm90-wgmma", Op::prefill, Arch::sm90a, 64, 128},
+      {"backward_sm90.yaml", "backward-sm90", Op::backward, Arch::sm90a, 72, 120},
+      {"backward_sm80.yaml", "backward-sm80", Op::backward, Arch::sm80, 36, 12},
   };
   std::set<std::string> files;
   for (const auto& e : fs::directory_iterator(kSpecs))
@@ -110,6 +113,20 @@ TEST_CASE("every shipped spec parses, expands to a modest legal set, and names r
   CHECK(d.tile.block_n == std::vector<int>{64});
   CHECK(d.tile.stages == std::vector<int>{2, 3, 4});
   CHECK(load_spec(kSpecs / "decode_sm80.yaml").tile.stages == std::vector<int>{2, 3});
+}
+
+TEST_CASE("the backward specs drop exactly the combinations their headers name", "[spec]") {
+  for (const char* f : {"backward_sm90.yaml", "backward_sm80.yaml"}) {
+    INFO(f);
+    for (const auto& d : expand(load_spec(kSpecs / f)).dropped) {
+      INFO(d.v.name() << ": " << d.reason);
+      const bool rows = d.v.tile.block_m != 16 * d.v.tile.warps &&
+                        d.reason.find("must be 16 x warps") != std::string::npos;
+      const bool regs = d.v.tile.block_m == 16 * d.v.tile.warps && d.v.head_dim == 128 && d.v.tile.block_n == 64 &&
+                        d.reason.find("exceed 176 (spills)") != std::string::npos;
+      CHECK((rows || regs));
+    }
+  }
 }
 
 TEST_CASE("the prefill specs drop exactly the combinations their headers name", "[spec]") {
@@ -250,9 +267,9 @@ TEST_CASE("bad tile values name file:line:col, key, value and expectation", "[sp
   CHECK(error_of(kHead + "tile:\n  block_n: [64, [128]]\n") ==
         "t.yaml:7:17: key 'tile.block_n': got a list inside the list, expected a positive integer multiple of 16 in 16..1024");
   CHECK(error_of(kHead + "tile: [16]\n") ==
-        "t.yaml:6:7: key 'tile': got a list, expected a mapping of block_m, block_n, warps, stages, split_kv");
+        "t.yaml:6:7: key 'tile': got a list, expected a mapping of block_m, block_n, warps, stages, split_kv, mma");
   CHECK(error_of(kHead + "tile:\n") ==
-        "t.yaml:6:1: key 'tile': got nothing, expected a mapping of block_m, block_n, warps, stages, split_kv");
+        "t.yaml:6:1: key 'tile': got nothing, expected a mapping of block_m, block_n, warps, stages, split_kv, mma");
 }
 
 TEST_CASE("split_kv other than auto/1 is refused for prefill", "[spec][errors]") {
@@ -285,9 +302,9 @@ TEST_CASE("huge, negative and non-integer numbers", "[spec][errors]") {
 }
 
 TEST_CASE("wrong enum values and types", "[spec][errors]") {
-  CHECK(error_of("op: train\n") == "t.yaml:1:5: key 'op': got 'train', expected one of decode | prefill (one op per spec)");
+  CHECK(error_of("op: train\n") == "t.yaml:1:5: key 'op': got 'train', expected one of decode | prefill | backward (one op per spec)");
   CHECK(error_of("op: [decode, prefill]\n") ==
-        "t.yaml:1:5: key 'op': got a list, expected one of decode | prefill (one op per spec)");
+        "t.yaml:1:5: key 'op': got a list, expected one of decode | prefill | backward (one op per spec)");
   CHECK(error_of("op: decode\nvariant: [parallax, lla]\n") ==
         "t.yaml:2:21: key 'variant': got 'lla', expected one of parallax | softmax | parallax_uncentered");
   CHECK(error_of("op: decode\ndtype: fp32\n") == "t.yaml:2:8: key 'dtype': got 'fp32', expected one of bf16 | fp16");
@@ -309,7 +326,7 @@ TEST_CASE("unknown keys at the top level, in tile and in ranges", "[spec][errors
         "t.yaml:6:1: key 'heads': got an unknown key, expected one of name, op, variant, dtype, head_dim, gqa, "
         "causal, window, qk_scale, arch, tile");
   CHECK(error_of(kHead + "tile:\n  block_m: 16\n  blok_n: 64\n") ==
-        "t.yaml:8:3: key 'tile.blok_n': got an unknown key, expected one of block_m, block_n, warps, stages, split_kv");
+        "t.yaml:8:3: key 'tile.blok_n': got an unknown key, expected one of block_m, block_n, warps, stages, split_kv, mma");
   CHECK(error_of(kHead + "tile:\n  stages: {from: 2, to: 4, stride: 1}\n") ==
         "t.yaml:7:28: key 'tile.stages.stride': got an unknown key, expected one of from, to, step, mul");
   CHECK(error_of(kHead + "window: {from: 1, too: 4}\n") ==
@@ -335,7 +352,7 @@ TEST_CASE("duplicates, empty lists, missing keys", "[spec][errors]") {
         "t.yaml:2:8: key 'dtype': got an empty list, expected at least one value (one of bf16 | fp16)");
   CHECK(error_of("op: decode\ndtype:\nvariant: softmax\n") == "t.yaml:2:1: key 'dtype': got nothing, expected one of bf16 | fp16");
   CHECK(error_of("op: decode\ndtype: [bf16, ~]\n") == "t.yaml:2:15: key 'dtype': got an empty list item, expected one of bf16 | fp16");
-  CHECK(error_of("variant: softmax\n") == "t.yaml:1:1: key 'op': got no value (the key is missing), expected one of decode | prefill (one op per spec)");
+  CHECK(error_of("variant: softmax\n") == "t.yaml:1:1: key 'op': got no value (the key is missing), expected one of decode | prefill | backward (one op per spec)");
   CHECK(error_of("op: decode\nvariant: softmax\ndtype: bf16\nhead_dim: 64\n") ==
         "t.yaml:1:1: key 'arch': got no value (the key is missing), expected one of sm_80 | sm_90a");
   CHECK(error_of("op: decode\nvariant: softmax\narch: sm_80\nhead_dim: 64\n") ==
@@ -633,4 +650,65 @@ TEST_CASE("why_illegal on hand-made variants (names pasted from the command line
   CHECK(smem_bytes(*w) == 79360);
   CHECK(rows_per_tile(Family::softmax) == 16);
   CHECK(rows_per_tile(Family::parallax_uncentered) == 8);
+}
+
+// ---------------------------------------------------------------------------------------
+// The mma axis: wgmma kernels (templates/plx/prefill_sm90.cuh)
+// ---------------------------------------------------------------------------------------
+
+TEST_CASE("the mma axis: names, spec key, legality of the wgmma prefill", "[spec][legality]") {
+  // mma.sync names carry no mma field (every existing name stays valid); wgmma names do.
+  auto v = parse_variant_name("plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_wgmma_sm90a");
+  REQUIRE(v);
+  CHECK(v->tile.mma == Mma::wgmma);
+  CHECK(v->name() == "plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_wgmma_sm90a");
+  CHECK(!why_illegal(*v));
+  // smem: 1024 align + 2 consumers x 64 x 128 x 2 + ring 2 x 128 x 128 x 4 + 2 x 3 barriers x 8.
+  CHECK(smem_bytes(*v) == 1024 + 32768 + 131072 + 48);
+  auto p = parse_variant_name("plx_prefill_softmax_fp16_d64_full-win_m128_n64_w12_s3_k1_wgmma-pipe_sm90a");
+  REQUIRE(p);
+  CHECK(p->tile.mma == Mma::wgmma_pipe);
+  CHECK(!why_illegal(*p));
+  CHECK(!parse_variant_name("plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_sync_sm90a"));
+  CHECK(!parse_variant_name("plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_tcgen05_sm90a"));
+  auto s = parse_variant_name("plx_prefill_parallax_bf16_d128_causal_m64_n64_w8_s2_k1_sm90a");
+  REQUIRE(s);
+  CHECK(s->tile.mma == Mma::sync);
+
+  auto with = [&](auto f) {
+    Variant w = *v;
+    f(w);
+    return why_illegal(w).value_or("");
+  };
+  CHECK(with([](Variant& w) { w.arch = Arch::sm80; }) == "mma wgmma: wgmma needs sm_90a (arch is sm_80)");
+  CHECK(with([](Variant& w) { w.op = Op::decode; }) == "mma wgmma: only the prefill template uses wgmma (op is decode)");
+  CHECK(with([](Variant& w) { w.tile.warps = 8; }) ==
+        "mma wgmma: warps 8 must be 4 x (2 consumer warpgroups + 1 producer) = 12");
+  CHECK(with([](Variant& w) { w.tile.block_m = 128; }) ==
+        "mma wgmma: block_m 128 is not 1, 2 or 3 consumer warpgroups of 32 queries (32 q + 32 r rows of an m64 tile)");
+  CHECK(with([](Variant& w) { w.tile.block_n = 96; }) ==
+        "mma wgmma: block_n 96 not in {64, 128} (the wgmma N of S = Q K^T)");
+  CHECK(with([](Variant& w) { w.tile.stages = 1; }) ==
+        "mma wgmma: stages 1 not in 2..4 (one ring slot filling while another is consumed)");
+  CHECK(with([](Variant& w) { w.tile.block_m = 96; w.tile.warps = 16; }) ==
+        "mma wgmma: O 64 + S 64 + 40 = 168 registers per consumer thread exceed the 160 that 3 consumer "
+        "warpgroups get");
+  CHECK(with([](Variant& w) { w.tile.block_m = 96; w.tile.warps = 16; w.tile.block_n = 64; }).empty());
+  CHECK(with([](Variant& w) { w.tile.mma = Mma::wgmma_pipe; w.head_dim = 64; w.tile.block_m = 96; w.tile.warps = 16; }) ==
+        "mma wgmma-pipe: O 32 + S 64 + P 32 + 40 = 168 registers per consumer thread exceed the 160 that 3 consumer "
+        "warpgroups get");
+  // 3 stages at d 128, block_n 128: 1024 + 32768 + 196608 + 72 = 230472 B (fits); 4 do not.
+  CHECK(with([](Variant& w) { w.tile.stages = 3; }).empty());
+  CHECK(with([](Variant& w) { w.tile.stages = 4; }).find("exceeds sm_90a's 232448 B") != std::string::npos);
+
+  // The spec key.
+  const std::string pre = "op: prefill\ndtype: bf16\narch: sm_90a\nvariant: parallax\nhead_dim: 128\n";
+  ExpandResult r = expand_text(pre + "tile: {block_m: 64, block_n: 128, warps: [8, 12], mma: [sync, wgmma, wgmma-pipe]}\n");
+  std::set<std::string> names;
+  for (const auto& x : r.variants) names.insert(x.name());
+  CHECK(names == std::set<std::string>{"plx_prefill_parallax_bf16_d128_causal_m64_n128_w8_s2_k1_sm90a",
+                                       "plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_wgmma_sm90a",
+                                       "plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_wgmma-pipe_sm90a"});
+  CHECK(error_of(pre + "tile:\n  mma: tensor\n") ==
+        "t.yaml:7:8: key 'tile.mma': got 'tensor', expected one of sync | wgmma | wgmma-pipe");
 }

@@ -418,3 +418,53 @@ TEST_CASE("choose_variant: the database's winner when usable, else the model", "
   CHECK(stale.load() == DbStatus::identity_mismatch);
   CHECK(choose_variant(stale, a, Arch::sm90a).variant == model);
 }
+
+TEST_CASE("tuning db: the GPU's ceilings are stored once and kept across merges", "[tuning_db][ceilings]") {
+  TempDir t;
+  Ceilings c;
+  c.copy_GBps = 4213.5;
+  c.tc_tflops = 655.25;
+  c.mma_sync_tflops = 470.5;
+  c.wgmma_tflops = 655.25;
+  c.tc_kernel = "wgmma m64n128k16 bf16 (smem operands)";
+  c.measured_at = 1767225600;
+  {
+    TuningDb db = open_db(t.path, h200());
+    db.load();
+    CHECK(!db.ceilings());
+    db.record({}, c);  // the first tune measures them before any winner exists
+    CHECK(db.ceilings() == c);
+  }
+  TuningDb db = open_db(t.path, h200());
+  CHECK(db.load() == DbStatus::ok);
+  REQUIRE(db.ceilings());
+  CHECK(*db.ceilings() == c);
+  CHECK(db.entries().empty());
+  // Winners recorded later (by this or another tuner) leave the ceilings alone.
+  DbEntry e = entry("b1", "v1", 10.0);
+  e.noise_us = 0.125;
+  TuningDb other = open_db(t.path, h200());
+  other.record({e});
+  TuningDb again = open_db(t.path, h200());
+  again.load();
+  CHECK(again.ceilings() == c);
+  CHECK(again.lookup("b1")->noise_us == 0.125);
+  // Export carries them; a file without them (written before ceilings existed) parses.
+  const fs::path x = t.path / "x.json";
+  again.export_to(x);
+  const DbFile f = parse_db(*read_file(x));
+  CHECK(f.ceilings == c);
+  DbFile old = f;
+  old.ceilings.reset();
+  old.entries.begin()->second.noise_us = 0;
+  const std::string old_text = dump_db(old);
+  CHECK(old_text.find("ceilings") == std::string::npos);
+  CHECK(old_text.find("noise_us") == std::string::npos);
+  CHECK(!parse_db(old_text).ceilings);
+  // Ceilings with a zero rate are corrupt, not silently used.
+  std::string bad = dump_db(f);
+  const auto pos = bad.find("\"tc_tflops\": 655.25");
+  REQUIRE(pos != std::string::npos);
+  bad.replace(pos, std::string("\"tc_tflops\": 655.25").size(), "\"tc_tflops\": 0");
+  CHECK_THROWS_WITH(parse_db(bad), Catch::Contains("ceilings"));
+}

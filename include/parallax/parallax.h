@@ -28,7 +28,24 @@ typedef struct {
   const int *block_table;          /* optional paged KV: device int32[batch, max_pages]; k, v are */
   int page_size;                   /* page pools [pages, page_size, heads_kv, head_dim];          */
   int max_pages;                   /* page_size a power of two in 16..256                       */
+  /* --- added in ABI 3 (read only when struct_size covers them) --- */
+  float *stats;                    /* optional, training: device fp32 [batch, heads_q, q_len, 4]  */
+  void *barv;                      /* (m, d1, d2/d1, lse per row) and, for PLX_PARALLAX, barv     */
+                                   /* like o; both are what plx_attention_backward reads. Setting */
+                                   /* stats runs a prefill kernel whatever q_len is.             */
 } plx_attention_args;
+
+/* ABI 3: the gradients of one plx_attention call (plx_attention_backward). Device pointers,
+ * 16-byte aligned, each laid out like the tensor it is the gradient of. */
+typedef struct {
+  int struct_size;                 /* sizeof(plx_backward_args) */
+  const void *dout;                /* dL/do, like o */
+  const void *o;                   /* the forward's output */
+  const float *stats;              /* the forward's stats */
+  const void *barv;                /* the forward's barv (PLX_PARALLAX only) */
+  void *dq, *dr;                   /* like q and r (dr: probe variants only) */
+  void *dk, *dv;                   /* like k and v, summed over each GQA group's q heads */
+} plx_backward_args;
 
 /* Error codes. */
 enum {
@@ -44,6 +61,22 @@ int  plx_engine_create(plx_engine **out, int device_ordinal);  /* 0 on success *
 void plx_engine_destroy(plx_engine *e);
 int  plx_attention(plx_engine *e, const plx_attention_args *a, void *cuda_stream);
 const char *plx_last_error(void);                              /* thread-local message */
+
+/* --- added after ABI 2 (absent from older libraries: look them up, do not assume) --- */
+#define PLX_ABI_VERSION 3
+/* The newest plx_attention_args layout this library reads: 1 = fields up to seqused_k,
+ * 2 = also block_table, page_size, max_pages, 3 = also stats, barv (and the backward).
+ * An FFI caller that sets later fields must check it: an older library would silently
+ * ignore them. */
+int plx_abi_version(void);
+const char *plx_version(void);                                 /* "0.1.0": the library's release */
+
+/* --- added in ABI 3 --- */
+/* Gradients of the forward call `a` (the same arguments; its stats, and barv for
+ * PLX_PARALLAX, set and written) for g->dout. Writes every element of dq, dr, dk, dv.
+ * Enqueues two kernels on cuda_stream; paged K/V is refused. */
+int plx_attention_backward(plx_engine *e, const plx_attention_args *a, const plx_backward_args *g,
+                           void *cuda_stream);
 
 #ifdef __cplusplus
 }

@@ -42,6 +42,27 @@ struct AttentionArgs {
   const int* block_table = nullptr;  // device int32[batch, max_pages]
   int page_size = 0;
   int max_pages = 0;
+  // Training: the forward also writes what attention_backward needs. Setting stats makes
+  // the call run a prefill kernel whatever q_len is (decode kernels do not write them).
+  //   stats: device fp32 [batch, heads_q, q_len, 4], 16-byte aligned: per row m, d1,
+  //          d2/d1, lse (natural log; a row that sees no key gets 0, 0, 0, +inf)
+  //   barv : Family::parallax only, required with stats: [batch, q_len, heads_q, head_dim]
+  //          like o, the softmax mean of v (sum_j p_j v_j) that the Parallax backward reads
+  float* stats = nullptr;
+  void* barv = nullptr;
+};
+
+// The gradients of one attention call (Engine::attention_backward). Device pointers,
+// 16-byte aligned, laid out like the tensor they are the gradient of.
+struct BackwardArgs {
+  const void* dout = nullptr;   // dL/do, like o
+  const void* o = nullptr;      // the forward's output
+  const float* stats = nullptr; // the forward's AttentionArgs::stats
+  const void* barv = nullptr;   // the forward's AttentionArgs::barv (Family::parallax only)
+  void* dq = nullptr;           // like q
+  void* dr = nullptr;           // like r (the probe families only; ignored for softmax)
+  void* dk = nullptr;           // like k: summed over the q heads of each GQA group
+  void* dv = nullptr;           // like v: summed over the q heads of each GQA group
 };
 
 struct EngineOptions {
@@ -58,11 +79,26 @@ class Engine {
 
   // Decode kernel for q_len <= 16, prefill kernel otherwise: the winner `plx tune`
   // measured for the call's bucket on this GPU (tuning database in the cache directory),
-  // else the model's choice at once (nothing is tuned inside the call).
+  // else the model's choice at once (nothing is tuned inside the call). With the
+  // environment variable PLX_TUNE=sync, the first call of an untuned bucket tunes it (a few
+  // candidates, ~0.3 s of timing plus any compiles, not during graph capture) and records
+  // the winner in the tuning database.
   void attention(const AttentionArgs& a, void* cuda_stream);
   // Runs a named variant (as printed by `plx gen`/`plx tune`); throws UnsupportedError
   // when it does not fit the arguments (other family, dtype, head_dim, mask, arch).
   void attention(const AttentionArgs& a, const std::string& variant_name, void* cuda_stream);
+
+  // Gradients of a forward call `fwd` (the same arguments, whose stats/barv it wrote) for
+  // the output gradient g.dout: writes g.dq, g.dr, g.dk, g.dv in full (every element,
+  // zeros where nothing flows). Two launches on the stream (per-row terms, then one
+  // kernel whose CTAs do dQ/dR over query tiles or dK/dV over key tiles, no atomics);
+  // a per-stream workspace of batch x heads_q x q_len x 16 bytes. Paged K/V is refused.
+  void attention_backward(const AttentionArgs& fwd, const BackwardArgs& g, void* cuda_stream);
+  // The same with a named backward variant (plx_backward_..., see specs/backward_*.yaml).
+  void attention_backward(const AttentionArgs& fwd, const BackwardArgs& g, const std::string& variant_name,
+                          void* cuda_stream);
+  // The backward variant attention_backward(fwd, g, stream) would run.
+  std::string backward_variant_for(const AttentionArgs& fwd) const;
 
   // The variant attention(a, stream) would run (tuned winner or model's choice), e.g.
   // "plx_decode_parallax_bf16_d128_causal_m8_n64_w4_s2_kauto_sm90a". Validates `a`.

@@ -50,6 +50,39 @@ int guarded(F&& f) {
 // later fields are read only when the caller's struct_size includes them.
 constexpr int kMinArgsSize = static_cast<int>(offsetof(plx_attention_args, block_table));
 constexpr std::size_t kAbi2Size = offsetof(plx_attention_args, max_pages) + sizeof(int);
+constexpr std::size_t kAbi3Size = offsetof(plx_attention_args, barv) + sizeof(void*);
+
+// plx_attention_args -> AttentionArgs, reading only the fields struct_size covers.
+plx::AttentionArgs convert(const plx_attention_args& a) {
+  plx::AttentionArgs x;
+  x.family = static_cast<plx::Family>(a.variant);
+  x.dtype = static_cast<plx::DType>(a.dtype);
+  x.batch = a.batch;
+  x.q_len = a.q_len;
+  x.kv_len = a.kv_len;
+  x.heads_q = a.heads_q;
+  x.heads_kv = a.heads_kv;
+  x.head_dim = a.head_dim;
+  x.causal = a.causal != 0;
+  x.window_left = a.window_left;
+  x.qk_scale = a.qk_scale;
+  x.q = a.q;
+  x.r = a.r;
+  x.k = a.k;
+  x.v = a.v;
+  x.o = a.o;
+  x.seqused_k = a.seqused_k;
+  if (std::size_t(a.struct_size) >= kAbi2Size) {
+    x.block_table = a.block_table;
+    x.page_size = a.page_size;
+    x.max_pages = a.max_pages;
+  }
+  if (std::size_t(a.struct_size) >= kAbi3Size) {
+    x.stats = a.stats;
+    x.barv = a.barv;
+  }
+  return x;
+}
 }  // namespace
 
 extern "C" {
@@ -72,33 +105,44 @@ __attribute__((visibility("default"))) int plx_attention(plx_engine* e, const pl
                             "oldest plx_attention_args ({} bytes); set it to sizeof(plx_attention_args)",
                             a->struct_size, kMinArgsSize));
   return guarded([&] {
-    plx::AttentionArgs x;
-    x.family = static_cast<plx::Family>(a->variant);
-    x.dtype = static_cast<plx::DType>(a->dtype);
-    x.batch = a->batch;
-    x.q_len = a->q_len;
-    x.kv_len = a->kv_len;
-    x.heads_q = a->heads_q;
-    x.heads_kv = a->heads_kv;
-    x.head_dim = a->head_dim;
-    x.causal = a->causal != 0;
-    x.window_left = a->window_left;
-    x.qk_scale = a->qk_scale;
-    x.q = a->q;
-    x.r = a->r;
-    x.k = a->k;
-    x.v = a->v;
-    x.o = a->o;
-    x.seqused_k = a->seqused_k;
-    if (std::size_t(a->struct_size) >= kAbi2Size) {
-      x.block_table = a->block_table;
-      x.page_size = a->page_size;
-      x.max_pages = a->max_pages;
-    }
+    const plx::AttentionArgs x = convert(*a);
     e->engine.attention(x, cuda_stream);
   });
 }
 
+__attribute__((visibility("default"))) int plx_attention_backward(plx_engine* e, const plx_attention_args* a,
+                                                                  const plx_backward_args* g, void* cuda_stream) {
+  if (!e) return fail(PLX_ERROR_INVALID_ARGUMENT, "plx_attention_backward: engine is NULL");
+  if (!a) return fail(PLX_ERROR_INVALID_ARGUMENT, "plx_attention_backward: args is NULL");
+  if (!g) return fail(PLX_ERROR_INVALID_ARGUMENT, "plx_attention_backward: backward args is NULL");
+  if (a->struct_size < kMinArgsSize)
+    return fail(PLX_ERROR_INVALID_ARGUMENT,
+                fmt::format("plx_attention_backward: struct_size = {} is smaller than this library's oldest "
+                            "plx_attention_args ({} bytes); set it to sizeof(plx_attention_args)",
+                            a->struct_size, kMinArgsSize));
+  if (g->struct_size < static_cast<int>(sizeof(plx_backward_args)))
+    return fail(PLX_ERROR_INVALID_ARGUMENT,
+                fmt::format("plx_attention_backward: backward args struct_size = {} is smaller than "
+                            "sizeof(plx_backward_args) = {}",
+                            g->struct_size, sizeof(plx_backward_args)));
+  return guarded([&] {
+    plx::BackwardArgs b;
+    b.dout = g->dout;
+    b.o = g->o;
+    b.stats = g->stats;
+    b.barv = g->barv;
+    b.dq = g->dq;
+    b.dr = g->dr;
+    b.dk = g->dk;
+    b.dv = g->dv;
+    e->engine.attention_backward(convert(*a), b, cuda_stream);
+  });
+}
+
 __attribute__((visibility("default"))) const char* plx_last_error(void) { return g_last_error.c_str(); }
+
+__attribute__((visibility("default"))) int plx_abi_version(void) { return PLX_ABI_VERSION; }
+
+__attribute__((visibility("default"))) const char* plx_version(void) { return PLX_VERSION; }
 
 }  // extern "C"

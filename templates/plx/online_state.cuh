@@ -53,6 +53,17 @@ struct OnlineState {
   template <int NK, bool kMask>
   __device__ __forceinline__ void update(int mt, float (&s)[NK / 8][4], float scale_log2, int key0,
                                          const RowRange (&rows)[R]) {
+    float alpha[R];
+    update_weights<NK, kMask>(mt, s, scale_log2, key0, rows, alpha);
+    rescale_o(mt, alpha);
+  }
+
+  // update() without the rescale of O: alpha receives each row's factor for rescale_o.
+  // For kernels whose O is still being written by an asynchronous MMA while the next
+  // tile's weights are computed (prefill_sm90.cuh, pipelined).
+  template <int NK, bool kMask>
+  __device__ __forceinline__ void update_weights(int mt, float (&s)[NK / 8][4], float scale_log2, int key0,
+                                                 const RowRange (&rows)[R], float (&alpha)[R]) {
     const int t = threadIdx.x & 3;
     float mx[R];
 #pragma unroll
@@ -70,7 +81,7 @@ struct OnlineState {
         mx[r] = fmaxf(mx[r], x);
       }
     }
-    float m_safe[R], alpha[R];
+    float m_safe[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const float m_new = fmaxf(m[mt][r], quad_max(mx[r]));
@@ -82,13 +93,6 @@ struct OnlineState {
       d1[mt][r] *= alpha[r];
     }
     if (Traits::d2) d2[mt] *= alpha[0];
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      o[mt][n][0] *= alpha[0];
-      o[mt][n][1] *= alpha[0];
-      o[mt][n][2] *= alpha[R - 1];
-      o[mt][n][3] *= alpha[R - 1];
-    }
 #pragma unroll
     for (int n = 0; n < NK / 8; ++n) {
       float w0 = exp2_fast(s[n][0] - m_safe[0]), w1 = exp2_fast(s[n][1] - m_safe[0]);
@@ -109,6 +113,17 @@ struct OnlineState {
         s[n][3] = w3;
         d1[mt][R - 1] += w2 + w3;
       }
+    }
+  }
+
+  // O *= alpha, per row (Parallax: O1 and O2 of a query share its alpha).
+  __device__ __forceinline__ void rescale_o(int mt, const float (&alpha)[R]) {
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      o[mt][n][0] *= alpha[0];
+      o[mt][n][1] *= alpha[0];
+      o[mt][n][2] *= alpha[R - 1];
+      o[mt][n][3] *= alpha[R - 1];
     }
   }
 

@@ -8,6 +8,7 @@
 #pragma once
 #include "plx/kv_ring.cuh"
 #include "plx/mask.cuh"
+#include "plx/row_stats.cuh"
 #include "plx/tile_config.cuh"
 #include "plx/warp_mma.cuh"
 
@@ -105,6 +106,11 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
       if (pos >= p.q_len) continue;
       T* out = static_cast<T*>(p.o) + o_off + pos * p.o_stride_t + 2 * t4;
       const float d1 = st.d1[mt][r], d2 = Traits::d2 ? st.d2[mt] : 0.f;
+      // Training forward: the quad's four lanes hold the same row totals; one writes them.
+      if (p.stats && t4 == 0)
+        store_row_stats(p.stats, ((long long)b * p.heads_q + h) * p.q_len + pos, st.m[mt][r], d1, d2);
+      T* barv = Traits::d2 && p.barv ? static_cast<T*>(p.barv) + o_off + pos * p.o_stride_t + 2 * t4 : nullptr;
+      const float inv = d1 > 0.f ? 1.f / d1 : 0.f;
 #pragma unroll
       for (int n = 0; n < D / 8; ++n) {
         // Parallax: O1 in c0 c1, O2 in c2 c3 of the same thread; softmax: row r's O in
@@ -113,6 +119,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
         const float a = Traits::probe ? finalize<C::kFamily>(c[0], c[2], d1, d2) : finalize<C::kFamily>(c[2 * r], 0.f, d1, d2);
         const float z = Traits::probe ? finalize<C::kFamily>(c[1], c[3], d1, d2) : finalize<C::kFamily>(c[2 * r + 1], 0.f, d1, d2);
         *reinterpret_cast<unsigned*>(out + n * 8) = pack2<T>(a, z);
+        if (barv) *reinterpret_cast<unsigned*>(barv + n * 8) = pack2<T>(c[0] * inv, c[1] * inv);
       }
     }
   }

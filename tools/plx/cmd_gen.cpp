@@ -79,6 +79,7 @@ int cmd_gen(const std::vector<std::string>& argv) {
   json::Value index = json::Value::array();
   std::vector<CompileJob> jobs_list;
   std::map<std::tuple<Family, DType, int, Arch>, bool> merges;  // decode merge kernels, once each
+  std::map<std::tuple<Family, DType, int, Arch>, bool> pres;    // backward preprocess kernels, once each
   for (const auto& [spec, ex] : specs) {
     for (const Variant& v : ex.variants) {
       std::string file;
@@ -94,6 +95,10 @@ int cmd_gen(const std::vector<std::string>& argv) {
       if (v.op == Op::decode && a.has("compile") && !merges[{v.family, v.dtype, v.head_dim, v.arch}]) {
         merges[{v.family, v.dtype, v.head_dim, v.arch}] = true;
         jobs_list.push_back({render_merge(v.family, v.dtype, v.head_dim), std::string(to_string(v.arch))});
+      }
+      if (v.op == Op::backward && a.has("compile") && !pres[{v.family, v.dtype, v.head_dim, v.arch}]) {
+        pres[{v.family, v.dtype, v.head_dim, v.arch}] = true;  // the backward's preprocess kernel
+        jobs_list.push_back({render_backward_pre(v.family, v.dtype, v.head_dim), std::string(to_string(v.arch))});
       }
       index.push_back(describe(v, file));
       if (!as_json) fmt::print("{}\n", v.name());

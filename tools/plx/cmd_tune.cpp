@@ -1,18 +1,27 @@
-// plx tune: validate a spec, compile its variants through the disk cache, rank them per
-// problem bucket by the roofline model, and with a GPU time the best-ranked ones and pick a
-// winner per bucket. Without a GPU it says so in one line and stops at the model's ranking.
+// plx tune: validate specs, compile their variants in parallel through the disk cache,
+// rank them per problem bucket by the roofline model, and with a GPU race the model's
+// best few (oracle check, timing, interleaved re-measure, winner within noise) in a
+// worker subprocess, record the winners in this GPU's tuning database, and write the
+// summary, a JSON report and a roofline SVG. Without a GPU it says so in one line and
+// does an honest dry run: the model's ranking, labelled as predicted, no database.
 #include <fmt/format.h>
+#include <fnmatch.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <ctime>
-#include <limits>
+#include <map>
 #include <optional>
+#include <set>
 
 #include "args.hpp"
 #include "autotune/bucket_key.hpp"
+#include "autotune/ceilings.hpp"
 #include "autotune/roofline.hpp"
 #include "autotune/tune.hpp"
+#include "autotune/tune_report.hpp"
+#include "autotune/tune_workers.hpp"
 #include "autotune/tuning_db.hpp"
 #include "commands.hpp"
 #include "common/fs_atomic.hpp"
@@ -25,48 +34,60 @@
 #include "paths.hpp"
 #include "runtime/driver.hpp"
 #include "runtime/kernel_cache.hpp"
+#include "runtime/launch.hpp"
+#include "tune_worker.hpp"
 
 namespace plx::cli {
 
 namespace {
 
-constexpr const char* kHelp = R"(Usage: plx tune [SPEC.yaml] [options]
+constexpr const char* kHelp = R"(Usage: plx tune [SPEC.yaml...] [options]
 
-Validates SPEC (default specs/decode_sm90.yaml, looked up in the current directory, then
-$PLX_SOURCE_DIR, then the checkout the binary was built in), compiles every variant
-through the compile cache, and ranks the variants of each problem bucket by a roofline
-model. With a GPU, times the best-ranked ones (CUDA events, L2 flushed, 5 warm-up calls,
-median of 50) and reports the winner per bucket, and records the winners in this GPU's
-tuning database (<cache dir>/tuning/v1/<gpu>.json; see plx db), where plx::Engine finds
-them. Without a GPU: a dry run (model only) that never writes the database.
+Validates the specs (default: specs/decode_<arch>.yaml and specs/prefill_<arch>.yaml for
+the GPU's arch or --arch, plus specs/prefill_sm90_wgmma.yaml on sm_90a; looked up in the
+current directory, $PLX_SOURCE_DIR, then the checkout the binary was built in), compiles every variant in parallel through the compile
+cache, and ranks the variants of each problem bucket by a roofline model. With a GPU:
+  1. on the first tune of this GPU, measures its ceilings (copy bandwidth, tensor-core
+     rate of our own MMA kernels) and keeps them in its tuning database;
+  2. per bucket, races the model's --top variants plus the untuned choice: each is checked
+     against the fp64 CPU oracle on a small problem, timed (CUDA events, a GPU spin before
+     each launch, cold L2 by rotating inputs >= 2x L2), and the fastest few re-measured
+     interleaved (A B A B); candidates within noise of the fastest are tied, and ties go
+     to the untuned choice, then fewer registers, then the name;
+  3. records the winners in the tuning database (<cache dir>/tuning/v1/<gpu>.json, see
+     plx db), where plx::Engine finds them, and prints the summary.
+The race runs in a worker subprocess: a candidate that crashes or hangs is recorded with
+the reason and left out, and tuning carries on. Without a GPU: a dry run (the model's
+ranking, labelled as predicted) that never writes the database, and exit 0.
 
 Buckets (a kernel class x a shape; classes: family, dtype, head dim, mask of the spec):
   decode   the spec's gqa values x kv length {1024, 8192, 32768} x batch {1, 32}
   prefill  the spec's gqa values x q = kv length {1024, 8192}, batch 1
   heads_kv 8, heads_q = 8 x gqa; windowed classes at each window width of the spec
+  --buckets GLOB[,GLOB..]  only buckets whose key matches, e.g. 'decode_parallax_bf16_d128_*'
+                           or '*_bh8_kv1024_*' (keys as plx db show prints them)
 
 Model:
-  --profile NAME   GPU ceilings for the model: h200 (measured figures), a100 (spec sheet);
-                   default h200, or the GPU's own when it is an A100
-  --top N          variants timed per bucket and rows printed (default 8; dry run: 3)
+  --profile NAME   ceilings for the model when none are measured: h200 (measured figures),
+                   h100, a100 (datasheet); default h200, or the GPU's own when it is an A100
+  --arch ARCH      dry run: the arch to compile and rank for (default sm_90a); with a GPU it
+                   must be the GPU's
 Measurement:
+  --budget-s N     seconds of timing for all buckets together (default 160), shared out
+                   as the tune goes (0.05..5 s a bucket)
+  --top N          variants raced per bucket, in model order (default 4; the untuned choice
+                   is added when not among them); dry run: rows printed per bucket (3)
+  --timeout-s N    a candidate silent this long is killed as hung (default 90)
+  --no-check       skip the oracle check (not recommended)
+  --remeasure-ceilings   measure the ceilings again even when the database has them
   --require-gpu    exit 1 (before compiling) when there is no usable GPU
   -j, --jobs N     compile on N threads (default: the number of hardware threads)
 Output:
-  --json FILE      report: every bucket's candidates (predicted and measured) and winner
-  --csv FILE       one row per bucket: its shape, the winner, predicted and measured us
+  --out FILE       JSON report (--json FILE is the same): every bucket's candidates,
+                   predicted and measured, winner, noise, speedup over the untuned choice
+  --svg FILE       roofline picture (default with --out: FILE with .svg instead of .json)
+  --csv FILE       one row per bucket
 )";
-
-double median_or_nan(const std::optional<tune::Timing>& t) {
-  return t && t->error.empty() ? t->median_us : std::numeric_limits<double>::quiet_NaN();
-}
-
-struct BucketResult {
-  tune::Bucket bucket;
-  std::vector<tune::Ranked> ranked;               // every candidate, model order
-  std::vector<std::optional<tune::Timing>> timed;  // parallel to ranked (top N only)
-  int winner = -1;                                 // index into ranked
-};
 
 std::string csv_escape(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -75,110 +96,41 @@ std::string csv_escape(const std::string& s) {
   return out + "\"";
 }
 
-json::Value report_json(const KernelSpec& spec, const GpuProfile& g, const std::string& gpu,
-                        const std::vector<BucketResult>& results, bool measured) {
-  json::Value r = json::Value::object();
-  r.set("plx_version", PLX_VERSION);
-  r.set("spec", spec.source);
-  r.set("gpu", gpu.empty() ? json::Value() : json::Value(gpu));
-  r.set("measured", measured);
-  json::Value prof = json::Value::object();
-  prof.set("name", g.name);
-  prof.set("hbm_GBps", g.hbm_GBps);
-  prof.set("tc_tflops_bf16", g.tc_tflops_bf16);
-  prof.set("sm_count", g.sm_count);
-  r.set("profile", std::move(prof));
-  json::Value buckets = json::Value::array();
-  for (const BucketResult& br : results) {
-    const tune::Bucket& b = br.bucket;
-    json::Value o = json::Value::object();
-    o.set("flags", b.flags());
-    o.set("op", std::string(to_string(b.op)));
-    o.set("family", std::string(to_string(b.family)));
-    o.set("dtype", std::string(to_string(b.dtype)));
-    o.set("head_dim", b.head_dim);
-    o.set("causal", b.causal);
-    o.set("window", b.shape.window);
-    o.set("gqa", b.gqa);
-    o.set("batch", b.shape.batch);
-    o.set("q_len", b.shape.q_len);
-    o.set("kv_len", b.shape.kv_len);
-    o.set("heads_q", b.shape.heads_q);
-    o.set("heads_kv", b.shape.heads_kv);
-    o.set("winner", br.winner >= 0 ? json::Value(br.ranked[br.winner].v.name()) : json::Value());
-    json::Value cands = json::Value::array();
-    for (std::size_t i = 0; i < br.ranked.size(); ++i) {
-      const auto& [v, p] = br.ranked[i];
-      json::Value c = json::Value::object();
-      c.set("variant", v.name());
-      c.set("predicted_us", p.us);
-      const double m = median_or_nan(br.timed[i]);
-      c.set("measured_us", std::isnan(m) ? json::Value() : json::Value(m));
-      if (br.timed[i] && !br.timed[i]->error.empty()) c.set("error", br.timed[i]->error);
-      c.set("bytes", p.bytes);
-      c.set("flops", p.flops);
-      c.set("intensity", p.intensity);
-      c.set("bound", p.compute_bound ? "compute" : "memory");
-      c.set("splits", p.splits);
-      cands.push_back(std::move(c));
-    }
-    o.set("candidates", std::move(cands));
-    buckets.push_back(std::move(o));
-  }
-  r.set("buckets", std::move(buckets));
-  return r;
-}
-
-std::string report_csv(const std::vector<BucketResult>& results) {
+std::string report_csv(const tune::Report& rep) {
   std::string s =
       "op,family,dtype,head_dim,causal,window,gqa,batch,q_len,kv_len,heads_q,heads_kv,winner,predicted_us,"
-      "measured_us,bound,splits\n";
-  for (const BucketResult& br : results) {
+      "measured_us,bound,splits,noise_us,untuned,untuned_us,speedup,achieved,unit,fraction_of_ceiling\n";
+  for (const tune::BucketReport& br : rep.buckets) {
     const tune::Bucket& b = br.bucket;
     s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},", to_string(b.op), to_string(b.family),
                      to_string(b.dtype), b.head_dim, b.causal ? 1 : 0, b.shape.window, b.gqa, b.shape.batch,
                      b.shape.q_len, b.shape.kv_len, b.shape.heads_q, b.shape.heads_kv);
-    if (br.winner < 0) {
-      s += ",,,,\n";
-      continue;
+    if (br.outcome) {
+      const tune::BucketOutcome& o = *br.outcome;
+      if (o.winner < 0) {
+        s += std::string(11, ',') + "\n";
+        continue;
+      }
+      const tune::Candidate& w = br.candidates[std::size_t(o.winner)];
+      const tune::Achieved a = tune::achieved(b, o.winner_us, rep.profile);
+      s += fmt::format("{},{:.2f},{:.2f},{},{},{:.3f},{},{},{},{:.3f},{},{:.3f}\n", csv_escape(w.name()), w.p.us,
+                       o.winner_us, w.p.compute_bound ? "compute" : "memory", w.p.splits, o.noise_us,
+                       o.untuned >= 0 ? csv_escape(br.candidates[std::size_t(o.untuned)].name()) : "",
+                       o.untuned_us > 0 ? fmt::format("{:.2f}", o.untuned_us) : "",
+                       o.speedup() > 0 ? fmt::format("{:.4f}", o.speedup()) : "", a.value, a.unit, a.fraction);
+    } else if (!br.ranked.empty()) {
+      const auto& [v, p] = br.ranked.front();
+      // winner, predicted, measured (none), bound, splits, then 7 empty measured fields
+      s += fmt::format("{},{:.2f},,{},{}{}\n", csv_escape(v.name()), p.us, p.compute_bound ? "compute" : "memory",
+                       p.splits, std::string(7, ','));
+    } else {
+      s += std::string(11, ',') + "\n";
     }
-    const auto& [v, p] = br.ranked[br.winner];
-    const double m = median_or_nan(br.timed[br.winner]);
-    s += fmt::format("{},{:.2f},{},{},{}\n", csv_escape(v.name()), p.us, std::isnan(m) ? "" : fmt::format("{:.2f}", m),
-                     p.compute_bound ? "compute" : "memory", p.splits);
   }
   return s;
 }
 
-// The measured winners as database entries, keyed by the bucket of each tuned shape
-// (autotune/bucket_key.hpp), with the fastest other measured candidate as runner-up.
-std::vector<DbEntry> db_entries(const KernelSpec& spec, const std::vector<BucketResult>& results) {
-  std::vector<DbEntry> out;
-  const std::int64_t now = std::time(nullptr);
-  for (const BucketResult& br : results) {
-    if (br.winner < 0) continue;
-    DbEntry e;
-    e.bucket = tune::bucket_of(br.bucket.args()).key();
-    e.winner = br.ranked[br.winner].v.name();
-    e.winner_us = median_or_nan(br.timed[br.winner]);
-    e.predicted_us = br.ranked[br.winner].p.us;
-    int ru = -1;
-    for (int i = 0; i < int(br.ranked.size()); ++i) {
-      const double m = median_or_nan(br.timed[i]);
-      if (i != br.winner && !std::isnan(m) && (ru < 0 || m < median_or_nan(br.timed[ru]))) ru = i;
-    }
-    if (ru >= 0) {
-      e.runner_up = br.ranked[ru].v.name();
-      e.runner_up_us = median_or_nan(br.timed[ru]);
-    }
-    e.measured_at = now;
-    e.notes = fmt::format("plx tune {}: {}", spec.source, br.bucket.flags());
-    out.push_back(std::move(e));
-  }
-  return out;
-}
-
-void print_model_table(const BucketResult& br, int top) {
+void print_model_table(const tune::BucketReport& br, int top) {
   std::size_t w = 7;
   for (const auto& r : br.ranked) w = std::max(w, r.v.name().size());
   fmt::print("  {:>4}  {:<{}}  {:>9}  {:>9}  {:>9}  {:>7}  {:>7}  {:>6}\n", "rank", "variant", w, "pred_us", "MB",
@@ -191,174 +143,396 @@ void print_model_table(const BucketResult& br, int top) {
   if (int(br.ranked.size()) > top) fmt::print("  ... {} more (--top)\n", br.ranked.size() - top);
 }
 
-void print_measured_table(const BucketResult& br) {
-  std::size_t w = 7;
-  for (const auto& r : br.ranked) w = std::max(w, r.v.name().size());
-  fmt::print("  {:>4}  {:<{}}  {:>9}  {:>9}  {:>8}  {:>8}  {:>7}  {:>6}\n", "rank", "variant", w, "meas_us", "pred_us",
-             "GB/s", "TFLOP/s", "bound", "splits");
-  for (std::size_t i = 0; i < br.ranked.size(); ++i) {
-    if (!br.timed[i]) continue;
-    const auto& [v, p] = br.ranked[i];
-    const tune::Timing& t = *br.timed[i];
-    if (!t.error.empty()) {
-      fmt::print("  {:>4}  {:<{}}  FAILED: {}\n", i + 1, v.name(), w, t.error);
-      continue;
-    }
-    fmt::print("  {:>4}  {:<{}}  {:>9.2f}  {:>9.2f}  {:>8.0f}  {:>8.1f}  {:>7}  {:>6}\n", i + 1, v.name(), w,
-               t.median_us, p.us, p.bytes / (t.median_us * 1e3), p.flops / (t.median_us * 1e6),
-               p.compute_bound ? "compute" : "memory", p.splits);
+std::string duration(double s) {
+  if (s < 60) return fmt::format("{:.0f}s", s);
+  return fmt::format("{}m{:02d}s", int(s) / 60, int(s) % 60);
+}
+
+bool matches_any(const std::string& key, const std::vector<std::string>& globs) {
+  if (globs.empty()) return true;
+  for (const std::string& g : globs)
+    if (::fnmatch(g.c_str(), key.c_str(), 0) == 0) return true;
+  return false;
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t i = 0;
+  while (i <= s.size()) {
+    std::size_t j = s.find(',', i);
+    if (j == std::string::npos) j = s.size();
+    if (j > i) out.push_back(s.substr(i, j - i));
+    i = j + 1;
   }
+  return out;
 }
 
 }  // namespace
 
 int cmd_tune(const std::vector<std::string>& argv) {
   const Args a = parse(argv,
-                       {{"profile", true}, {"require-gpu", false}, {"top", true}, {"json", true}, {"csv", true},
-                        {"jobs", true, 'j'}},
+                       {{"profile", true}, {"arch", true}, {"require-gpu", false}, {"top", true}, {"json", true},
+                        {"out", true}, {"csv", true}, {"svg", true}, {"jobs", true, 'j'}, {"budget-s", true},
+                        {"buckets", true}, {"timeout-s", true}, {"no-check", false}, {"remeasure-ceilings", false},
+                        {"worker", true}},
                        "tune");
   if (a.has("help")) {
     fmt::print("{}", kHelp);
     return 0;
   }
-  if (a.positional.size() > 1) throw UsageError("tune: one spec at a time (plx tune [SPEC.yaml])");
-  const int top = a.get_int("top", 8, 1, 1000);
+  if (auto job = a.get("worker")) return tune_worker_main(*job);
+  const int top = a.get_int("top", 4, 1, 1000);
   const int jobs = a.get_int("jobs", default_jobs(), 1, 1024);
-
-  std::filesystem::path spec_path;
-  if (!a.positional.empty()) {
-    spec_path = a.positional[0];
-  } else if (auto found = find_in_source("specs/decode_sm90.yaml")) {
-    spec_path = *found;
-  } else {
-    throw Error("tune: no spec given and specs/decode_sm90.yaml not found in the current directory, "
-                "$PLX_SOURCE_DIR or the build's source tree");
+  const int budget_s = a.get_int("budget-s", 160, 1, 1000000);
+  const int timeout_s = a.get_int("timeout-s", 90, 1, 86400);
+  if (a.has("json") && a.has("out")) throw UsageError("tune: --out and --json name the same report; give one");
+  const std::optional<std::string> out_path = a.has("out") ? a.get("out") : a.get("json");
+  std::optional<std::string> svg_path = a.get("svg");
+  if (!svg_path && out_path) {
+    std::filesystem::path p(*out_path);
+    svg_path = (p.extension() == ".json" ? p.replace_extension(".svg") : std::filesystem::path(*out_path + ".svg"))
+                   .string();
   }
-  const KernelSpec spec = load_spec(spec_path);  // SpecError: FILE:LINE:COL: ...
-  const ExpandResult ex = expand(spec);
+  const std::vector<std::string> globs = split_commas(a.get_or("buckets", ""));
+  if (a.has("buckets") && globs.empty()) throw UsageError("tune: --buckets wants one or more patterns");
+  std::optional<Arch> want_arch;
+  if (auto s = a.get("arch")) {
+    want_arch = parse_arch(*s);
+    if (!want_arch) throw UsageError(fmt::format("tune: --arch wants sm_80 or sm_90a, got '{}'", *s));
+  }
+  std::string profile_name = a.get_or("profile", "");
+  if (!profile_name.empty()) {
+    try {
+      (void)profile(profile_name);
+    } catch (const UnsupportedError& e) {
+      throw UsageError(fmt::format("tune: --profile: {}", e.what()));
+    }
+  }
 
+  const auto t_start = std::chrono::steady_clock::now();
   std::string why;
   const bool gpu = cu::available(&why);
   std::optional<cu::Device> dev;
-  std::string gpu_name, gpu_arch;
+  std::string gpu_name;
+  Arch arch = want_arch.value_or(Arch::sm90a);
   if (gpu) {
     dev.emplace(0);
     gpu_name = dev->name();
-    gpu_arch = dev->arch_string();  // UnsupportedError for GPUs the templates do not target
+    const Arch dev_arch = dev->arch();  // UnsupportedError for GPUs the templates do not target
+    if (want_arch && *want_arch != dev_arch)
+      throw UsageError(fmt::format("tune: --arch {} but the GPU ({}) is {}", to_string(*want_arch), gpu_name,
+                                   to_string(dev_arch)));
+    arch = dev_arch;
   }
-  std::string profile_name = a.get_or("profile", "");
-  if (profile_name.empty())
-    profile_name = gpu_name.find("A100") != std::string::npos ? "a100" : "h200";
-  GpuProfile g;
-  try {
-    g = profile(profile_name);
-  } catch (const UnsupportedError& e) {
-    throw UsageError(fmt::format("tune: --profile: {}", e.what()));
-  }
-  if (dev) g.sm_count = dev->sm_count();  // the model describes the GPU at hand
+  const std::string arch_s(to_string(arch));
+  const std::string arch_short = arch == Arch::sm90a ? "sm90" : "sm80";
 
-  // A GPU runs only the variants built for its arch; the dry run ranks them all.
-  std::vector<Variant> variants;
-  for (const Variant& v : ex.variants)
-    if (!gpu || to_string(v.arch) == gpu_arch) variants.push_back(v);
-  fmt::print("spec {} ({}): {} variants, {} dropped{}\n", spec.name, spec.source, ex.variants.size(),
-             ex.dropped.size(), gpu ? fmt::format(", {} for {} ({})", variants.size(), gpu_arch, gpu_name) : "");
+  std::vector<std::filesystem::path> spec_paths;
+  for (const std::string& p : a.positional) spec_paths.emplace_back(p);
+  if (spec_paths.empty()) {
+    for (const char* kind : {"decode", "prefill"}) {
+      const std::string rel = fmt::format("specs/{}_{}.yaml", kind, arch_short);
+      auto found = find_in_source(rel);
+      if (!found)
+        throw Error(fmt::format("tune: no spec given and {} not found in the current directory, $PLX_SOURCE_DIR or "
+                                "the build's source tree",
+                                rel));
+      spec_paths.push_back(*found);
+    }
+    // Hopper's wgmma prefill family lives in its own spec; race it against mma.sync.
+    if (arch == Arch::sm90a)
+      if (auto wg = find_in_source("specs/prefill_sm90_wgmma.yaml")) spec_paths.push_back(*wg);
+  }
+  std::vector<KernelSpec> specs;
+  std::vector<std::vector<Variant>> spec_variants;
+  std::size_t total_variants = 0, total_dropped = 0;
+  for (const auto& p : spec_paths) {
+    specs.push_back(load_spec(p));  // SpecError: FILE:LINE:COL: ...
+    const ExpandResult ex = expand(specs.back());
+    std::vector<Variant> vs;
+    for (const Variant& v : ex.variants)
+      if (v.arch == arch) vs.push_back(v);
+    fmt::print("spec {} ({}): {} variants, {} dropped, {} for {}{}\n", specs.back().name, specs.back().source,
+               ex.variants.size(), ex.dropped.size(), vs.size(), arch_s, gpu ? " (" + gpu_name + ")" : "");
+    total_variants += vs.size();
+    total_dropped += ex.dropped.size();
+    spec_variants.push_back(std::move(vs));
+  }
   if (!gpu && a.has("require-gpu"))
-    throw Error(fmt::format("tune: no GPU ({}) and --require-gpu is set: spec validated ({} variants), nothing "
+    throw Error(fmt::format("tune: no GPU ({}) and --require-gpu is set: specs validated ({} variants), nothing "
                             "compiled or measured",
-                            why, ex.variants.size()));
-  if (variants.empty())
-    throw Error(fmt::format("tune: {} has no variants for this GPU's arch {}", spec.source, gpu_arch));
+                            why, total_variants));
+  if (total_variants == 0) throw Error(fmt::format("tune: the specs have no variants for {}", arch_s));
 
-  // Compile everything first: NVRTC errors surface before any timing, and the engine then
-  // loads each cubin from the disk cache.
+  // Compile every variant first: NVRTC errors surface before any timing, the registers and
+  // spills are known, and the worker then loads each cubin from the disk cache.
   KernelCache cache(KernelCache::default_root());
+  std::vector<Variant> all;
+  for (const auto& vs : spec_variants) all.insert(all.end(), vs.begin(), vs.end());
   std::vector<CompileJob> compile_jobs;
-  for (const Variant& v : variants) compile_jobs.push_back({render(v), std::string(to_string(v.arch))});
-  const auto t0 = std::chrono::steady_clock::now();
+  for (const Variant& v : all) compile_jobs.push_back({render(v), arch_s});
+  auto t0 = std::chrono::steady_clock::now();
   const auto outcomes = compile_all(compile_jobs, &cache, jobs, progress_line("compiling"));
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::vector<Variant> compiled;
+  const double compile_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::map<std::string, std::pair<int, int>> resources;  // name -> (registers, spill bytes)
+  std::set<std::string> compiled_ok;
   int failed = 0;
-  for (std::size_t i = 0; i < variants.size(); ++i) {
+  for (std::size_t i = 0; i < all.size(); ++i) {
     if (outcomes[i].ok) {
-      compiled.push_back(variants[i]);
+      compiled_ok.insert(all[i].name());
+      resources[all[i].name()] = {outcomes[i].compiled.registers, outcomes[i].compiled.spill_bytes};
       continue;
     }
     ++failed;
     std::string msg = outcomes[i].error;
     if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-    fmt::print("{} FAILED: {}\n", variants[i].name(), msg);
+    fmt::print("{} FAILED: {}\n", all[i].name(), msg);
   }
   const CacheStats st = cache.stats();
   fmt::print("compiled {} variants in {:.1f} s on {} threads ({} from the cache, {} built, {} failed) in {}\n",
-             variants.size(), secs, jobs, st.disk_hits + st.memory_hits, st.builds, failed, cache.root().string());
+             all.size(), compile_s, jobs, st.disk_hits + st.memory_hits, st.builds, failed, cache.root().string());
 
-  if (!gpu)
+  // The model's ceilings: measured ones from this GPU's database (measured now on the first
+  // tune), else the profile's.
+  if (profile_name.empty()) profile_name = gpu_name.find("A100") != std::string::npos ? "a100" : "h200";
+  GpuProfile g = profile(profile_name);
+  std::optional<TuningDb> db;
+  std::optional<Ceilings> ceilings;
+  if (gpu) {
+    g.sm_count = dev->sm_count();  // the model describes the GPU at hand
+    db.emplace(cache.root(), GpuIdentity::of(*dev));
+    db->load();
+    ceilings = db->ceilings();
+    if (!ceilings || a.has("remeasure-ceilings")) {
+      try {
+        std::string wg;
+        ceilings = tune::run_ceilings_worker(worker_command(), timeout_s, &wg);
+        if (!wg.empty()) fmt::print("note: the wgmma rate could not be measured ({}); the ceiling is mma.sync's\n", wg);
+        db->record({}, ceilings);
+        fmt::print("ceilings measured: copy {:.0f} GB/s, tensor cores {:.0f} TFLOP/s ({}; mma.sync {:.0f}), ridge "
+                   "{:.0f} FLOP/B; stored in {}\n",
+                   ceilings->copy_GBps, ceilings->tc_tflops, ceilings->tc_kernel, ceilings->mma_sync_tflops,
+                   ceilings->ridge(), db->path().string());
+      } catch (const Error& e) {
+        ceilings.reset();
+        fmt::print("ceilings not measured ({}); the model uses the {} profile\n", e.what(), g.name);
+      }
+    } else {
+      fmt::print("ceilings (measured {}): copy {:.0f} GB/s, tensor cores {:.0f} TFLOP/s ({}), ridge {:.0f} FLOP/B\n",
+                 db->path().string(), ceilings->copy_GBps, ceilings->tc_tflops, ceilings->tc_kernel,
+                 ceilings->ridge());
+    }
+    if (ceilings) g = with_ceilings(g, *ceilings);
+  } else {
     fmt::print("plx tune: no GPU ({}): dry run -- specs validated, {} variants compiled, ranked by the {} roofline "
                "model; nothing was measured and the tuning database is not written\n",
-               why, compiled.size(), g.name);
-
-  std::vector<BucketResult> results;
-  const auto buckets = tune::buckets_for(spec, compiled);
-  std::optional<Engine> engine;
-  if (gpu) {
-    engine.emplace(0, EngineOptions{cache.root(), true});
-    dev->make_current();
+               why, compiled_ok.size(), g.name);
+    fmt::print("model ceilings ({}, {}): {:.0f} GB/s, {:.0f} TFLOP/s bf16 dense, ridge {:.0f} FLOP/B -- predictions, "
+               "not measurements\n",
+               g.name, g.source, g.hbm_GBps, g.tc_tflops_bf16, g.tc_tflops_bf16 * 1e3 / g.hbm_GBps);
   }
-  for (std::size_t bi = 0; bi < buckets.size(); ++bi) {
-    BucketResult br{buckets[bi], tune::rank(compiled, buckets[bi], g), {}, -1};
-    br.timed.resize(br.ranked.size());
-    if (br.ranked.empty()) continue;
-    fmt::print("\nbucket {}/{}: {}\n", bi + 1, buckets.size(), br.bucket.flags());
-    if (!gpu) {
-      br.winner = 0;  // the model's choice; nothing measured
+
+  // Buckets, ranked by the model.
+  tune::Report rep;
+  rep.profile = g;
+  for (const auto& s : specs) rep.specs.push_back(s.source);
+  rep.gpu = gpu_name;
+  rep.arch = arch_s;
+  rep.measured = gpu;
+  rep.ceilings = ceilings;
+  rep.budget_s = budget_s;
+  for (std::size_t si = 0; si < specs.size(); ++si) {
+    std::vector<Variant> ok;
+    for (const Variant& v : spec_variants[si])
+      if (compiled_ok.count(v.name())) ok.push_back(v);
+    for (const tune::Bucket& b : tune::buckets_for(specs[si], ok)) {
+      tune::BucketReport br;
+      br.bucket = b;
+      br.key = tune::bucket_of(b.args()).key();
+      if (!matches_any(br.key, globs)) continue;
+      br.ranked = tune::rank(ok, b, g);
+      if (br.ranked.empty()) continue;
+      rep.buckets.push_back(std::move(br));
+    }
+  }
+  if (rep.buckets.empty())
+    throw Error(globs.empty() ? "tune: no bucket has a variant that fits this GPU"
+                              : fmt::format("tune: no bucket matches --buckets {}", a.get_or("buckets", "")));
+
+  if (!gpu) {
+    for (std::size_t bi = 0; bi < rep.buckets.size(); ++bi) {
+      fmt::print("\nbucket {}/{}: {} (predicted)\n", bi + 1, rep.buckets.size(), rep.buckets[bi].bucket.flags());
       // The model alone cannot separate close variants: show the head of each ranking.
-      print_model_table(br, a.has("top") ? top : 3);
-      results.push_back(std::move(br));
-      continue;
+      print_model_table(rep.buckets[bi], a.has("top") ? top : 3);
     }
-    try {
-      tune::Bench bench(br.bucket, dev->l2_bytes(), gpu_arch);
-      for (std::size_t i = 0; i < br.ranked.size() && int(i) < top; ++i)
-        br.timed[i] = bench.time(*engine, br.ranked[i].v.name());
-    } catch (const Error& e) {
-      fmt::print("  bucket skipped: {}\n", e.what());
-      results.push_back(std::move(br));
-      continue;
+  } else {
+    // Candidates: the model's top ones and the untuned choice (compiled here if the specs
+    // lack it).
+    std::vector<CompileJob> extra;
+    std::set<std::string> extra_names;
+    for (tune::BucketReport& br : rep.buckets) {
+      const Variant untuned = default_variant(br.bucket.args(), arch);
+      if (!compiled_ok.count(untuned.name()) && extra_names.insert(untuned.name()).second)
+        extra.push_back({render(untuned), arch_s});
     }
-    for (std::size_t i = 0; i < br.ranked.size(); ++i) {
-      const double m = median_or_nan(br.timed[i]);
-      if (!std::isnan(m) && (br.winner < 0 || m < median_or_nan(br.timed[br.winner]))) br.winner = int(i);
+    const auto extra_out = compile_all(extra, &cache, jobs, progress_line("compiling the untuned choices"));
+    for (std::size_t i = 0; i < extra.size(); ++i)
+      if (extra_out[i].ok)
+        resources[extra[i].kernel.display_name] = {extra_out[i].compiled.registers, extra_out[i].compiled.spill_bytes};
+    auto regs = [&](const Variant& v) {
+      auto it = resources.find(v.name());
+      return it == resources.end() ? -1 : it->second.first;
+    };
+    auto spills = [&](const Variant& v) {
+      auto it = resources.find(v.name());
+      return it == resources.end() ? -1 : it->second.second;
+    };
+    std::vector<tune::WorkerBucket> wbs;
+    std::size_t n_cands = 0;
+    for (tune::BucketReport& br : rep.buckets) {
+      br.candidates = tune::candidates_for(br.ranked, default_variant(br.bucket.args(), arch), top, regs, spills);
+      for (tune::Candidate& c : br.candidates)
+        if (c.model_rank < 0) {  // the untuned choice, outside the spec: predict it too
+          try {
+            c.p = predict(c.v, br.bucket.shape, g);
+          } catch (const Error&) {
+          }
+        }
+      n_cands += br.candidates.size();
+      wbs.push_back({br.bucket, br.key, br.candidates});
     }
-    print_measured_table(br);
-    if (br.winner >= 0)
-      fmt::print("  winner: {} {:.2f} us (predicted {:.2f} us, rank {})\n", br.ranked[br.winner].v.name(),
-                 median_or_nan(br.timed[br.winner]), br.ranked[br.winner].p.us, br.winner + 1);
-    else
-      fmt::print("  winner: none (every candidate failed)\n");
-    results.push_back(std::move(br));
-  }
+    fmt::print("\nracing {} candidates in {} buckets (budget {} s of timing, top {} by the model + the untuned "
+               "choice)\n",
+               n_cands, wbs.size(), budget_s, top);
 
-  if (auto path = a.get("json")) {
-    write_file_atomic(*path, report_json(spec, g, gpu_name, results, gpu).dump(2) + "\n");
-    fmt::print("\nwrote {}\n", *path);
-  }
-  if (auto path = a.get("csv")) {
-    write_file_atomic(*path, report_csv(results));
-    fmt::print("wrote {}\n", *path);
-  }
-  if (gpu) {
+    // Progress: one redrawn line on a terminal, nothing in logs.
+    const bool tty = ::isatty(STDERR_FILENO);
+    std::size_t done = 0, timed = 0, bad = 0;
+    const auto t_race = std::chrono::steady_clock::now();
+    auto draw = [&] {
+      if (!tty) return;
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_race).count();
+      const double eta = done ? el / double(done) * double(wbs.size() - done) : double(budget_s);
+      fmt::print(stderr, "\r\033[Ktune: bucket {}/{}, {} variants timed, {} failed, {} elapsed, ETA {}", done,
+                 wbs.size(), timed, bad, duration(el), duration(eta));
+      std::fflush(stderr);
+    };
+    std::vector<std::string> failures;
+    tune::WorkerEvents ev;
+    ev.begin = [&](int, int, const std::string&) { draw(); };
+    ev.result = [&](int b, int c, const tune::CandidateResult& r) {
+      if (r.status == tune::Status::timed) {
+        ++timed;
+      } else {
+        ++bad;
+        failures.push_back(fmt::format("  {} in {}: {}: {}", wbs[std::size_t(b)].candidates[std::size_t(c)].name(),
+                                       wbs[std::size_t(b)].key, to_string(r.status), r.error));
+      }
+      draw();
+    };
+    ev.done = [&](int, const tune::BucketOutcome&) {
+      ++done;
+      draw();
+    };
+    tune::WorkerOptions wo;
+    wo.command = worker_command();
+    wo.budget_s = budget_s;
+    wo.stall_s = timeout_s;
+    wo.tune.check = !a.has("no-check");
+    const auto outs = tune::run_tune_workers(wbs, wo, ev);
+    if (tty) fmt::print(stderr, "\n");
+    for (std::size_t i = 0; i < rep.buckets.size(); ++i) rep.buckets[i].outcome = outs[i];
+
+    // Summary.
+    std::size_t kw = 6, ww = 6;
+    for (const auto& br : rep.buckets) {
+      kw = std::max(kw, br.key.size());
+      if (br.outcome->winner >= 0) ww = std::max(ww, br.candidates[std::size_t(br.outcome->winner)].name().size());
+    }
+    fmt::print("\n{:<{}}  {:<{}}  {:>10}  {:>8}  {:>14}  {:>7}  {:>10}  {:>7}\n", "bucket", kw, "winner", ww, "time_us",
+               "noise_us", "achieved", "of_ceil", "untuned_us", "speedup");
+    int with_winner = 0, same_as_untuned = 0;
+    for (const auto& br : rep.buckets) {
+      const tune::BucketOutcome& o = *br.outcome;
+      if (o.winner < 0) {
+        fmt::print("{:<{}}  {}\n", br.key, kw, o.error.empty() ? "no winner: every candidate failed" : o.error);
+        continue;
+      }
+      ++with_winner;
+      same_as_untuned += o.winner == o.untuned;
+      const tune::Achieved ach = tune::achieved(br.bucket, o.winner_us, g);
+      fmt::print("{:<{}}  {:<{}}  {:>10.2f}  {:>8.2f}  {:>6.2f} {:<7}  {:>6.0f}%  {:>10}  {:>7}\n", br.key, kw,
+                 br.candidates[std::size_t(o.winner)].name(), ww, o.winner_us, o.noise_us, ach.value, ach.unit,
+                 100 * ach.fraction, o.untuned_us > 0 ? fmt::format("{:.2f}", o.untuned_us) : "-",
+                 o.speedup() > 0 ? fmt::format("{:.3f}x", o.speedup()) : "-");
+    }
+    const double gm = tune::geomean_speedup(rep.buckets);
+    fmt::print("\n{} of {} buckets tuned; the winner is the untuned choice in {}; geometric mean speedup over the "
+               "untuned choice: {}\n",
+               with_winner, rep.buckets.size(), same_as_untuned, gm > 0 ? fmt::format("{:.3f}x", gm) : "n/a");
+    fmt::print("ceilings for the fractions: {} ({:.0f} GB/s, {:.0f} TFLOP/s)\n", g.name, g.hbm_GBps, g.tc_tflops_bf16);
+    if (!failures.empty()) {
+      fmt::print("\n{} candidate failures (recorded, skipped):\n", failures.size());
+      for (const std::string& f : failures) fmt::print("{}\n", f);
+    }
+
+    // The database: winners keyed by the bucket of each tuned shape.
+    std::vector<DbEntry> entries;
+    const std::int64_t now = std::time(nullptr);
+    for (const auto& br : rep.buckets) {
+      const tune::BucketOutcome& o = *br.outcome;
+      if (o.winner < 0) continue;
+      DbEntry e;
+      e.bucket = br.key;
+      e.winner = br.candidates[std::size_t(o.winner)].name();
+      e.winner_us = o.winner_us;
+      if (o.runner_up >= 0) {
+        e.runner_up = br.candidates[std::size_t(o.runner_up)].name();
+        e.runner_up_us = o.runner_up_us;
+      }
+      e.predicted_us = br.candidates[std::size_t(o.winner)].p.us;
+      e.noise_us = o.noise_us;
+      e.measured_at = now;
+      e.notes = fmt::format("plx tune: {}", br.bucket.flags());
+      entries.push_back(std::move(e));
+    }
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    if (out_path) {
+      write_file_atomic(*out_path, tune::report_json(rep).dump(2) + "\n");
+      fmt::print("\nwrote {}\n", *out_path);
+    }
+    if (svg_path) {
+      write_file_atomic(*svg_path, tune::roofline_svg(rep));
+      fmt::print("wrote {}\n", *svg_path);
+    }
+    if (auto path = a.get("csv")) {
+      write_file_atomic(*path, report_csv(rep));
+      fmt::print("wrote {}\n", *path);
+    }
     // Last, after the reports: a database the disk refuses still leaves them written.
-    const std::vector<DbEntry> entries = db_entries(spec, results);
     if (!entries.empty()) {
-      TuningDb db(cache.root(), GpuIdentity::of(*dev));
-      db.record(entries);  // merges with other tuners; the faster winner stays per bucket
+      db->record(entries);  // merges with other tuners; the faster winner stays per bucket
       fmt::print("\ntuning database: {} winners recorded in {} ({} buckets in all)\n", entries.size(),
-                 db.path().string(), db.entries().size());
+                 db->path().string(), db->entries().size());
     } else {
       fmt::print("\ntuning database: nothing recorded (no bucket has a measured winner)\n");
     }
+    fmt::print("tune took {} (compile {:.0f} s)\n", duration(rep.seconds), compile_s);
+    return failed || with_winner == 0 ? 1 : 0;
+  }
+
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  if (out_path) {
+    write_file_atomic(*out_path, tune::report_json(rep).dump(2) + "\n");
+    fmt::print("\nwrote {} (predicted: no GPU)\n", *out_path);
+  }
+  if (svg_path) {
+    write_file_atomic(*svg_path, tune::roofline_svg(rep));
+    fmt::print("wrote {} (predicted: no GPU)\n", *svg_path);
+  }
+  if (auto path = a.get("csv")) {
+    write_file_atomic(*path, report_csv(rep));
+    fmt::print("wrote {}\n", *path);
   }
   return failed ? 1 : 0;
 }

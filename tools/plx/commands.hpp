@@ -9,6 +9,8 @@ namespace plx::cli {
 
 int cmd_gen(const std::vector<std::string>& args);
 int cmd_tune(const std::vector<std::string>& args);
+int cmd_bench(const std::vector<std::string>& args);
+int cmd_explore(const std::vector<std::string>& args);
 int cmd_cache(const std::vector<std::string>& args);
 int cmd_db(const std::vector<std::string>& args);
 int cmd_doctor(const std::vector<std::string>& args);

@@ -21,9 +21,14 @@ Kernels (no GPU needed):
   gen SPEC.yaml...        expand specs into variants (and dropped combinations); write
                           the .cu sources (--out), compile them with NVRTC (--compile)
 Tuning:
-  tune [SPEC.yaml]        rank variants per problem bucket by a roofline model, then time
-                          the best on the GPU, record the winners in the tuning
-                          database; without a GPU: a dry run (model only)
+  tune [SPEC.yaml...]     rank variants per problem bucket by a roofline model, race the
+                          best on the GPU (oracle-checked, timed within noise), record
+                          the winners in the tuning database, write a report and a
+                          roofline SVG; without a GPU: a dry run (model only)
+  explore SPEC.yaml       per bucket, every variant's predicted time and (with a GPU) its
+                          measured time side by side
+  bench decode|prefill    time one call per shape through the engine: median, spread,
+                          TB/s or TFLOP/s against the measured ceilings (GPU only)
   db show                 tuning databases: identity, match with this GPU, winners
   db export|import FILE   move this GPU's database between machines of the same kind
   db clear                remove every tuning database
@@ -43,6 +48,8 @@ Environment variables:
   PLX_CACHE_DIR           compile cache and tuning databases (default $XDG_CACHE_HOME/parallax-jit,
                           else ~/.cache/parallax-jit)
   PLX_SOURCE_DIR          source tree holding specs/ (when not run from it)
+  PLX_TUNE=sync           plx::Engine tunes an untuned bucket inside its first call and
+                          records the winner (default: the model's choice at once)
 
 Variant names encode the whole kernel config and are accepted wherever a variant is
 asked for, e.g. plx_decode_parallax_bf16_d128_causal_m8_n64_w4_s3_kauto_sm90a.
@@ -63,10 +70,12 @@ int run(int argc, char** argv) {
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   if (cmd == "gen") return plx::cli::cmd_gen(rest);
   if (cmd == "tune") return plx::cli::cmd_tune(rest);
+  if (cmd == "bench") return plx::cli::cmd_bench(rest);
+  if (cmd == "explore") return plx::cli::cmd_explore(rest);
   if (cmd == "cache") return plx::cli::cmd_cache(rest);
   if (cmd == "db") return plx::cli::cmd_db(rest);
   if (cmd == "doctor") return plx::cli::cmd_doctor(rest);
-  throw plx::cli::UsageError(fmt::format("unknown command '{}' (commands: gen, tune, db, cache, doctor; see plx --help)", cmd));
+  throw plx::cli::UsageError(fmt::format("unknown command '{}' (commands: gen, tune, explore, bench, db, cache, doctor; see plx --help)", cmd));
 }
 
 }  // namespace

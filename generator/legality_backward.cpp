@@ -1,0 +1,64 @@
+// Which backward Variants templates/plx/backward.cuh builds (BackwardConfig), with the
+// reason for each refusal. The numbers are per thread of one warp, which owns 16 rows.
+#include <fmt/format.h>
+
+#include "generator/legality.hpp"
+
+namespace plx {
+
+namespace {
+// Accumulator + score floats per thread that compile without spills (ptxas, 255
+// registers), measured with NVRTC 13 for sm_80 and sm_90a: parallax d 128 block_n 32 is
+// 128 + 48 = 176 (no spill); d 128 block_n 64 is 128 + 96 = 224 (spills).
+constexpr int kMaxBackwardFloats = 176;
+}  // namespace
+
+std::optional<std::string> why_illegal_backward(const Variant& v) {
+  const Tile& t = v.tile;
+  const int d = v.head_dim;
+  if (d != 64 && d != 128) {
+    return fmt::format("head_dim {}: no template for head_dim {} yet (templates cover 64 and 128)", d, d);
+  }
+  if (t.warps != 1 && t.warps != 2 && t.warps != 4 && t.warps != 8) {
+    return fmt::format("warps {} not in {{1, 2, 4, 8}}", t.warps);
+  }
+  if (t.stages < 1 || t.stages > 8) return fmt::format("stages {} not in 1..8 (cp.async ring depth)", t.stages);
+  if (t.split_kv != 0 && t.split_kv != 1) {
+    return fmt::format("backward: split_kv {} must be 1 or auto (the backward does not split the keys)", t.split_kv);
+  }
+  // Each warp owns one m16 tile: 16 queries (dQ/dR CTAs) or 16 keys (dK/dV CTAs).
+  //   warps 4 -> block_m 64; warps 8 -> block_m 128; block_m 32 with warps 4 is refused.
+  if (t.block_m != 16 * t.warps) {
+    return fmt::format("backward: block_m {} must be 16 x warps {} = {} (each warp owns 16 queries or 16 keys)",
+                       t.block_m, t.warps, 16 * t.warps);
+  }
+  // block_n partners per streamed tile: whole k16 steps of the dQ/dK products, and one
+  // thread copies each streamed query's 16-byte row terms.
+  if (t.block_n < 16 || t.block_n % 16 != 0 || t.block_n > 32 * t.warps) {
+    return fmt::format("backward: block_n {} not a multiple of 16 in 16..{} (32 x warps {}: one thread per streamed "
+                       "row's terms)",
+                       t.block_n, 32 * t.warps, t.warps);
+  }
+  // Registers: two d-wide accumulators (dQ + dR, or dK + dV) = 2 x d / 2 floats, and the
+  // three score tiles S1, S2, A (two for softmax) of block_n / 2 floats each.
+  //   parallax d 128 block_n 32: 128 + 3 x 16 = 176 (ok)
+  //   parallax d 128 block_n 64: 128 + 3 x 32 = 224 (rejected: spills)
+  //   parallax d 64  block_n 64: 64 + 3 x 32 = 160 (ok)
+  //   softmax  d 128 block_n 48: 128 + 2 x 24 = 176 (ok)
+  const int scores = (has_probe(v.family) ? 3 : 2) * t.block_n / 2;
+  if (d + scores > kMaxBackwardFloats) {
+    return fmt::format("backward: accumulators {} + scores {} ({} tiles x block_n {} / 2) = {} floats/thread exceed {} "
+                       "(spills)",
+                       d, scores, has_probe(v.family) ? 3 : 2, t.block_n, d + scores, kMaxBackwardFloats);
+  }
+  const std::int64_t smem = smem_bytes(v);
+  const std::int64_t limit = smem_limit(v.arch);
+  if (smem > limit) {
+    return fmt::format("backward: smem {} B (the larger of dQ/dR's and dK/dV's own tiles + stages {} x streamed tiles "
+                       "of block_n {} x d {}) exceeds {}'s {} B",
+                       smem, t.stages, t.block_n, d, to_string(v.arch), limit);
+  }
+  return std::nullopt;
+}
+
+}  // namespace plx

@@ -1,0 +1,34 @@
+// AttentionArgs + BackwardArgs -> which backward variant, which grids, which parameters.
+// Pure host code (no driver calls), like launch.hpp, so it is tested without a GPU.
+#pragma once
+#include <cstddef>
+
+#include "generator/variant.hpp"
+#include "parallax/parallax.hpp"
+#include "plx/params_bwd.cuh"
+#include "runtime/driver.hpp"
+
+namespace plx {
+
+// Throws UnsupportedError naming the field: the forward's shape rules (launch.hpp's
+// validate), no paged K/V, and (with `pointers`) every pointer the family needs non-null
+// and 16-byte aligned.
+void validate_backward(const AttentionArgs& fwd, const BackwardArgs& g, bool pointers = true);
+// Throws UnsupportedError when v is not a backward variant that serves fwd.
+void check_fits_backward(const Variant& v, const AttentionArgs& fwd);
+
+// The model's choice: 4 warps (block_m 64); block_n 32 at head_dim 128, 64 at head_dim 64
+// (the largest that legality's register budget allows for the probe families); 2 stages.
+Variant default_backward_variant(const AttentionArgs& fwd, Arch arch);
+
+struct BackwardPlan {
+  cu::Dim3 pre_grid, pre_block;  // bwd_pre_kernel: one row per D / 8 threads
+  cu::Dim3 grid, block;          // backward_kernel: kv CTAs then q CTAs in x, batch in y
+  unsigned smem_bytes = 0;
+  std::size_t rows_floats = 0;   // BwdParams::rows: batch x heads_q x q_len x 4
+  BwdParams params{};            // everything but `rows`
+};
+
+BackwardPlan plan_backward(const Variant& v, const AttentionArgs& fwd, const BackwardArgs& g);
+
+}  // namespace plx

@@ -1,0 +1,89 @@
+// Backward, kernel 1 of 2 (parallax-math.md 4.3 "preprocess"): the per-row terms every
+// gradient tile needs, gathered into one 16-byte record per row so that the main kernel
+// reads them with a single cp.async:
+//   lse2 = lse * log2(e)   (the main kernel recomputes p = exp2(s1 * scale_log2 - lse2))
+//   bart = d2 / d1         (centered Parallax; 0 otherwise)
+//   t    = dO . o          (o as the forward stored it, in T)
+//   b    = dO . barv       (centered Parallax; 0 otherwise: the uncentered member's
+//                           gradients are the centered ones with bart = b = 0)
+// D / 8 lanes share a row, each reading 16 bytes of dO, o and barv.
+#pragma once
+#include "plx/online_state.cuh"
+#include "plx/params_bwd.cuh"
+#include "plx/row_stats.cuh"
+
+namespace plx {
+
+template <Family F, class T, int D>
+struct BwdPreConfig {
+  using Elem = T;
+  static constexpr Family kFamily = F;
+  static constexpr int kD = D;
+  static constexpr int kThreads = 128;
+  static constexpr int kLanesPerRow = D / 8;
+  static constexpr int kRowsPerBlock = kThreads / kLanesPerRow;
+  static_assert(kLanesPerRow <= 32 && kThreads % kLanesPerRow == 0, "a row's lanes must share a warp");
+};
+
+// Two 16-bit values of one register -> fp32 (lo, hi).
+template <class T> __device__ __forceinline__ float2 unpack2(unsigned x);
+template <> __device__ __forceinline__ float2 unpack2<bf16>(unsigned x) {
+  return make_float2(__uint_as_float(x << 16), __uint_as_float(x & 0xffff0000u));
+}
+template <> __device__ __forceinline__ float2 unpack2<fp16>(unsigned x) {
+  float lo, hi;
+  asm("{\n .reg .f16 l, h;\n mov.b32 {l, h}, %2;\n cvt.f32.f16 %0, l;\n cvt.f32.f16 %1, h;\n}"
+      : "=f"(lo), "=f"(hi)
+      : "r"(x));
+  return make_float2(lo, hi);
+}
+
+template <class T>
+__device__ __forceinline__ float dot8(uint4 a, uint4 b) {
+  const unsigned x[4] = {a.x, a.y, a.z, a.w}, y[4] = {b.x, b.y, b.z, b.w};
+  float s = 0.f;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 u = unpack2<T>(x[i]), v = unpack2<T>(y[i]);
+    s = fmaf(u.x, v.x, fmaf(u.y, v.y, s));
+  }
+  return s;
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::kThreads) bwd_pre_kernel(const BwdParams p) {
+  using T = typename C::Elem;
+  constexpr int LPR = C::kLanesPerRow;
+  constexpr bool kCentered = C::kFamily == Family::parallax;
+  const AttnParams& f = p.f;
+  const int lane = threadIdx.x % LPR;
+  const long long row = (long long)blockIdx.x * C::kRowsPerBlock + threadIdx.x / LPR;  // (b, h, t)
+  const long long n_rows = (long long)f.batch * f.heads_q * f.q_len;
+  // No early return: the shuffles below need every lane of the warp.
+  const bool live = row < n_rows;
+  const int t = live ? int(row % f.q_len) : 0;
+  const int bh = live ? int(row / f.q_len) : 0;
+  const int h = bh % f.heads_q, b = bh / f.heads_q;
+  const long long at = b * f.o_stride_b + t * f.o_stride_t + h * f.o_stride_h + lane * 8;
+  float dot_o = 0.f, dot_barv = 0.f;
+  if (live) {
+    const uint4 g = *reinterpret_cast<const uint4*>(static_cast<const unsigned short*>(p.dout) + at);
+    const uint4 o = *reinterpret_cast<const uint4*>(static_cast<const unsigned short*>(f.o) + at);
+    dot_o = dot8<T>(g, o);
+    if (kCentered) {
+      const uint4 bv = *reinterpret_cast<const uint4*>(static_cast<const unsigned short*>(p.barv) + at);
+      dot_barv = dot8<T>(g, bv);
+    }
+  }
+#pragma unroll
+  for (int m = 1; m < LPR; m <<= 1) {
+    dot_o += __shfl_xor_sync(0xffffffffu, dot_o, m);
+    dot_barv += __shfl_xor_sync(0xffffffffu, dot_barv, m);
+  }
+  if (!live || lane != 0) return;
+  const float4 st = *reinterpret_cast<const float4*>(p.stats + row * 4);
+  *reinterpret_cast<float4*>(p.rows + row * 4) =
+      make_float4(st.w * kLog2e, kCentered ? st.z : 0.f, dot_o, kCentered ? dot_barv : 0.f);
+}
+
+}  // namespace plx

@@ -1,0 +1,62 @@
+// Shared-memory barriers (mbarrier, sm_80+; the .shared::cta spellings need PTX 7.8) and
+// the other synchronisation the warp-specialised sm_90a prefill uses. An mbarrier counts
+// arrivals; when `count` threads have arrived (and, for the cp.async form, their copies
+// have landed) its phase completes and the parity a waiter watches flips. Waiting on
+// parity P returns once the phase with parity P has completed; a fresh barrier is in
+// phase 0, so waiting on parity 1 passes at once (what lets a producer fill every slot of
+// an empty ring before any consumer has released one).
+#pragma once
+
+namespace plx::sm90 {
+
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+// Makes the initialisation visible to the other threads (and the async units) before use.
+__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+// The phase cannot complete before every cp.async this thread issued so far has landed
+// (without .noinc the barrier's pending count is raised for them, so the thread still
+// arrives itself with mbar_arrive, as CUTLASS's cp.async pipelines do).
+__device__ __forceinline__ void mbar_arrive_cp_async(unsigned bar) {
+  asm volatile("cp.async.mbarrier.arrive.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+
+__device__ __forceinline__ bool mbar_try_wait(unsigned bar, unsigned parity) {
+  unsigned done;
+  asm volatile(
+      "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+      : "=r"(done)
+      : "r"(bar), "r"(parity)
+      : "memory");
+  return done != 0;
+}
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+  while (!mbar_try_wait(bar, parity)) {
+  }
+}
+
+// Orders this thread's generic-proxy shared-memory writes (st.shared, cp.async after it
+// landed) before later async-proxy reads (wgmma operands).
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// Barrier among `threads` threads (a multiple of 32) on hardware barrier `id` (0 is
+// __syncthreads'; the kernel uses 1 + consumer warpgroup).
+__device__ __forceinline__ void named_barrier_sync(unsigned id, unsigned threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// Warpgroup register reallocation (sm_90a): every thread of the warpgroup executes it.
+template <int N>
+__device__ __forceinline__ void regs_dealloc() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N>
+__device__ __forceinline__ void regs_alloc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
+}  // namespace plx::sm90

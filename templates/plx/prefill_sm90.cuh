@@ -1,0 +1,344 @@
+// Prefill on Hopper (sm_90a): wgmma tensor cores, warp-specialised (issue 5).
+//
+// Grid (row blocks, heads_q, batch) as for prefill.cuh; a CTA owns BM consecutive query
+// positions of one q head. Warpgroup 0 is the producer: it streams the K and V tiles of
+// BN keys the CTA's rows can see into a ring of STAGES slots with cp.async (zero-filling
+// keys at or past the live length, so paged caches and seqused_k work as in the mma.sync
+// kernel) and signals each slot through mbarriers. Warpgroups 1.. are consumers; each
+// owns one m64 tile of rows and, per K/V tile:
+//   S = [Q;R] K^T   wgmma m64 nBN k16, both operands from shared memory (K-major),
+//   online softmax  OnlineState::update of online_state.cuh (math 3.2, 3.5), unchanged,
+//   O += P V        wgmma m64 nD k16, P from registers (rounded to T), V from shared
+//                   memory read MN-major (imm-trans-b), then releases the slot.
+// Two consumer loops (the variant's mma field): wgmma runs those steps one after the
+// other and relies on the other consumer warpgroups to keep the tensor cores busy during
+// its softmax; wgmma-pipe issues S of tile i together with P.V of tile i - 1 and runs the
+// softmax of tile i while P.V is in flight (FlashAttention-3's intra-warpgroup overlap;
+// it holds one more P in registers and wants a third ring slot).
+//
+// Rows of a consumer's m64 tile: the wgmma accumulator of warp w covers tile rows
+// 16w .. 16w + 15 in exactly the mma.sync C layout (wgmma.cuh), so the Parallax families
+// keep the mma.sync packing per warp: rows 16w .. 16w + 7 are the q rows of 8 queries,
+// rows 16w + 8 .. 16w + 15 their probes r. One S wgmma yields s1 and s2 of a query in the
+// same thread, one P.V wgmma with P = [w; w s2] yields O1 and O2, and the finalizer is
+// thread-local (a consumer serves 32 queries). Softmax fills all 64 rows with queries.
+// The alternative, separate Q and R tiles with four wgmma chains, would hold S1, S2, O1 and
+// O2 at once: 256 fp32 registers per thread at BN = D = 128, past the register file.
+//
+// Synchronisation per ring slot s: full_k[s] and full_v[s] (128 producer arrivals, each
+// also held open by that thread's cp.async copies until they land), empty[s] (one arrival
+// per consumer warp after its P.V wgmma completed). Consumers wait for V only before P.V,
+// so S and the softmax of a tile overlap the V copy. The producer drops to kProducerRegs
+// registers and the consumers rise to kConsumerRegs (setmaxnreg), as FlashAttention-3 does.
+// Q tiles are loaded by their own consumer warpgroup (cp.async, wait, proxy fence, named
+// barrier) while the producer fills the ring.
+//
+// Masking as prefill.cuh: only s1 is masked (-inf), keys past the live length are zeros,
+// rows with no visible key output 0. A consumer pays the per-element mask only on tiles
+// that cross one of its rows' range boundaries; the one-tile loop also skips the math of
+// tiles outside its rows' union of ranges (still waiting and releasing, so the ring stays
+// in step). With AttnParams::stats set the epilogue also writes the backward's row
+// statistics and barv, as prefill.cuh does (runtime/launch.cpp does not yet route stats
+// to wgmma variants).
+#pragma once
+#include "plx/mask.cuh"
+#include "plx/mbarrier.cuh"
+#include "plx/online_state.cuh"
+#include "plx/row_stats.cuh"
+#include "plx/smem_layout_sm90.cuh"
+#include "plx/wgmma.cuh"
+
+namespace plx {
+
+template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW, bool PIPELINED>
+struct PrefillSm90Config {
+  using Elem = T;
+  using Traits = FamilyTraits<F>;
+  static constexpr Family kFamily = F;
+  static constexpr int kD = D, kBM = BM, kBN = BN, kStages = STAGES;
+  static constexpr bool kCausal = CAUSAL, kWindow = WINDOW;
+  static constexpr bool kPipelined = PIPELINED;  // mma wgmma-pipe: see the consumer loop
+  static constexpr int kThreads = WARPS * 32;
+  // Queries per consumer warpgroup: 32 (+ 32 probe rows) or 64.
+  static constexpr int kRowsPerWg = Traits::probe ? 32 : 64;
+  static constexpr int kConsumers = BM / kRowsPerWg;
+  static_assert(kConsumers * kRowsPerWg == BM && kConsumers >= 1 && kConsumers <= 3, "see generator/legality.cpp");
+  static_assert(WARPS == 4 * (kConsumers + 1), "one producer warpgroup + the consumers");
+  static_assert((BN == 64 || BN == 128) && (D == 64 || D == 128), "wgmma.cuh has n64 and n128");
+  static_assert(STAGES >= 2, "one slot filling while another is consumed");
+  using QTile = sm90::Sw128Tile<64, D>;
+  using KvTile = sm90::Sw128Tile<BN, D>;
+  // Shared memory, in this order after aligning the base up to 1024 B (the swizzle period):
+  // Q tiles (one per consumer), the K/V ring (slot s: K then V), then 3 x STAGES mbarriers.
+  static constexpr int kAlignSlack = 1024;
+  static constexpr int kQBytes = kConsumers * QTile::kBytes;
+  static constexpr int kRingBytes = STAGES * 2 * KvTile::kBytes;
+  static constexpr int kBarrierBytes = STAGES * 3 * 8;
+  static constexpr int kSmemBytes = kAlignSlack + kQBytes + kRingBytes + kBarrierBytes;
+  // Register split (64K per SM, one CTA): 128 x 40 + 256 x 232 = 64512 for two consumers,
+  // 128 x 32 + 384 x 160 = 65536 for three; one consumer needs no reallocation (255 each).
+  static constexpr int kProducerRegs = kConsumers == 3 ? 32 : 40;
+  static constexpr int kConsumerRegs = kConsumers == 3 ? 160 : 232;
+};
+
+// Rows [key0, key0 + tile rows) of one K or V head into `tile`, zero-filling keys at or past
+// L (contiguous or paged exactly as load_kv_tile in mask.cuh). `head`: the head's first
+// element of batch 0 (contiguous) or of the page pool (paged).
+template <int kThreads, class Tile>
+__device__ __forceinline__ void load_kv_rows_sm90(const AttnParams& p, Tile tile, const unsigned short* head, int b,
+                                                  int key0, int L, int tid) {
+  if (!p.block_table) {
+    const unsigned short* g = head + b * p.k_stride_b + (long long)key0 * p.k_stride_t;
+    tile.template load_rows<kThreads>(tid, Tile::kRows, [&](int row) -> const unsigned short* {
+      return key0 + row < L ? g + (long long)row * p.k_stride_t : nullptr;
+    });
+  } else {
+    const int* table = p.block_table + (long long)b * p.max_pages;
+    const int mask = (1 << p.page_shift) - 1;
+    tile.template load_rows<kThreads>(tid, Tile::kRows, [&](int row) -> const unsigned short* {
+      const int key = key0 + row;
+      if (key >= L) return nullptr;
+      const long long slot = ((long long)__ldg(table + (key >> p.page_shift)) << p.page_shift) | (key & mask);
+      return head + slot * p.k_stride_t;
+    });
+  }
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const AttnParams p) {
+  using T = typename C::Elem;
+  using Traits = typename C::Traits;
+  using QTile = typename C::QTile;
+  using KvTile = typename C::KvTile;
+  constexpr int D = C::kD, BN = C::kBN, S = C::kStages, RW = C::kRowsPerWg, R = Traits::stat_rows;
+  extern __shared__ __align__(1024) unsigned char smem[];
+
+  const unsigned base = (smem_addr(smem) + 1023u) & ~1023u;
+  const unsigned ring = base + C::kQBytes;
+  const unsigned bars = ring + C::kRingBytes;
+  auto k_tile = [&](int s) { return KvTile{ring + unsigned(2 * s * KvTile::kBytes)}; };
+  auto v_tile = [&](int s) { return KvTile{ring + unsigned((2 * s + 1) * KvTile::kBytes)}; };
+  auto full_k = [&](int s) { return bars + 8u * unsigned(s); };
+  auto full_v = [&](int s) { return bars + 8u * unsigned(S + s); };
+  auto empty = [&](int s) { return bars + 8u * unsigned(2 * S + s); };
+
+  // Work item of this CTA. Row blocks are handed out last-first: under a causal mask the
+  // last rows see the most keys, and starting the longest CTAs first shortens the tail.
+  const int heads_batch = int(gridDim.y * gridDim.z);
+  const int linear = int(blockIdx.x) + int(gridDim.x) * (int(blockIdx.y) + int(gridDim.y) * int(blockIdx.z));
+  const int rb = int(gridDim.x) - 1 - linear / heads_batch;
+  const int h = (linear % heads_batch) % int(gridDim.y), b = (linear % heads_batch) / int(gridDim.y);
+  const int hkv = h / p.group;
+  const int row0 = rb * C::kBM;
+  const int L = live_len(p, b);
+  const int cta_last = min(row0 + C::kBM, p.q_len) - 1;
+  const BlockKeys cta_keys = block_keys<C::kCausal, C::kWindow>(L, p.q_len, row0, cta_last, p.window);
+  const int span = cta_keys.any.hi - cta_keys.any.lo;
+  const int n_tiles = span > 0 ? (span + BN - 1) / BN : 0;
+  auto tile_key = [&](int i) { return cta_keys.any.lo + i * BN; };
+
+  const int wg = threadIdx.x / 128;  // 0: producer; 1..: consumers
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      sm90::mbar_init(full_k(s), 128);
+      sm90::mbar_init(full_v(s), 128);
+      sm90::mbar_init(empty(s), 4 * C::kConsumers);
+    }
+    sm90::mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    // ---------------------------------------------------------------- producer
+    if constexpr (C::kConsumers > 1) sm90::regs_dealloc<C::kProducerRegs>();
+    const int tid = threadIdx.x;
+    const long long kv_off = hkv * p.k_stride_h;
+    const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_off;
+    const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_off;
+    for (int i = 0; i < n_tiles; ++i) {
+      const int s = i % S;
+      sm90::mbar_wait(empty(s), ((i / S) & 1) ^ 1);  // round i / S - 1 released (round 0: free)
+      load_kv_rows_sm90<128>(p, k_tile(s), kg, b, tile_key(i), L, tid);
+      sm90::mbar_arrive_cp_async(full_k(s));
+      sm90::mbar_arrive(full_k(s));
+      load_kv_rows_sm90<128>(p, v_tile(s), vg, b, tile_key(i), L, tid);
+      sm90::mbar_arrive_cp_async(full_v(s));
+      sm90::mbar_arrive(full_v(s));
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");  // leave no copy in flight
+    return;
+  }
+
+  // ------------------------------------------------------------------ consumers
+  if constexpr (C::kConsumers > 1) sm90::regs_alloc<C::kConsumerRegs>();
+  const int cw = wg - 1;
+  const int ctid = threadIdx.x - 128 * wg;
+  const int warp = ctid >> 5, lane = ctid & 31, g = lane >> 2, t4 = lane & 3;
+  const QTile qt{base + unsigned(cw * QTile::kBytes)};
+  const int q_first = row0 + cw * RW;
+  // Query position of m64 tile row i (Parallax: rows 16w + 8.. of a warp slab are probes).
+  auto position = [&](int i) { return Traits::probe ? q_first + 8 * (i >> 4) + (i & 7) : q_first + i; };
+
+  const long long q_off = b * p.q_stride_b + h * p.q_stride_h;
+  qt.template load_rows<128>(ctid, 64, [&](int i) -> const unsigned short* {
+    const int pos = position(i);
+    if (pos >= p.q_len) return nullptr;
+    const void* src = (Traits::probe && (i & 8)) ? p.r : p.q;
+    return static_cast<const unsigned short*>(src) + q_off + (long long)pos * p.q_stride_t;
+  });
+  cp_async_commit();
+  cp_async_wait<0>();
+  sm90::fence_proxy_async();  // the copies are generic-proxy writes; wgmma reads via the async proxy
+  sm90::named_barrier_sync(1 + cw, 128);
+
+  // The rows this thread finalizes: tile row 16 warp + g (+ 8 for softmax's second row).
+  auto my_pos = [&](int r) { return position(16 * warp + g + 8 * r); };
+  RowRange rows[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int pos = my_pos(r);
+    rows[r] = pos < p.q_len ? visible_keys<C::kCausal, C::kWindow>(L, p.q_len, pos, p.window) : RowRange{0, 0};
+  }
+  const bool wg_live = q_first < p.q_len;
+  const int wg_last = min(q_first + RW, p.q_len) - 1;
+  const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, p.q_len, q_first, max(wg_last, q_first), p.window);
+
+  OnlineState<C::kFamily, T, 1, D> st;
+  st.init();
+  // The two wgmma chains of a tile, each closed by a commit (the caller fences and waits).
+  auto issue_s = [&](float (&sc)[BN / 8][4], int s) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)
+      sm90::wgmma_ss<T, BN>(sc, qt.kmajor_desc(0, kk), k_tile(s).kmajor_desc(0, kk), kk > 0 ? 1 : 0);
+    sm90::wgmma_commit();
+  };
+  auto issue_pv = [&](const unsigned (&pa)[BN / 16][4], int s) {
+#pragma unroll
+    for (int ks = 0; ks < BN / 16; ++ks) sm90::wgmma_rs<T, D>(st.o[0], pa[ks], v_tile(s).mnmajor_desc(ks));
+    sm90::wgmma_commit();
+  };
+  // P in the A-register layout: the C layout of 16 keys (two n8 blocks) is exactly it.
+  auto pack_p = [&](const float (&sc)[BN / 8][4], unsigned (&pa)[BN / 16][4]) {
+#pragma unroll
+    for (int ks = 0; ks < BN / 16; ++ks) {
+      pa[ks][0] = pack2<T>(sc[2 * ks][0], sc[2 * ks][1]);
+      pa[ks][1] = pack2<T>(sc[2 * ks][2], sc[2 * ks][3]);
+      pa[ks][2] = pack2<T>(sc[2 * ks + 1][0], sc[2 * ks + 1][1]);
+      pa[ks][3] = pack2<T>(sc[2 * ks + 1][2], sc[2 * ks + 1][3]);
+    }
+  };
+  auto release = [&](int s) {
+    __syncwarp();
+    if (lane == 0) sm90::mbar_arrive(empty(s));
+  };
+  auto parity = [&](int i) { return unsigned(i / S) & 1u; };
+
+  if constexpr (!C::kPipelined) {
+    // One tile at a time; the other consumer warpgroups fill the tensor cores meanwhile.
+    for (int i = 0; i < n_tiles; ++i) {
+      const int s = i % S, key0 = tile_key(i);
+      sm90::mbar_wait(full_k(s), parity(i));
+      if (wg_live && !span_is_dead(wg_keys, key0, BN)) {
+        // Cheap insurance for the cp.async -> wgmma hand-off (CUTLASS's cp.async GMMA
+        // mainloop relies on the mbarrier alone); one fence per thread and chain.
+        sm90::fence_proxy_async();
+        float sc[BN / 8][4];
+        sm90::wgmma_fence();
+        issue_s(sc, s);
+        sm90::wgmma_wait<0>();
+        sm90::fence_regs(sc);
+        if (span_needs_mask(wg_keys, key0, BN)) st.template update<BN, true>(0, sc, p.scale_log2, key0, rows);
+        else st.template update<BN, false>(0, sc, p.scale_log2, key0, rows);
+        unsigned pa[BN / 16][4];
+        pack_p(sc, pa);
+        sm90::mbar_wait(full_v(s), parity(i));
+        sm90::fence_proxy_async();
+        sm90::wgmma_fence();
+        issue_pv(pa, s);
+        sm90::wgmma_wait<0>();
+        sm90::fence_regs(st.o[0]);
+      } else {
+        sm90::mbar_wait(full_v(s), parity(i));  // the slot is released only once it has landed
+      }
+      release(s);
+    }
+  } else {
+    // Pipelined (FlashAttention-3's intra-warpgroup overlap): S of tile i and P.V of tile
+    // i - 1 are issued together, and the softmax of tile i runs while P.V is in flight. O
+    // is rescaled only after that P.V landed: it then holds the sum up to tile i - 1 at
+    // the old maximum, which alpha_i moves to the new one. Every tile of the CTA's span
+    // is computed (masked), so the pipeline has no holes.
+    float sc[BN / 8][4];
+    unsigned pa[BN / 16][4];
+    float alpha[R];
+    auto weights = [&](int key0) {
+      if (span_needs_mask(wg_keys, key0, BN)) st.template update_weights<BN, true>(0, sc, p.scale_log2, key0, rows, alpha);
+      else st.template update_weights<BN, false>(0, sc, p.scale_log2, key0, rows, alpha);
+    };
+    if (n_tiles > 0) {
+      sm90::mbar_wait(full_k(0), 0);
+      sm90::fence_proxy_async();
+      sm90::wgmma_fence();
+      issue_s(sc, 0);
+      sm90::wgmma_wait<0>();
+      sm90::fence_regs(sc);
+      weights(tile_key(0));  // O is still zero: nothing to rescale
+      pack_p(sc, pa);
+    }
+    for (int i = 1; i < n_tiles; ++i) {
+      const int s = i % S, sp = (i - 1) % S;
+      sm90::mbar_wait(full_k(s), parity(i));
+      sm90::mbar_wait(full_v(sp), parity(i - 1));
+      sm90::fence_proxy_async();
+      sm90::wgmma_fence();  // sc, pa and O were last written by ordinary instructions
+      issue_s(sc, s);
+      issue_pv(pa, sp);
+      sm90::wgmma_wait<1>();  // groups retire in order: S of tile i is done
+      sm90::fence_regs(sc);
+      weights(tile_key(i));   // touches neither O nor pa, which P.V still reads
+      sm90::wgmma_wait<0>();
+      sm90::fence_regs(st.o[0]);
+      release(sp);
+      st.rescale_o(0, alpha);
+      pack_p(sc, pa);
+    }
+    if (n_tiles > 0) {
+      const int sp = (n_tiles - 1) % S;
+      sm90::mbar_wait(full_v(sp), parity(n_tiles - 1));
+      sm90::fence_proxy_async();
+      sm90::wgmma_fence();
+      issue_pv(pa, sp);
+      sm90::wgmma_wait<0>();
+      sm90::fence_regs(st.o[0]);
+      release(sp);
+    }
+  }
+  st.reduce_rows();
+
+  const long long o_off = b * p.o_stride_b + h * p.o_stride_h;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int pos = my_pos(r);
+    if (pos >= p.q_len) continue;
+    T* out = static_cast<T*>(p.o) + o_off + pos * p.o_stride_t + 2 * t4;
+    const float d1 = st.d1[0][r], d2 = Traits::d2 ? st.d2[0] : 0.f;
+    // Training forward, as prefill.cuh: the quad's four lanes hold the same row totals.
+    if (p.stats && t4 == 0)
+      store_row_stats(p.stats, ((long long)b * p.heads_q + h) * p.q_len + pos, st.m[0][r], d1, d2);
+    T* barv = Traits::d2 && p.barv ? static_cast<T*>(p.barv) + o_off + pos * p.o_stride_t + 2 * t4 : nullptr;
+    const float inv = d1 > 0.f ? 1.f / d1 : 0.f;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      // Parallax: O1 in c0 c1, O2 in c2 c3 of the same thread; softmax: row r's O in
+      // c(2r), c(2r+1) and no O2.
+      const float* c = st.o[0][n];
+      const float a = Traits::probe ? finalize<C::kFamily>(c[0], c[2], d1, d2) : finalize<C::kFamily>(c[2 * r], 0.f, d1, d2);
+      const float z = Traits::probe ? finalize<C::kFamily>(c[1], c[3], d1, d2) : finalize<C::kFamily>(c[2 * r + 1], 0.f, d1, d2);
+      *reinterpret_cast<unsigned*>(out + n * 8) = pack2<T>(a, z);
+      if (barv) *reinterpret_cast<unsigned*>(barv + n * 8) = pack2<T>(c[0] * inv, c[1] * inv);
+    }
+  }
+}
+
+}  // namespace plx

@@ -1,0 +1,154 @@
+// The backward's host side without a GPU: argument validation messages, the default
+// variant for every supported shape (legal, and naming what it serves), the launch plan
+// (grid split into dK/dV and dQ/dR CTAs, workspace size), and the rendered sources.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "generator/legality.hpp"
+#include "generator/render.hpp"
+#include "runtime/backward.hpp"
+#include "runtime/launch.hpp"
+
+using namespace plx;
+
+namespace {
+AttentionArgs args(Family f, int d) {
+  AttentionArgs a;
+  a.family = f;
+  a.dtype = DType::bf16;
+  a.head_dim = d;
+  a.batch = 2;
+  a.q_len = 1000;
+  a.kv_len = 1300;
+  a.heads_q = 8;
+  a.heads_kv = 2;
+  return a;
+}
+alignas(16) char dummy[64];
+
+BackwardArgs all_set() {
+  BackwardArgs g;
+  g.dout = g.o = g.barv = g.dq = g.dr = g.dk = g.dv = dummy;
+  g.stats = reinterpret_cast<const float*>(dummy);
+  return g;
+}
+}  // namespace
+
+TEST_CASE("backward: the default variant is legal and serves the call", "[backward]") {
+  for (Family f : {Family::softmax, Family::parallax, Family::parallax_uncentered})
+    for (DType dt : {DType::bf16, DType::fp16})
+      for (int d : {64, 128})
+        for (int window : {-1, 100})
+          for (bool causal : {true, false})
+            for (Arch arch : {Arch::sm80, Arch::sm90a}) {
+              AttentionArgs a = args(f, d);
+              a.dtype = dt;
+              a.window_left = window;
+              a.causal = causal;
+              const Variant v = default_backward_variant(a, arch);
+              INFO(v.name());
+              CHECK(v.op == Op::backward);
+              CHECK(!why_illegal(v));
+              CHECK_NOTHROW(check_fits_backward(v, a));
+              CHECK(parse_variant_name(v.name()) == v);
+              const RenderedKernel r = render(v);
+              CHECK(r.name_expression == "plx::backward_kernel<plx_gen::Cfg>");
+              CHECK(r.source.find("plx::BackwardConfig<") != std::string::npos);
+              CHECK(r.smem_bytes == smem_bytes(v));
+            }
+}
+
+TEST_CASE("backward: launch plan", "[backward]") {
+  AttentionArgs a = args(Family::parallax, 128);
+  const BackwardArgs g = all_set();
+  const Variant v = default_backward_variant(a, Arch::sm90a);
+  REQUIRE(v.tile.block_m == 64);
+  const BackwardPlan bp = plan_backward(v, a, g);
+  // 1300 keys / 64 = 21 key tiles x 2 kv heads, then 1000 rows / 64 = 16 query tiles x 8 q heads.
+  CHECK(bp.params.kv_tiles == 21);
+  CHECK(bp.params.q_tiles == 16);
+  CHECK(bp.params.kv_ctas == 42);
+  CHECK(bp.grid.x == 42 + 16 * 8);
+  CHECK(bp.grid.y == 2);
+  CHECK(bp.block.x == 128);
+  CHECK(bp.smem_bytes == smem_bytes(v));
+  // Preprocess: 8 rows of 16 lanes per block over batch x heads_q x q_len = 16000 rows.
+  CHECK(bp.pre_grid.x == 2000);
+  CHECK(bp.rows_floats == 16000u * 4);
+  CHECK(bp.params.scale == Approx(1 / std::sqrt(128.0)));
+  CHECK(bp.params.f.o == g.o);
+  CHECK(bp.params.f.stats == nullptr);  // the backward never writes the forward's statistics
+  CHECK(bp.params.barv == g.barv);
+  a.family = Family::parallax_uncentered;  // no barv: its backward has b = 0
+  CHECK(plan_backward(default_backward_variant(a, Arch::sm90a), a, g).params.barv == nullptr);
+  a.family = Family::softmax;
+  CHECK(plan_backward(default_backward_variant(a, Arch::sm90a), a, g).params.dr == nullptr);
+}
+
+TEST_CASE("backward: arguments are refused by name", "[backward]") {
+  AttentionArgs a = args(Family::parallax, 128);
+  a.q = a.r = a.k = a.v = dummy;
+  BackwardArgs g = all_set();
+  CHECK_NOTHROW(validate_backward(a, g));
+  g.barv = nullptr;
+  CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("barv"));
+  a.family = Family::parallax_uncentered;
+  CHECK_NOTHROW(validate_backward(a, g));  // only centered Parallax reads barv
+  g.dr = nullptr;
+  CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("dr is null"));
+  a.family = Family::softmax;
+  a.r = nullptr;
+  CHECK_NOTHROW(validate_backward(a, g));  // softmax has neither r nor dr
+  g.dv = dummy + 4;
+  CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("dv = ") && Catch::Contains("16-byte"));
+  g.dv = dummy;
+  a.head_dim = 96;
+  CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("head_dim = 96"));
+  a.head_dim = 128;
+  a.block_table = reinterpret_cast<const int*>(dummy);
+  a.page_size = 16;
+  a.max_pages = 100;
+  CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("paged"));
+  a.block_table = nullptr;
+  a.page_size = a.max_pages = 0;
+  // A variant for another mask, or a forward variant, is refused by name.
+  Variant v = default_backward_variant(a, Arch::sm90a);
+  v.causal = !v.causal;
+  CHECK_THROWS_WITH(check_fits_backward(v, a), Catch::Contains("causal"));
+  v = default_variant(a, Arch::sm90a);
+  CHECK_THROWS_WITH(check_fits_backward(v, a), Catch::Contains("not a backward"));
+  // ... and a backward variant for a forward call.
+  CHECK_THROWS_WITH(check_fits(default_backward_variant(a, Arch::sm90a), a), Catch::Contains("attention_backward"));
+}
+
+TEST_CASE("training forward: statistics force a prefill kernel", "[backward]") {
+  AttentionArgs a = args(Family::parallax, 128);
+  a.q_len = 3;
+  CHECK(default_variant(a, Arch::sm90a).op == Op::decode);
+  a.stats = reinterpret_cast<float*>(dummy);
+  a.barv = dummy;
+  const Variant v = default_variant(a, Arch::sm90a);
+  CHECK(v.op == Op::prefill);
+  CHECK_NOTHROW(check_fits(v, a));
+  Variant d = v;
+  d.op = Op::decode;
+  d.tile = Tile{16, 64, 4, 2, 0};
+  CHECK_THROWS_WITH(check_fits(d, a), Catch::Contains("statistics"));
+  a.q = a.r = a.k = a.v = a.o = dummy;
+  a.barv = nullptr;
+  CHECK_THROWS_WITH(validate(a), Catch::Contains("barv"));
+}
+
+TEST_CASE("backward preprocess kernels render for every family, dtype and head dim", "[backward]") {
+  for (Family f : {Family::softmax, Family::parallax, Family::parallax_uncentered})
+    for (DType dt : {DType::bf16, DType::fp16})
+      for (int d : {64, 128}) {
+        const RenderedKernel r = render_backward_pre(f, dt, d);
+        CHECK(r.display_name == backward_pre_name(f, dt, d));
+        CHECK(r.name_expression == "plx::bwd_pre_kernel<plx_gen::Cfg>");
+        CHECK(r.threads == 128);
+      }
+  CHECK_THROWS_AS(render_backward_pre(Family::parallax, DType::bf16, 96), UnsupportedError);
+  CHECK(backward_pre_name(Family::parallax_uncentered, DType::fp16, 64) == "plx_bwdpre_parallax-uncentered_fp16_d64");
+}
