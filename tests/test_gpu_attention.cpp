@@ -11,6 +11,7 @@
 #include "generator/expand.hpp"
 #include "generator/render.hpp"
 #include "generator/spec.hpp"
+#include "gpu_engine.hpp"
 #include "gpu_harness.hpp"
 #include "runtime/jit.hpp"
 
@@ -19,20 +20,6 @@ using namespace plx::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-Engine* engine_or_skip() {
-  static std::string why;
-  static bool ok = cu::available(&why);
-  if (!ok) {
-    WARN("skipping [gpu] test: " << why);
-    return nullptr;
-  }
-  static Engine engine(0);
-  // The harness allocates its buffers in the same (primary) context the engine uses.
-  static cu::Device device(0);
-  device.make_current();
-  return &engine;
-}
 
 void expect_close(Engine& e, const Case& c, const std::string& what) {
   const std::uint64_t seed = fresh_seed();

@@ -18,6 +18,7 @@
 #include "generator/expand.hpp"
 #include "generator/render.hpp"
 #include "generator/spec.hpp"
+#include "gpu_engine.hpp"
 #include "gpu_harness.hpp"
 #include "parallax/parallax.h"
 #include "runtime/jit.hpp"
@@ -44,19 +45,6 @@ std::vector<double>& gradient_errors() {
 // (docs/DESIGN.md); its error is relative to the spread of r.k, not to its mean, which can
 // be near 0 (measured 0.011 at |mean| 0.96 on the H200).
 constexpr double kBartTol = 3e-2;
-
-Engine* engine_or_skip() {
-  static std::string why;
-  static bool ok = cu::available(&why);
-  if (!ok) {
-    WARN("skipping [gpu] test: " << why);
-    return nullptr;
-  }
-  static Engine engine(0);
-  static cu::Device device(0);
-  device.make_current();
-  return &engine;
-}
 
 struct BwdCase {
   AttentionArgs args;        // shapes and flags; pointers are filled in

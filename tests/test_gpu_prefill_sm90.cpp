@@ -27,6 +27,7 @@
 
 #include "generator/legality.hpp"
 #include "generator/render.hpp"
+#include "gpu_engine.hpp"
 #include "gpu_harness.hpp"
 #include "runtime/jit.hpp"
 
@@ -219,21 +220,13 @@ std::vector<Variant> bench_variants(int d) {
 std::vector<std::vector<Case>> all_groups() { return {smoke_cases(), causal_cases(), mask_cases(), tile_cases()}; }
 
 // ------------------------------------------------------------------ GPU plumbing
-Engine* engine_or_skip() {
-  static std::string why;
-  static bool ok = cu::available(&why);
-  if (!ok) {
-    WARN("skipping [gpu] test: " << why);
+Engine* sm90_engine_or_skip() {
+  Engine* engine = plx::testing::engine_or_skip();
+  if (engine && engine->arch() != "sm_90a") {
+    WARN("skipping: the wgmma prefill needs sm_90a, this GPU is " << engine->arch());
     return nullptr;
   }
-  static Engine engine(0);
-  static cu::Device device(0);
-  device.make_current();
-  if (engine.arch() != "sm_90a") {
-    WARN("skipping: the wgmma prefill needs sm_90a, this GPU is " << engine.arch());
-    return nullptr;
-  }
-  return &engine;
+  return engine;
 }
 
 // Ends the process with a message if a launch does not finish: a deadlocked mbarrier
@@ -485,7 +478,7 @@ bool verbose() {
 // (with the row dump), one line per variant that failed, and a summary line.
 // PLX_VERBOSE=1 adds a line before every launch and one per passing case.
 void run_group(const char* title, const std::vector<Case>& cases) {
-  Engine* e = engine_or_skip();
+  Engine* e = sm90_engine_or_skip();
   if (!e) return;
   warm_cache(variants_of(all_groups()));
   const std::uint64_t base_seed = fresh_seed();
@@ -617,7 +610,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 TEST_CASE("wgmma prefill: TFLOP/s on the issue-5 shapes", "[.bench]") {
-  Engine* e = engine_or_skip();
+  Engine* e = sm90_engine_or_skip();
   if (!e) return;
   struct BenchShape {
     int batch, len, hq, hkv, d;
