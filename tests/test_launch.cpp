@@ -123,6 +123,23 @@ TEST_CASE("launch plans: grids, splits and workspace", "[launch]") {
   Variant vw = default_variant(a, Arch::sm90a);
   CHECK(decode_splits_for(vw, a, 132) < wide);
 
+  // Small pages want two CTAs per SM (the block-table reads): batch 8 x 8192 keys, 8 kv
+  // heads, 4 q heads per kv head: contiguous and page 64 run 2 splits, page 16 runs 4.
+  a = decode_args();
+  a.batch = 8;
+  a.kv_len = 8192;
+  a.heads_q = 32;
+  a.heads_kv = 8;
+  const Variant vp = default_variant(a, Arch::sm90a);
+  CHECK(decode_splits_for(vp, a, 132) == 2);
+  a.block_table = reinterpret_cast<const int*>(g_dummy);
+  a.max_pages = 8192 / 16;
+  a.page_size = 16;
+  CHECK(decode_splits_for(vp, a, 132) == 4);
+  a.page_size = 64;
+  a.max_pages = 8192 / 64;
+  CHECK(decode_splits_for(vp, a, 132) == 2);
+
   // Paged: strides come from the pool, not the batch.
   a = decode_args();
   a.block_table = reinterpret_cast<const int*>(g_dummy);
