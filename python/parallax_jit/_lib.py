@@ -19,6 +19,12 @@ LIB_NAME = "libparallax.so"
 # concurrent callers share nothing.
 ARGS = struct.Struct("@11if7P2i")
 ARGS_ABI = 2
+# ABI 3 appends stats and barv (2 pointers), which the training forward sets; only that
+# path packs this longer layout, so inference calls stay on ARGS. BACKWARD_ARGS is
+# plx_backward_args: struct_size, then dout, o, stats, barv, dq, dr, dk, dv.
+ARGS3 = struct.Struct("@11if7P2i2P")
+BACKWARD_ARGS = struct.Struct("@i8P")
+BACKWARD_ABI = 3
 
 FAMILIES = {"softmax": 0, "parallax": 1, "parallax_uncentered": 2}
 
@@ -85,6 +91,11 @@ class Library:
         c.plx_last_error.argtypes = []
         c.plx_last_error.restype = ctypes.c_char_p
         self.attention_fn = c.plx_attention
+        # ABI 3 only; None in older libraries (callers check self.abi first).
+        self.backward_fn = getattr(c, "plx_attention_backward", None)
+        if self.backward_fn is not None:
+            self.backward_fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p]
+            self.backward_fn.restype = ctypes.c_int
         # Libraries from before these two existed read ABI 1 or 2; assume the older, so
         # paged-KV fields are never handed to a library that would silently ignore them.
         try:
@@ -127,6 +138,15 @@ class Library:
         rc = self.attention_fn(engine, packed_args, stream)
         if rc != 0:
             raise ParallaxError("plx_attention", rc, self.last_error())
+
+    def attention_backward(self, engine, packed_args, packed_backward_args, stream):
+        """plx_attention_backward with args packed by ARGS3 and BACKWARD_ARGS."""
+        if self.abi < BACKWARD_ABI or self.backward_fn is None:
+            raise ParallaxError("plx_attention_backward", 1,
+                                f"{self!r} has no backward (it needs args ABI {BACKWARD_ABI})")
+        rc = self.backward_fn(engine, packed_args, packed_backward_args, stream)
+        if rc != 0:
+            raise ParallaxError("plx_attention_backward", rc, self.last_error())
 
     def __repr__(self):
         return f"<libparallax {self.version} (args ABI {self.abi}) at {self.path}>"

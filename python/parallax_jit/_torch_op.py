@@ -6,9 +6,11 @@ with torch, which the graph's memory pool serves).
 An eager call skips the dispatcher: a custom_op call costs tens of microseconds of Python
 dispatch, more than the whole budget of this layer. Calls the dispatcher must see --
 inside torch.compile, under a TorchDispatchMode, on tensor subclasses (fake, functional),
-with autograd recording -- go through the registered op, which runs the same code."""
+with autograd recording -- go through the registered op, which runs the same code. A call
+that wants a gradient runs the ops parallax_jit::attention_train (o plus the statistics the
+backward reads, through the ABI 3 arguments) and parallax_jit::attention_backward."""
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -24,6 +26,10 @@ _FAMILY_NAMES = ", ".join(repr(f) for f in _FAMILIES)
 _Tensor = torch.Tensor
 _pack = _lib.ARGS.pack
 _ARGS_SIZE = _lib.ARGS.size
+_pack3 = _lib.ARGS3.pack
+_ARGS3_SIZE = _lib.ARGS3.size
+_pack_bwd = _lib.BACKWARD_ARGS.pack
+_BWD_SIZE = _lib.BACKWARD_ARGS.size
 # The raw cudaStream_t of a device's current stream, without building a torch.cuda.Stream
 # object (what inductor's generated code calls, for the same reason).
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
@@ -174,6 +180,137 @@ def _fake(q, r, k, v, causal=True, window=-1, qk_scale=None, seqused_k=None, fam
     return q.new_empty(q.shape)
 
 
+# ---- training: a forward that also writes what the backward reads, and the backward.
+# Separate ops from parallax_jit::attention so that inference keeps its schema, its
+# single output and its ABI 2 argument block (one struct.pack of 112 bytes per call).
+
+def _dense(t):
+    """t as the kernels read it: contiguous and 16-byte aligned (a contiguous view at an odd
+    offset into a larger buffer, as a gradient can be, is not)."""
+    if t.is_contiguous() and t.data_ptr() % 16 == 0:
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
+def _check_train(q, r, k, v, window, qk_scale, seqused_k, family):
+    return _check(q, r, k, v, window, qk_scale, seqused_k, family, None)
+
+
+def _train_library():
+    lib = _lib._library or _lib.load()
+    if lib.abi < _lib.BACKWARD_ABI:
+        _fail(RuntimeError, f"a gradient needs a libparallax with args ABI {_lib.BACKWARD_ABI} "
+                            f"(plx_attention_backward); {lib!r} reads ABI {lib.abi}. Use a newer library, or "
+                            "run without grad (torch.no_grad(), or inputs that do not require grad)")
+    return lib
+
+
+def _pack_train(fam, dt, B, Lq, kv_len, Hq, Hkv, D, causal, window, qk_scale, q, r, k, v, o, seqused_k,
+                stats, barv):
+    """plx_attention_args, ABI 3, of a training forward (and of its backward, which reads
+    the same arguments). q, r contiguous; r None for softmax; barv None unless parallax."""
+    return _pack3(_ARGS3_SIZE, fam, dt, B, Lq, kv_len, Hq, Hkv, D, 1 if causal else 0, window, qk_scale or 0.0,
+                  q.data_ptr(), 0 if fam == 0 else r.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(),
+                  0 if seqused_k is None else seqused_k.data_ptr(), 0, 0, 0,
+                  stats.data_ptr(), 0 if barv is None else barv.data_ptr())
+
+
+def _train_outputs(q, fam, B, Lq, Hq):
+    """o, stats (fp32 [batch, heads_q, q_len, 4]), barv (like q for parallax, else empty):
+    the same allocation for real and fake tensors."""
+    return (q.new_empty(q.shape), q.new_empty((B, Hq, Lq, 4), dtype=torch.float32),
+            q.new_empty(q.shape if fam == 1 else (0,)))
+
+
+@torch.library.custom_op("parallax_jit::attention_train", mutates_args=())
+def _train_op(q: torch.Tensor, r: Optional[torch.Tensor], k: torch.Tensor, v: torch.Tensor, causal: bool = True,
+              window: int = -1, qk_scale: Optional[float] = None, seqused_k: Optional[torch.Tensor] = None,
+              family: str = "parallax") -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    fam, dt, B, Lq, kv_len, Hq, Hkv, D, _, _, dev = _check_train(q, r, k, v, window, qk_scale, seqused_k, family)
+    lib = _train_library()
+    q = _dense(q)
+    r = _dense(r) if fam else None
+    o, stats, barv = _train_outputs(q, fam, B, Lq, Hq)
+    if B == 0 or Lq == 0:
+        return o, stats, barv
+    lib.attention(lib.engine(dev),
+                  _pack_train(fam, dt, B, Lq, kv_len, Hq, Hkv, D, causal, window, qk_scale, q, r, k, v, o,
+                              seqused_k, stats, barv if fam == 1 else None),
+                  _raw_stream(dev))
+    return o, stats, barv
+
+
+@_train_op.register_fake
+def _train_fake(q, r, k, v, causal=True, window=-1, qk_scale=None, seqused_k=None, family="parallax"):
+    fam, _, B, Lq, _, Hq, *_ = _check_train(q, r, k, v, window, qk_scale, seqused_k, family)
+    return _train_outputs(q, fam, B, Lq, Hq)
+
+
+@torch.library.custom_op("parallax_jit::attention_backward", mutates_args=())
+def _backward_op(dout: torch.Tensor, q: torch.Tensor, r: Optional[torch.Tensor], k: torch.Tensor, v: torch.Tensor,
+                 o: torch.Tensor, stats: torch.Tensor, barv: torch.Tensor, causal: bool, window: int,
+                 qk_scale: Optional[float], seqused_k: Optional[torch.Tensor],
+                 family: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dq, dr (empty for softmax), dk, dv of one attention_train call."""
+    fam, dt, B, Lq, kv_len, Hq, Hkv, D, _, _, dev = _check_train(q, r, k, v, window, qk_scale, seqused_k, family)
+    lib = _train_library()
+    q = _dense(q)  # a copy again where the forward copied one
+    r = _dense(r) if fam else None
+    dout = _dense(dout)  # e.g. the expanded ones of a .sum()
+    dq, dr, dk, dv = _backward_outputs(q, r, k, v, fam)
+    if B == 0 or Lq == 0 or kv_len == 0:  # nothing launched: no key was seen, no gradient flows
+        for t in (dq, dr, dk, dv):
+            t.zero_()
+        return dq, dr, dk, dv
+    lib.attention_backward(
+        lib.engine(dev),
+        _pack_train(fam, dt, B, Lq, kv_len, Hq, Hkv, D, causal, window, qk_scale, q, r, k, v, o, seqused_k, stats,
+                    barv if fam == 1 else None),
+        _pack_bwd(_BWD_SIZE, dout.data_ptr(), o.data_ptr(), stats.data_ptr(), barv.data_ptr() if fam == 1 else 0,
+                  dq.data_ptr(), dr.data_ptr() if fam else 0, dk.data_ptr(), dv.data_ptr()),
+        _raw_stream(dev))
+    return dq, dr, dk, dv
+
+
+def _backward_outputs(q, r, k, v, fam):
+    return (q.new_empty(q.shape), r.new_empty(r.shape) if fam else q.new_empty((0,)), k.new_empty(k.shape),
+            v.new_empty(v.shape))
+
+
+@_backward_op.register_fake
+def _backward_fake(dout, q, r, k, v, o, stats, barv, causal, window, qk_scale, seqused_k, family):
+    fam = _check_train(q, r, k, v, window, qk_scale, seqused_k, family)[0]
+    return _backward_outputs(q, r, k, v, fam)
+
+
+def _setup_context(ctx, inputs, output):
+    q, r, k, v, causal, window, qk_scale, seqused_k, family = inputs
+    o, stats, barv = output
+    # stats and barv are the backward's inputs, not results: no gradient flows into them,
+    # and none is materialised for them.
+    ctx.mark_non_differentiable(stats, barv)
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(q, r, k, v, o, stats, barv, seqused_k)
+    ctx.plx = (causal, window, qk_scale, family)
+
+
+def _backward(ctx, dout, _dstats, _dbarv):
+    if dout is None:
+        return None, None, None, None, None, None, None, None, None
+    q, r, k, v, o, stats, barv, seqused_k = ctx.saved_tensors
+    causal, window, qk_scale, family = ctx.plx
+    dq, dr, dk, dv = _backward_op(dout, q, r, k, v, o, stats, barv, causal, window, qk_scale, seqused_k, family)
+    return dq, (None if family == "softmax" or r is None else dr), dk, dv, None, None, None, None, None
+
+
+torch.library.register_autograd("parallax_jit::attention_train", _backward, setup_context=_setup_context)
+
+
+def _wants_grad(q, r, k, v):
+    return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad
+                                        or (isinstance(r, _Tensor) and r.requires_grad))
+
+
 def attention(q, r, k, v, causal=True, window=-1, qk_scale=None, seqused_k=None, family="parallax",
               block_table=None):
     """Parallax-family attention; returns o, [batch, q_len, heads_q, head_dim], q's dtype.
@@ -194,8 +331,13 @@ def attention(q, r, k, v, causal=True, window=-1, qk_scale=None, seqused_k=None,
 
     Runs asynchronously on torch.cuda.current_stream(); errors in the arguments raise
     ValueError or TypeError before anything runs, the library's own as
-    parallax_jit.ParallaxError (a RuntimeError). Not differentiable yet: a backward
-    through it raises."""
+    parallax_jit.ParallaxError (a RuntimeError).
+
+    Differentiable: when grad mode is on and q, r, k or v requires grad, the forward also
+    keeps the per-row statistics (and, for "parallax", the softmax mean of v) that
+    plx_attention_backward reads, and o.backward() gives dq, dr, dk, dv (dk, dv summed over
+    each GQA group; r gets no gradient for family="softmax"). This needs a libparallax
+    with args ABI 3; paged KV (block_table) has no backward."""
     if (not _is_compiling() and type(q) is _Tensor and type(k) is _Tensor and type(v) is _Tensor
             and (r is None or type(r) is _Tensor) and _dispatch_modes() == 0
             and not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad
@@ -205,4 +347,10 @@ def attention(q, r, k, v, causal=True, window=-1, qk_scale=None, seqused_k=None,
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, _Tensor):
             _fail(TypeError, f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if _wants_grad(q, r, k, v):
+        if block_table is not None:
+            _fail(ValueError, "block_table (paged KV) has no backward, but q, r, k or v requires grad: pass "
+                              "contiguous k and v [batch, kv_len, heads_kv, head_dim] without block_table, or "
+                              "call under torch.no_grad() (or on detached inputs) for inference")
+        return _train_op(q, r, k, v, causal, window, qk_scale, seqused_k, family)[0]
     return _op(q, r, k, v, causal, window, qk_scale, seqused_k, family, block_table)

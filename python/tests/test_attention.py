@@ -2,7 +2,8 @@
   - library: finding and loading libparallax.so, its version and ABI, its errors (no torch);
   - trace: argument checks and torch.export on fake CUDA tensors (torch, no GPU);
   - gpu: results against an fp64 reference and against the C API called directly, every
-    family, bf16/fp16, GQA, masks, seqused_k, paged KV, torch.compile, CUDA graphs.
+    family, bf16/fp16, GQA, masks, seqused_k, paged KV, torch.compile, CUDA graphs, and
+    gradients against fp64 autograd.
 A tier whose requirement is missing is skipped with a line saying why.
 
   python3 python/tests/test_attention.py [-k substring]   # plain runner, exit 1 on failure
@@ -168,6 +169,29 @@ def test_packed_args_have_the_c_layout():
     assert _lib.ARGS.size == ctypes.sizeof(CArgs) == 112
     vals = (112, 1, 0, 3, 1, 1031, 16, 4, 128, 1, -1, 0.5, 16, 32, 48, 64, 80, 96, 112, 64, 17)
     assert _lib.ARGS.pack(*vals) == bytes(CArgs(*vals))
+
+
+class CArgs3(ctypes.Structure):
+    """plx_attention_args of ABI 3: CArgs plus stats and barv."""
+    _fields_ = CArgs._fields_ + [("stats", ctypes.c_void_p), ("barv", ctypes.c_void_p)]
+
+
+class CBackwardArgs(ctypes.Structure):
+    """plx_backward_args, field by field."""
+    _fields_ = [("struct_size", ctypes.c_int), ("dout", ctypes.c_void_p), ("o", ctypes.c_void_p),
+                ("stats", ctypes.c_void_p), ("barv", ctypes.c_void_p), ("dq", ctypes.c_void_p),
+                ("dr", ctypes.c_void_p), ("dk", ctypes.c_void_p), ("dv", ctypes.c_void_p)]
+
+
+def test_packed_training_args_have_the_c_layout():
+    assert _lib.ARGS3.size == ctypes.sizeof(CArgs3) == 128
+    vals = (128, 1, 0, 3, 1, 1031, 16, 4, 128, 1, -1, 0.5, 16, 32, 48, 64, 80, 96, 0, 0, 0, 128, 144)
+    assert _lib.ARGS3.pack(*vals) == bytes(CArgs3(*vals))
+    # ABI 3 only appends: everything after struct_size is the ABI 2 block
+    assert _lib.ARGS3.pack(*vals)[4:112] == _lib.ARGS.pack(112, *vals[1:21])[4:]
+    assert _lib.BACKWARD_ARGS.size == ctypes.sizeof(CBackwardArgs) == 72
+    bvals = (72, 16, 32, 48, 64, 80, 96, 112, 128)
+    assert _lib.BACKWARD_ARGS.pack(*bvals) == bytes(CBackwardArgs(*bvals))
 
 
 def test_engine_creation_error_is_a_parallax_error():
@@ -354,6 +378,45 @@ def test_op_schema_mutates_nothing():
             "int window=-1, float? qk_scale=None, Tensor? seqused_k=None, "
             "str family=\"parallax\", Tensor? block_table=None) -> Tensor")
     assert str(schema).replace("SymInt window", "int window") == want, schema  # SymInt: torch >= 2.5
+
+
+def test_grad_traces_through_forward_and_backward_on_fake_tensors():
+    need_torch()
+    A = parallax_jit.attention
+    with fake_mode():
+        def leaves():
+            q, r = (torch.empty(2, 33, 4, 64, dtype=torch.bfloat16, device="cuda", requires_grad=True)
+                    for _ in range(2))
+            k, v = (torch.empty(2, 70, 2, 64, dtype=torch.bfloat16, device="cuda", requires_grad=True)
+                    for _ in range(2))
+            return q, r, k, v
+        for family in FAMILIES:
+            q, r, k, v = leaves()
+            o = A(q, r, k, v, family=family, window=9)
+            assert o.requires_grad and o.grad_fn is not None, (family, o.grad_fn)
+            assert tuple(o.shape) == (2, 33, 4, 64)
+            o.float().sum().backward()
+            for name, t in (("q", q), ("k", k), ("v", v)) + ((("r", r),) if family != "softmax" else ()):
+                assert t.grad is not None and t.grad.shape == t.shape and t.grad.dtype == t.dtype, \
+                    (family, name, None if t.grad is None else (tuple(t.grad.shape), t.grad.dtype))
+            if family == "softmax":
+                assert r.grad is None, "softmax has no probe: r must get no gradient"
+        # under no_grad the inference op runs even on inputs that require grad
+        q, r, k, v = leaves()
+        with torch.no_grad():
+            assert A(q, r, k, v).grad_fn is None
+
+
+def test_grad_with_block_table_is_refused():
+    need_torch()
+    with fake_mode():
+        q = torch.empty(2, 1, 8, 128, dtype=torch.bfloat16, device="cuda", requires_grad=True)
+        pool = torch.empty(9, 64, 2, 128, dtype=torch.bfloat16, device="cuda")
+        bt = torch.zeros(2, 4, dtype=torch.int32, device="cuda")
+        with raises(ValueError, "block_table (paged KV) has no backward", "torch.no_grad()"):
+            parallax_jit.attention(q, q.detach(), pool, pool, block_table=bt)
+        with torch.no_grad():  # inference through a paged cache is unaffected
+            assert parallax_jit.attention(q, q.detach(), pool, pool, block_table=bt).shape == q.shape
 
 
 # ---------------------------------------------------------------- gpu tier
@@ -633,14 +696,109 @@ def test_errors_on_the_gpu():
     assert e.shape == (0, 1, 4, 128)
 
 
-def test_autograd_through_it_says_it_is_not_differentiable():
+GRAD_TOL = 3e-2  # max-norm relative error per gradient tensor (bf16/fp16 inputs, fp32 accumulation)
+
+
+def check_grad(got, ref, what):
+    """max |got - ref| / max |ref|: the error scale of the largest gradient element."""
+    assert got is not None, f"{what}: no gradient"
+    assert got.shape == ref.shape, (what, tuple(got.shape), tuple(ref.shape))
+    bad = ~torch.isfinite(got)
+    if bad.any():
+        idx = bad.nonzero()[0].tolist()
+        raise AssertionError(f"{what}: {int(bad.sum())} non-finite gradient elements, first at {idx}")
+    d = (got.double() - ref).abs()
+    scale = ref.abs().max().clamp_min(1e-30).item()
+    err = d.max().item() / scale
+    if not err < GRAD_TOL:
+        idx = tuple(divmod_index(int(d.argmax()), got.shape))
+        raise AssertionError(f"{what}: max-norm relative error {err:.3e} >= {GRAD_TOL:g} (max |ref| {scale:.4g}); "
+                             f"worst at {list(idx)}: got {got[idx].item():.5f}, want {ref[idx].item():.5f}; "
+                             f"{int((d > GRAD_TOL * scale).sum())} of {d.numel()} elements over")
+    return err
+
+
+def grad_case(family, dt, B, Lq, Lk, Hq, Hkv, D, seed, **kw):
+    """Gradients through parallax_jit.attention against fp64 autograd of reference()."""
+    dtype = dtypes()[dt]
+    q, r, k, v = make(B, Lq, Lk, Hq, Hkv, D, dtype, seed)
+    g = torch.Generator(device="cuda").manual_seed(SEED * 100 + seed + 50)
+    dout = torch.randn(B, Lq, Hq, D, device="cuda", generator=g, dtype=torch.float32).to(dtype)
+    leaves = [t.detach().requires_grad_() for t in (q, r, k, v)]
+    o = parallax_jit.attention(*leaves, family=family, **kw)
+    o.backward(dout)
+    exact = [t.detach().double().requires_grad_() for t in (q, r, k, v)]
+    ref = reference(*exact, family, **kw)
+    ref.backward(dout.double())
+    torch.cuda.synchronize()
+    what = f"{family} {dt} B{B} Lq{Lq} Lk{Lk} Hq{Hq} Hkv{Hkv} D{D} {kw} (PLX_SEED={SEED})"
+    check_close(o.detach(), ref.detach(), TOL[dt], what + " forward with stats")
+    errs = {}
+    for name, got, want in zip("qrkv", leaves, exact):
+        if name == "r" and family == "softmax":
+            assert got.grad is None, f"{what}: softmax gave r a gradient"
+            continue
+        errs["d" + name] = check_grad(got.grad, want.grad, f"{what} d{name}")
+    print(f"  grad {what}: " + ", ".join(f"{n} {e:.2e}" for n, e in errs.items()))
+
+
+def test_gradients_match_fp64_autograd():
     need_gpu()
-    q, r, k, v = make(1, 1, 64, 4, 4, 128, torch.bfloat16, seed=21)
-    q.requires_grad_(True)
-    o = parallax_jit.attention(q, r, k, v)
-    assert o.requires_grad
-    with raises(RuntimeError, "parallax_jit.attention"):
-        o.float().sum().backward()
+    # GQA 2 throughout; odd lengths leave partial tiles at both ends of every loop.
+    grad_case("parallax", "bf16", 2, 131, 131, 4, 2, 128, seed=30)
+    grad_case("parallax", "bf16", 1, 199, 199, 4, 2, 64, seed=31, window=48)
+    grad_case("parallax_uncentered", "bf16", 2, 67, 67, 4, 2, 128, seed=32)
+    grad_case("softmax", "bf16", 1, 163, 163, 4, 2, 128, seed=33, window=70)
+    grad_case("parallax", "fp16", 1, 97, 97, 4, 2, 128, seed=34, causal=False)
+    grad_case("parallax", "bf16", 1, 65, 193, 4, 2, 128, seed=35)  # q_len < kv_len: the diagonal at the end
+
+
+def test_softmax_grad_gives_no_dr():
+    need_gpu()
+    q, r, k, v = (t.detach().requires_grad_() for t in make(1, 65, 65, 4, 2, 64, torch.bfloat16, seed=36))
+    o = parallax_jit.attention(q, r, k, v, family="softmax")
+    o.float().square().sum().backward()
+    assert r.grad is None, "family='softmax' reads no probe: r.grad must stay None"
+    assert all(t.grad is not None and bool(torch.isfinite(t.grad).all()) for t in (q, k, v))
+    o = parallax_jit.attention(q, None, k, v, family="softmax")  # and without a probe at all
+    o.float().sum().backward()
+    torch.cuda.synchronize()
+
+
+def test_grad_path_uses_abi3_and_inference_keeps_abi2():
+    need_gpu()
+    lib = _lib.load()
+    sizes = []
+    real = lib.attention
+
+    def spy(engine, packed, stream):
+        sizes.append(len(packed))
+        return real(engine, packed, stream)
+    q, r, k, v = make(1, 64, 64, 4, 2, 128, torch.bfloat16, seed=37)
+    qg = q.detach().requires_grad_()
+    lib.attention = spy
+    try:
+        parallax_jit.attention(q, r, k, v)            # nothing requires grad
+        with torch.no_grad():
+            parallax_jit.attention(qg, r, k, v)       # grad mode off
+        assert sizes == [_lib.ARGS.size] * 2 == [112] * 2, sizes
+        o = parallax_jit.attention(qg, r, k, v)
+        assert sizes[2:] == [_lib.ARGS3.size] == [128], sizes
+        with torch.no_grad():
+            want = parallax_jit.attention(q, r, k, v)
+        torch.cuda.synchronize()
+        # the training forward (a prefill kernel that also writes stats) gives the inference result
+        check_close(o.detach(), want.double(), TOL["bf16"], "training forward vs inference")
+    finally:
+        del lib.attention  # the bound method again
+    saved_abi = lib.abi
+    lib.abi = 2  # as an older library reports: the gradient path must refuse, not pass fields it ignores
+    try:
+        with raises(RuntimeError, "args ABI 3", "reads ABI 2", "torch.no_grad()"):
+            parallax_jit.attention(qg, r, k, v)
+        assert parallax_jit.attention(q, r, k, v).shape == q.shape  # inference still runs
+    finally:
+        lib.abi = saved_abi
 
 
 # ---------------------------------------------------------------- plain runner
