@@ -11,6 +11,17 @@
 
 namespace plx {
 
+json::Value ceilings_to_json(const Ceilings& c) {
+  json::Value o = json::Value::object();
+  o.set("copy_GBps", c.copy_GBps);
+  o.set("tc_tflops", c.tc_tflops);
+  o.set("mma_sync_tflops", c.mma_sync_tflops);
+  o.set("wgmma_tflops", c.wgmma_tflops);
+  o.set("tc_kernel", c.tc_kernel);
+  o.set("measured_at", c.measured_at);
+  return o;
+}
+
 GpuProfile with_ceilings(GpuProfile base, const Ceilings& c) {
   if (!c.valid()) return base;
   base.name += " (measured)";

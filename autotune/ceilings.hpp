@@ -12,6 +12,7 @@
 #include <string>
 
 #include "autotune/roofline.hpp"
+#include "common/json.hpp"
 
 namespace plx {
 namespace cu {
@@ -31,6 +32,10 @@ struct Ceilings {
   // FLOP per byte where the two roofs meet: 754 TFLOP/s / 4280 GB/s = 176.2
   double ridge() const { return copy_GBps > 0 ? tc_tflops * 1e3 / copy_GBps : 0; }
 };
+
+// The measured fields as a JSON object, as the tuning database stores them (the tune
+// report adds the derived ridge point).
+json::Value ceilings_to_json(const Ceilings& c);
 
 // `base` with the measured ceilings in place of its bandwidth and tensor-core rate (the
 // SM count, shared memory and launch cost stay), named "<base> (measured)". An invalid

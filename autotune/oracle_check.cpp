@@ -109,18 +109,7 @@ OracleCase::OracleCase(const AttentionArgs& problem, std::uint64_t seed) : impl_
   a.seqused_k = static_cast<const int*>(m.dlive.data());
   m.a = a;
 
-  oracle::Problem p;
-  p.family = a.family;
-  p.batch = a.batch;
-  p.q_len = a.q_len;
-  p.kv_len = a.kv_len;
-  p.heads_q = a.heads_q;
-  p.heads_kv = a.heads_kv;
-  p.head_dim = a.head_dim;
-  p.causal = a.causal;
-  p.window_left = a.window_left;
-  p.qk_scale = a.qk_scale;
-  p.seqused_k = m.live;
+  const oracle::Problem p = oracle::problem_of(a, m.live);
   m.ref.resize(nq);
   oracle::attention(p, q.exact.data(), r.exact.data(), k.exact.data(), v.exact.data(), m.ref.data());
 }

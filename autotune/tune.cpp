@@ -329,11 +329,7 @@ BucketOutcome tune_bucket(measure::Harness& h, measure::AttentionInputs& inputs,
 // ---- useful work ----------------------------------------------------------------------
 
 double visible_pairs(const AttentionArgs& a) {
-  oracle::Problem p;
-  p.q_len = a.q_len;
-  p.kv_len = a.kv_len;
-  p.causal = a.causal;
-  p.window_left = a.window_left;
+  const oracle::Problem p = oracle::problem_of(a);
   double per_head = 0;
   for (int i = 0; i < a.q_len; ++i) {
     const auto [lo, hi] = oracle::visible_range(p, 0, i);
@@ -347,11 +343,7 @@ double useful_flops(const AttentionArgs& a) {
 }
 
 double useful_bytes(const AttentionArgs& a) {
-  oracle::Problem p;
-  p.q_len = a.q_len;
-  p.kv_len = a.kv_len;
-  p.causal = a.causal;
-  p.window_left = a.window_left;
+  const oracle::Problem p = oracle::problem_of(a);
   // The keys any query row sees: one range per sequence (rows are end-aligned).
   int lo = a.kv_len, hi = 0;
   for (int i = 0; i < a.q_len; ++i) {

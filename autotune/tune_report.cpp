@@ -157,14 +157,8 @@ BucketOutcome outcome_from_json(const json::Value& v) {
 }
 
 json::Value to_json(const Ceilings& c) {
-  json::Value o = json::Value::object();
-  o.set("copy_GBps", c.copy_GBps);
-  o.set("tc_tflops", c.tc_tflops);
-  o.set("mma_sync_tflops", c.mma_sync_tflops);
-  o.set("wgmma_tflops", c.wgmma_tflops);
-  o.set("tc_kernel", c.tc_kernel);
+  json::Value o = ceilings_to_json(c);
   o.set("ridge_flop_per_byte", c.ridge());
-  o.set("measured_at", c.measured_at);
   return o;
 }
 

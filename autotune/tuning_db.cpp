@@ -158,17 +158,7 @@ std::string dump_db(const DbFile& f) {
   id.set("template_hash", i.template_hash);
   id.set("project_version", i.project_version);
   r.set("identity", std::move(id));
-  if (f.ceilings) {
-    const Ceilings& c = *f.ceilings;
-    json::Value o = json::Value::object();
-    o.set("copy_GBps", c.copy_GBps);
-    o.set("tc_tflops", c.tc_tflops);
-    o.set("mma_sync_tflops", c.mma_sync_tflops);
-    o.set("wgmma_tflops", c.wgmma_tflops);
-    o.set("tc_kernel", c.tc_kernel);
-    o.set("measured_at", c.measured_at);
-    r.set("ceilings", std::move(o));
-  }
+  if (f.ceilings) r.set("ceilings", ceilings_to_json(*f.ceilings));
   json::Value entries = json::Value::object();
   for (const auto& [bucket, e] : f.entries) {  // std::map: sorted, so files diff cleanly
     json::Value o = json::Value::object();

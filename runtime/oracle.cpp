@@ -11,6 +11,22 @@
 #include <parallax/errors.hpp>
 
 namespace plx::oracle {
+
+Problem problem_of(const AttentionArgs& a, std::vector<int> seqused_k) {
+  Problem p;
+  p.family = a.family;
+  p.batch = a.batch;
+  p.q_len = a.q_len;
+  p.kv_len = a.kv_len;
+  p.heads_q = a.heads_q;
+  p.heads_kv = a.heads_kv;
+  p.head_dim = a.head_dim;
+  p.causal = a.causal;
+  p.window_left = a.window_left;
+  p.qk_scale = a.qk_scale;
+  p.seqused_k = std::move(seqused_k);
+  return p;
+}
 namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "generator/variant.hpp"
+#include "parallax/parallax.hpp"
 
 namespace plx::oracle {
 
@@ -23,6 +24,10 @@ struct Problem {
   double qk_scale = 0;         // 0 means 1/sqrt(head_dim); scales q.k only, never r.k
   std::vector<int> seqused_k;  // empty: L_b = kv_len for every batch
 };
+
+// The problem an engine call poses (shape, family, mask, scale; pointers ignored), with
+// the live KV lengths the caller put behind a.seqused_k (empty: none).
+Problem problem_of(const AttentionArgs& a, std::vector<int> seqused_k = {});
 
 // Throws plx::UnsupportedError naming the offending field and its value.
 void validate(const Problem&);

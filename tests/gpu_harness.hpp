@@ -102,21 +102,7 @@ inline Paged make_paged(std::mt19937_64& rng, const AttentionArgs& a, int page_s
   return p;
 }
 
-inline oracle::Problem problem_of(const AttentionArgs& a, const std::vector<int>& seqused) {
-  oracle::Problem p;
-  p.family = a.family;
-  p.batch = a.batch;
-  p.q_len = a.q_len;
-  p.kv_len = a.kv_len;
-  p.heads_q = a.heads_q;
-  p.heads_kv = a.heads_kv;
-  p.head_dim = a.head_dim;
-  p.causal = a.causal;
-  p.window_left = a.window_left;
-  p.qk_scale = a.qk_scale;
-  p.seqused_k = seqused;
-  return p;
-}
+using oracle::problem_of;
 
 inline Comparison run_case(Engine& engine, const Case& c, std::uint64_t seed, void* stream = nullptr) {
   std::mt19937_64 rng(seed);
