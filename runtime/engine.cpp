@@ -185,38 +185,26 @@ struct Engine::Impl {
     return *kernels.emplace(name, std::move(k)).first->second;
   }
 
-  // Grows (never shrinks) the stream's workspace. The old buffer may still be read by
-  // kernels queued on the stream, so it is retired, not freed, until the engine goes: no
-  // synchronisation, ever. Growth allocates, which a CUDA graph capture forbids, so during
-  // a capture a too-small workspace is an error that says what to do.
+  // The stream's split-KV partials (fp32).
   float* workspace(CUstream s, std::size_t floats) {
     std::lock_guard lock(mu);
-    Workspace& w = workspaces[s];
-    const std::size_t bytes = floats * sizeof(float);
-    if (w.buf.size() < bytes) {
-      refuse_growth_in_capture(s, bytes, "split-KV workspace");
-      if (w.buf.size() > 0) retired.push_back(std::move(w.buf));
-      w.buf = cu::Buffer(bytes + bytes / 2);  // headroom: growth is rare
-    }
-    return static_cast<float*>(w.buf.data());
+    return static_cast<float*>(grown(s, workspaces[s].buf, floats * sizeof(float), "split-KV workspace", false));
   }
 
   // The stream's merge counters (merge.cuh): zeroed once when allocated, and every launch
   // leaves them at zero, so a larger grid later only ever needs a larger zeroed buffer.
   int* counters(CUstream s, std::size_t n) {
     std::lock_guard lock(mu);
-    Workspace& w = workspaces[s];
-    const std::size_t bytes = n * sizeof(int);
-    if (w.counters.size() < bytes) {
-      refuse_growth_in_capture(s, bytes, "split-KV merge counters");
-      if (w.counters.size() > 0) retired.push_back(std::move(w.counters));
-      w.counters = cu::Buffer(bytes + bytes / 2);
-      PLX_CU(cu::api().cuMemsetD8Async(w.counters.ptr(), 0, w.counters.size(), s));
-    }
-    return static_cast<int*>(w.counters.data());
+    return static_cast<int*>(grown(s, workspaces[s].counters, n * sizeof(int), "split-KV merge counters", true));
   }
 
-  static void refuse_growth_in_capture(CUstream s, std::size_t bytes, const char* what) {
+  // Grows (never shrinks) one of a stream's buffers to `bytes`, with headroom, and zeroes a
+  // new one on the stream when asked. The old buffer may still be read by kernels queued on
+  // the stream, so it is retired, not freed, until the engine goes: no synchronisation,
+  // ever. Growth allocates, which a CUDA graph capture forbids, so during a capture a
+  // too-small buffer is an error that says what to do. Call with `mu` held.
+  void* grown(CUstream s, cu::Buffer& buf, std::size_t bytes, const char* what, bool zero) {
+    if (buf.size() >= bytes) return buf.data();
     CUstreamCaptureStatus capturing = CU_STREAM_CAPTURE_STATUS_NONE;
     PLX_CU(cu::api().cuStreamIsCapturing(s, &capturing));
     if (capturing != CU_STREAM_CAPTURE_STATUS_NONE)
@@ -224,6 +212,10 @@ struct Engine::Impl {
           "attention: the {} must grow to {} bytes, which cannot happen during CUDA graph capture; run the "
           "same call once on this stream before capturing",
           what, bytes));
+    if (buf.size() > 0) retired.push_back(std::move(buf));
+    buf = cu::Buffer(bytes + bytes / 2);  // headroom: growth is rare
+    if (zero) PLX_CU(cu::api().cuMemsetD8Async(buf.ptr(), 0, buf.size(), s));
+    return buf.data();
   }
 
   void run(const Variant& v, const AttentionArgs& a, void* stream) {
