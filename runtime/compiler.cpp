@@ -174,6 +174,16 @@ std::vector<std::string> canonical_options(const CompileRequest& req) {
   return opts;
 }
 
+std::vector<std::string> performance_warnings(const CompiledKernel& k) {
+  std::vector<std::string> out;
+  for (std::string_view line : split_lines(k.log))
+    // ptxas names the function at the end of the note; a log can hold several kernels.
+    if (line.starts_with("ptxas") && line.find("Potential Performance Loss") != std::string_view::npos &&
+        (k.lowered_name.empty() || line.find(k.lowered_name) != std::string_view::npos))
+      out.emplace_back(line);
+  return out;
+}
+
 namespace detail {
 
 void parse_ptxas_info(const std::string& log, const std::string& mangled, CompiledKernel& k) {

@@ -45,4 +45,11 @@ namespace detail {
 void parse_ptxas_info(const std::string& log, const std::string& mangled, CompiledKernel& k);
 }  // namespace detail
 
+// ptxas's "Potential Performance Loss" notes in a kernel's log, one string each (e.g.
+// C7515/C7518: every wgmma of the kernel serialised, which halves a wgmma kernel's speed
+// while it still compiles and runs correctly). Empty for a clean kernel.
+std::vector<std::string> performance_warnings(const CompiledKernel& k);
+namespace detail {
+}  // namespace detail
+
 }  // namespace plx

@@ -185,6 +185,40 @@ TEST_CASE("ptxas -v parsing picks the lines of the requested kernel", "[nvrtc]")
   CHECK(c == plx::CompiledKernel{});
 }
 
+// A wgmma issued in one divergent region and waited for in another: ptxas then serialises
+// every wgmma of the kernel (C7514-C7518) and says so only as an "info" note. The clean
+// twin issues and waits in the same region.
+const char* kWgmmaSerialised = R"(
+#define WG(d) asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\nwgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, %4, %5, p, 1, 1, 0, 0;\n}\n" : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "l"(da), "l"(db))
+template <bool kSplit>
+__global__ void wg(unsigned long long da, unsigned long long db, float* out, int flag) {
+  float d[4] = {0.f, 0.f, 0.f, 0.f};
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+  if (flag) {
+    WG(d);
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    if (!kSplit) asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  }
+  if (kSplit && flag > 1) asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  out[threadIdx.x] = d[0] + d[1] + d[2] + d[3];
+}
+)";
+
+TEST_CASE("performance_warnings reports a kernel whose wgmmas ptxas serialised", "[nvrtc]") {
+  auto build = [](bool split) {
+    plx::CompileRequest r;
+    r.source = kWgmmaSerialised;
+    r.arch = "sm_90a";
+    r.name_expression = split ? "wg<true>" : "wg<false>";
+    r.display_name = split ? "wgmma_split" : "wgmma_clean";
+    return plx::compile(r);
+  };
+  const auto bad = plx::performance_warnings(build(true));
+  REQUIRE(bad.size() >= 1);
+  CHECK(bad[0].find("serialized") != std::string::npos);
+  CHECK(plx::performance_warnings(build(false)).empty());
+}
+
 TEST_CASE("four compiles in four threads", "[nvrtc]") {
   std::vector<plx::CompiledKernel> out(4);
   std::vector<std::exception_ptr> errors(4);

@@ -15,6 +15,7 @@
 #include "generator/expand.hpp"
 #include "generator/render.hpp"
 #include "generator/spec.hpp"
+#include "runtime/compiler.hpp"
 #include "runtime/jit.hpp"
 
 using namespace plx;
@@ -78,6 +79,8 @@ TEST_CASE("every shipped variant and merge kernel compiles with NVRTC, without s
     CHECK(r.k.registers > 0);
     CHECK(r.k.registers <= 255);
     CHECK(r.k.spill_bytes == 0);
+    // e.g. wgmma serialised by ptxas (C7514-C7518): correct, and half as fast.
+    CHECK(plx::performance_warnings(r.k).empty());
   }
   // One line per kernel in the test log: a resource table for whoever tunes the templates.
   for (const auto& r : results)

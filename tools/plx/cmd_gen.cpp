@@ -14,6 +14,7 @@
 #include "generator/expand.hpp"
 #include "generator/render.hpp"
 #include "generator/spec.hpp"
+#include "runtime/compiler.hpp"
 #include "runtime/kernel_cache.hpp"
 
 namespace plx::cli {
@@ -124,6 +125,7 @@ int cmd_gen(const std::vector<std::string>& argv) {
     if (o.ok) {
       fmt::print("{} regs {} spill {} smem {} ok\n", r.display_name, o.compiled.registers, o.compiled.spill_bytes,
                  r.smem_bytes);
+      for (const std::string& w : performance_warnings(o.compiled)) fmt::print("  warning: {}\n", w);
     } else {
       ++failed;
       fmt::print("{} regs - spill - smem {} FAILED\n{}\n", r.display_name, r.smem_bytes, o.error);
