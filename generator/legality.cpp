@@ -40,6 +40,12 @@ std::optional<std::string> why_illegal_wgmma(const Variant& v) {
                        rw, has_probe(v.family) ? "32 q + 32 r rows of an m64 tile" : "64 q rows of an m64 tile");
   }
   const int consumers = t.block_m / rw;
+  // Ping-pong alternates MMA turns between consumer warpgroups: one alone has nobody to
+  // hand its turn to (and plain wgmma is the same kernel then).
+  if (is_pingpong(t.mma) && consumers < 2) {
+    return fmt::format("mma {}: ping-pong needs 2 or 3 consumer warpgroups; block_m {} gives {}", mma, t.block_m,
+                       consumers);
+  }
   if (t.warps != 4 * (consumers + 1)) {
     return fmt::format("mma {}: warps {} must be 4 x ({} consumer warpgroups + 1 producer) = {}", mma, t.warps,
                        consumers, 4 * (consumers + 1));
@@ -54,7 +60,7 @@ std::optional<std::string> why_illegal_wgmma(const Variant& v) {
   //   wgmma,      d 128, block_n 128: 64 + 64 + 40 = 168 <= 232 (2 consumers), > 160 (3)
   //   wgmma,      d 64,  block_n 128: 32 + 64 + 40 = 136 <= 160
   //   wgmma-pipe, d 128, block_n 128: 64 + 64 + 32 + 40 = 200 <= 232
-  const bool pipe = t.mma == Mma::wgmma_pipe;
+  const bool pipe = is_pipelined(t.mma);
   const int need = d / 2 + t.block_n / 2 + (pipe ? t.block_n / 4 : 0) + 40;
   const int have = wgmma_consumer_registers(consumers);
   if (need > have) {

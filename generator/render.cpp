@@ -58,7 +58,7 @@ RenderedKernel render(const Variant& v) {
       fmt::arg("d", v.head_dim), fmt::arg("bm", v.tile.block_m), fmt::arg("bn", v.tile.block_n),
       fmt::arg("w", v.tile.warps), fmt::arg("s", v.tile.stages), fmt::arg("causal", v.causal ? "true" : "false"),
       fmt::arg("window", v.window ? "true" : "false"),
-      fmt::arg("extra", !wgmma ? "" : v.tile.mma == Mma::wgmma_pipe ? ", true" : ", false"),
+      fmt::arg("extra", !wgmma ? "" : fmt::format(", {}, {}", is_pipelined(v.tile.mma), is_pingpong(v.tile.mma))),
       fmt::arg("smem", r.smem_bytes),
       fmt::arg("threads", r.threads));
   r.name_expression = fmt::format("{}<plx_gen::Cfg>", kernel);

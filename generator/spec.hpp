@@ -18,8 +18,10 @@
 //     warps: [4]
 //     stages: {from: 2, to: 4}
 //     split_kv: [auto, 1]        # decode only; prefill allows auto/1 (both mean 1)
-//     mma: [sync]                # sync (default) | wgmma | wgmma-pipe (Hopper warpgroup MMA,
-//                                # prefill on sm_90a only; -pipe overlaps softmax and MMAs)
+//     mma: [sync]                # sync (default) | wgmma | wgmma-pipe | wgmma-pp |
+//                                # wgmma-pipe-pp (Hopper warpgroup MMA, prefill on sm_90a
+//                                # only; -pipe overlaps softmax and MMAs inside a warpgroup,
+//                                # -pp takes turns between consumer warpgroups)
 //
 // Every list-valued key takes a scalar, a list, or a range map {from, to[, step | mul]}
 // (lists may also contain ranges; `to` is a bound, {from: 16, to: 100, mul: 2} = 16 32 64).

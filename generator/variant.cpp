@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <vector>
 
@@ -30,6 +31,8 @@ std::string_view to_string(Mma v) {
     case Mma::sync: return "sync";
     case Mma::wgmma: return "wgmma";
     case Mma::wgmma_pipe: return "wgmma-pipe";
+    case Mma::wgmma_pp: return "wgmma-pp";
+    case Mma::wgmma_pipe_pp: return "wgmma-pipe-pp";
   }
   return "?";
 }
@@ -57,9 +60,13 @@ std::optional<Arch> parse_arch(std::string_view s) {
   return std::nullopt;
 }
 std::optional<Mma> parse_mma(std::string_view s) {
-  if (s == "sync") return Mma::sync;
-  if (s == "wgmma") return Mma::wgmma;
-  if (s == "wgmma-pipe" || s == "wgmma_pipe") return Mma::wgmma_pipe;
+  for (Mma m : {Mma::sync, Mma::wgmma, Mma::wgmma_pipe, Mma::wgmma_pp, Mma::wgmma_pipe_pp}) {
+    const std::string_view name = to_string(m);
+    if (s.size() == name.size() && std::equal(s.begin(), s.end(), name.begin(), [](char a, char b) {
+          return a == b || (a == '_' && b == '-');
+        }))
+      return m;
+  }
   return std::nullopt;
 }
 

@@ -17,20 +17,24 @@ enum class Arch { sm80, sm90a };
 // Tensor-core instruction family of a kernel: mma.sync (sm_80 and up, templates/plx/prefill.cuh
 // and decode.cuh) or Hopper's warpgroup wgmma.mma_async (sm_90a only, prefill_sm90.cuh),
 // one K/V tile at a time (wgmma) or with the softmax of a tile overlapping the MMAs of its
-// neighbours (wgmma_pipe, named "wgmma-pipe").
-enum class Mma { sync, wgmma, wgmma_pipe };
+// neighbours (wgmma_pipe, named "wgmma-pipe"). The -pp forms add ping-pong scheduling: the
+// consumer warpgroups take turns issuing their MMAs, so one's softmax runs while another's
+// MMAs hold the tensor cores (needs two or more consumers).
+enum class Mma { sync, wgmma, wgmma_pipe, wgmma_pp, wgmma_pipe_pp };
 constexpr bool is_wgmma(Mma m) { return m != Mma::sync; }
+constexpr bool is_pipelined(Mma m) { return m == Mma::wgmma_pipe || m == Mma::wgmma_pipe_pp; }
+constexpr bool is_pingpong(Mma m) { return m == Mma::wgmma_pp || m == Mma::wgmma_pipe_pp; }
 
 std::string_view to_string(Op);
 std::string_view to_string(Family);
 std::string_view to_string(DType);
 std::string_view to_string(Arch);          // "sm_80", "sm_90a" (NVRTC spelling)
-std::string_view to_string(Mma);           // "sync", "wgmma", "wgmma-pipe"
+std::string_view to_string(Mma);           // "sync", "wgmma", "wgmma-pipe", "wgmma-pp", "wgmma-pipe-pp"
 std::optional<Op> parse_op(std::string_view);
 std::optional<Family> parse_family(std::string_view);
 std::optional<DType> parse_dtype(std::string_view);
 std::optional<Arch> parse_arch(std::string_view);  // accepts sm_80 / sm80 / sm_90a / sm90a
-std::optional<Mma> parse_mma(std::string_view);    // sync / wgmma / wgmma-pipe (or wgmma_pipe)
+std::optional<Mma> parse_mma(std::string_view);    // to_string's names ("_" for "-" accepted)
 
 // Does this family carry the probe r (second MMA row set, O2 accumulator)?
 constexpr bool has_probe(Family f) { return f != Family::softmax; }

@@ -29,6 +29,7 @@
 #include "generator/render.hpp"
 #include "gpu_engine.hpp"
 #include "gpu_harness.hpp"
+#include "runtime/compiler.hpp"
 #include "runtime/jit.hpp"
 
 using namespace plx;
@@ -85,6 +86,9 @@ constexpr Family kFamilies[] = {Family::softmax, Family::parallax, Family::paral
 constexpr DType kDtypes[] = {DType::bf16, DType::fp16};
 
 constexpr Mma kPipe = Mma::wgmma_pipe;
+constexpr Mma kPp = Mma::wgmma_pp, kPipePp = Mma::wgmma_pipe_pp;
+// Every consumer loop: alone, and with ping-pong turns between the consumer warpgroups.
+constexpr Mma kLoops[] = {Mma::wgmma, kPipe, kPp, kPipePp};
 
 // Group 1: a single K/V tile, no mask; softmax first (plain GEMM plumbing), q = 0 first
 // (uniform weights: only the loads and the P.V wgmma matter), then the pipelined loop.
@@ -112,11 +116,12 @@ std::vector<Case> smoke_cases() {
 // kv_len (the first q_len - kv_len rows see no key: exact zeros, never NaN).
 std::vector<Case> causal_cases() {
   std::vector<Case> c;
-  for (Mma mma : {Mma::wgmma, kPipe})
+  for (Mma mma : kLoops)
     for (int d : {64, 128})
       for (DType dt : kDtypes)
         for (Family f : kFamilies) {
-          const Variant v = wgmma_variant(f, dt, d, true, false, 2, 128, mma == kPipe ? 3 : 2, mma);
+          if (is_pingpong(mma) && dt != DType::bf16) continue;  // same scheduling as bf16
+          const Variant v = wgmma_variant(f, dt, d, true, false, 2, 128, is_pipelined(mma) ? 3 : 2, mma);
           c.push_back({v, {1, 64, 64, 2, 2}});
           c.push_back({v, {1, 128, 128, 4, 1}});
           c.push_back({v, {2, 77, 77, 2, 1}});
@@ -131,8 +136,8 @@ std::vector<Case> causal_cases() {
 // 1, windows wider than the sequence), seqused_k with an empty sequence, a paged cache.
 std::vector<Case> mask_cases() {
   std::vector<Case> c;
-  for (Mma mma : {Mma::wgmma, kPipe}) {
-    const int st = mma == kPipe ? 3 : 2;
+  for (Mma mma : kLoops) {
+    const int st = is_pipelined(mma) ? 3 : 2;
     for (Family f : kFamilies)
       for (int d : {64, 128}) {
         const Variant full = wgmma_variant(f, DType::bf16, d, false, false, 2, 128, st, mma);
@@ -179,7 +184,10 @@ std::vector<Case> tile_cases() {
                              wgmma_variant(f, DType::bf16, 128, true, false, 1, 128, 3, kPipe),
                              wgmma_variant(f, DType::bf16, 128, true, false, 2, 64, 4, kPipe),
                              wgmma_variant(f, DType::bf16, 128, true, false, 2, 128, 2, kPipe),
-                             wgmma_variant(f, DType::bf16, 64, true, false, 3, 64, 3, kPipe)}) {
+                             wgmma_variant(f, DType::bf16, 64, true, false, 3, 64, 3, kPipe),
+                             wgmma_variant(f, DType::bf16, 128, true, false, 2, 64, 3, kPp),
+                             wgmma_variant(f, DType::bf16, 64, true, false, 3, 128, 2, kPp),
+                             wgmma_variant(f, DType::fp16, 64, true, false, 3, 64, 3, kPipePp)}) {
       c.push_back({v, a});
       c.push_back({v, b});
       c.push_back({v, q_gt_kv});
@@ -197,7 +205,7 @@ std::vector<Variant> variants_of(const std::vector<std::vector<Case>>& groups) {
   return out;
 }
 
-// The bench's variants for one shape: Parallax and softmax, both consumer loops, 2 or 3
+// The bench's variants for one shape: Parallax and softmax, every consumer loop, 2 or 3
 // consumer warpgroups, block_n 64 / 128, 2 or 3 stages.
 std::vector<Variant> bench_variants(int d) {
   std::vector<Variant> out;
@@ -210,6 +218,10 @@ std::vector<Variant> bench_variants(int d) {
         wgmma_variant(f, DType::bf16, d, true, false, 2, 64, 4, kPipe),
         wgmma_variant(f, DType::bf16, d, true, false, 3, 128, 2),
         wgmma_variant(f, DType::bf16, d, true, false, 3, 64, 3, kPipe),
+        wgmma_variant(f, DType::bf16, d, true, false, 2, 128, 2, kPp),
+        wgmma_variant(f, DType::bf16, d, true, false, 2, 128, 3, kPp),
+        wgmma_variant(f, DType::bf16, d, true, false, 2, 128, 3, kPipePp),
+        wgmma_variant(f, DType::bf16, d, true, false, 3, 128, 2, kPp),
     };
     for (const Variant& v : vs)
       if (!why_illegal(v)) out.push_back(v);
@@ -569,11 +581,11 @@ TEST_CASE("wgmma prefill variants compile for sm_90a without spills or serialise
     CHECK(out[i].spill_bytes == 0);
     CHECK(out[i].stack_bytes == 0);
     CHECK(out[i].registers <= 255);
-    // C7508: setmaxnreg ignored; "wgmma.mma_async ... serialized": ptxas could not keep
-    // the wgmma pipeline asynchronous and inserted waits.
+    // C7508: setmaxnreg ignored; performance_warnings: e.g. ptxas could not keep the
+    // wgmma pipeline asynchronous and inserted waits (correct, half as fast).
     INFO(out[i].log);
     CHECK(out[i].log.find("C7508") == std::string::npos);
-    CHECK(out[i].log.find("serialized") == std::string::npos);
+    CHECK(performance_warnings(out[i]).empty());
   }
 }
 

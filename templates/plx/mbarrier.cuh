@@ -49,6 +49,12 @@ __device__ __forceinline__ void named_barrier_sync(unsigned id, unsigned threads
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
+// Arrives on named barrier `id` without waiting: `threads` counts the waiters' sync and the
+// arrivers together (the ping-pong turns of prefill_sm90.cuh: 128 + 128).
+__device__ __forceinline__ void named_barrier_arrive(unsigned id, unsigned threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
 // Warpgroup register reallocation (sm_90a): every thread of the warpgroup executes it.
 template <int N>
 __device__ __forceinline__ void regs_dealloc() {

@@ -32,21 +32,24 @@ template <> __device__ __forceinline__ unsigned pack2<fp16>(float lo, float hi) 
   return r;
 }
 
-// Rounds a pair to T and back: the values the P.V MMA will actually multiply. The online
-// state sums these rounded weights, so d1 and d2 describe exactly the P that reaches O1
-// and O2: the Parallax weights p(1 + t - u) then still sum to 1 after rounding, and one
-// visible key returns its value exactly instead of v * (1 + s2 - bf16(s2)).
-template <class T> __device__ __forceinline__ void round_pair(float& lo, float& hi);
-template <> __device__ __forceinline__ void round_pair<bf16>(float& lo, float& hi) {
+// Rounds a pair to T and back, returning the packed pair too: the values the P.V MMA will
+// actually multiply. The online state sums these rounded weights, so d1 and d2 describe
+// exactly the P that reaches O1 and O2: the Parallax weights p(1 + t - u) then still sum
+// to 1 after rounding, and one visible key returns its value exactly instead of
+// v * (1 + s2 - bf16(s2)). Callers feeding the MMA next use the packed form directly.
+template <class T> __device__ __forceinline__ unsigned round_pack(float& lo, float& hi);
+template <> __device__ __forceinline__ unsigned round_pack<bf16>(float& lo, float& hi) {
   const unsigned r = pack2<bf16>(lo, hi);
   lo = __uint_as_float(r << 16);
   hi = __uint_as_float(r & 0xffff0000u);
+  return r;
 }
-template <> __device__ __forceinline__ void round_pair<fp16>(float& lo, float& hi) {
+template <> __device__ __forceinline__ unsigned round_pack<fp16>(float& lo, float& hi) {
   const unsigned r = pack2<fp16>(lo, hi);
   asm("{\n .reg .f16 l, h;\n mov.b32 {l, h}, %2;\n cvt.f32.f16 %0, l;\n cvt.f32.f16 %1, h;\n}"
       : "=f"(lo), "=f"(hi)
       : "r"(r));
+  return r;
 }
 
 // 2^x with the MUFU unit; ex2(-inf) = 0, which the masking rules rely on.

@@ -64,6 +64,32 @@ struct OnlineState {
   template <int NK, bool kMask>
   __device__ __forceinline__ void update_weights(int mt, float (&s)[NK / 8][4], float scale_log2, int key0,
                                                  const RowRange (&rows)[R], float (&alpha)[R]) {
+    weights<NK, kMask>(mt, s, scale_log2, key0, rows, alpha, [&](int n, int half, unsigned, float lo, float hi) {
+      s[n][2 * half] = lo;
+      s[n][2 * half + 1] = hi;
+    });
+  }
+
+  // update_weights() that hands P to the MMA already packed: pa is the A-operand layout of
+  // an m16 (wgmma: m64) x k16 step, pa[ks] = {p[2ks][0..1], p[2ks][2..3], p[2ks+1][0..1],
+  // p[2ks+1][2..3]}. The pairs were rounded to T anyway (round_pack), so this saves the
+  // second conversion a pack after update() would cost; s is left as scaled scores.
+  template <int NK, bool kMask>
+  __device__ __forceinline__ void update_weights_packed(int mt, float (&s)[NK / 8][4], float scale_log2, int key0,
+                                                        const RowRange (&rows)[R], float (&alpha)[R],
+                                                        unsigned (&pa)[NK / 16][4]) {
+    weights<NK, kMask>(mt, s, scale_log2, key0, rows, alpha,
+                       [&](int n, int half, unsigned packed, float, float) { pa[n >> 1][2 * (n & 1) + half] = packed; });
+  }
+
+  // The weights of math 3.2 for one tile. The scale is folded into the exponent
+  // (w = 2^(s * scale - m), one FFMA per score) and the running max is taken over raw
+  // scores, which is the same max because scale > 0 (runtime/launch.cpp checks it).
+  // put(n, half, packed, lo, hi) receives the pair of column block n, c[2 half .. 2 half + 1]:
+  // both T-rounded weights (or w * s2) and their packed form.
+  template <int NK, bool kMask, class Put>
+  __device__ __forceinline__ void weights(int mt, float (&s)[NK / 8][4], float scale_log2, int key0,
+                                          const RowRange (&rows)[R], float (&alpha)[R], Put put) {
     const int t = threadIdx.x & 3;
     float mx[R];
 #pragma unroll
@@ -74,45 +100,46 @@ struct OnlineState {
       for (int e = 0; e < 4; ++e) {
         const int r = (Traits::probe || e < 2) ? 0 : 1;
         if (Traits::probe && e >= 2) continue;  // s2 is never scaled or masked (3.5)
-        const int key = key0 + n * 8 + 2 * t + (e & 1);
-        float x = s[n][e] * scale_log2;
-        if (kMask && (key < rows[r].lo || key >= rows[r].hi)) x = neg_inf();
-        s[n][e] = x;
-        mx[r] = fmaxf(mx[r], x);
+        if (kMask) {
+          const int key = key0 + n * 8 + 2 * t + (e & 1);
+          if (key < rows[r].lo || key >= rows[r].hi) s[n][e] = neg_inf();
+        }
+        mx[r] = fmaxf(mx[r], s[n][e]);
       }
     }
-    float m_safe[R];
+    float neg_m[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      const float m_new = fmaxf(m[mt][r], quad_max(mx[r]));
-      // A row that has seen no visible key keeps m = -inf; m_safe = 0 makes its
+      const float m_new = fmaxf(m[mt][r], quad_max(mx[r]) * scale_log2);
+      // A row that has seen no visible key keeps m = -inf; subtracting 0 instead makes its
       // alpha = exp2(-inf) = 0 and every w = 0 instead of exp2(-inf - -inf) = NaN.
-      m_safe[r] = m_new == neg_inf() ? 0.f : m_new;
-      alpha[r] = exp2_fast(m[mt][r] - m_safe[r]);
+      neg_m[r] = m_new == neg_inf() ? 0.f : -m_new;
+      alpha[r] = exp2_fast(m[mt][r] + neg_m[r]);
       m[mt][r] = m_new;
       d1[mt][r] *= alpha[r];
     }
     if (Traits::d2) d2[mt] *= alpha[0];
 #pragma unroll
     for (int n = 0; n < NK / 8; ++n) {
-      float w0 = exp2_fast(s[n][0] - m_safe[0]), w1 = exp2_fast(s[n][1] - m_safe[0]);
-      round_pair<T>(w0, w1);
-      s[n][0] = w0;
-      s[n][1] = w1;
+      float w0 = exp2_fast(fmaf(s[n][0], scale_log2, neg_m[0])), w1 = exp2_fast(fmaf(s[n][1], scale_log2, neg_m[0]));
+      const unsigned p01 = round_pack<T>(w0, w1);
       d1[mt][0] += w0 + w1;
+      float w2, w3;
       if (Traits::probe) {
-        float wr0 = w0 * s[n][2], wr1 = w1 * s[n][3];
-        round_pair<T>(wr0, wr1);
-        s[n][2] = wr0;
-        s[n][3] = wr1;
-        if (Traits::d2) d2[mt] += wr0 + wr1;
+        w2 = w0 * s[n][2];
+        w3 = w1 * s[n][3];
       } else {
-        float w2 = exp2_fast(s[n][2] - m_safe[R - 1]), w3 = exp2_fast(s[n][3] - m_safe[R - 1]);
-        round_pair<T>(w2, w3);
-        s[n][2] = w2;
-        s[n][3] = w3;
+        w2 = exp2_fast(fmaf(s[n][2], scale_log2, neg_m[R - 1]));
+        w3 = exp2_fast(fmaf(s[n][3], scale_log2, neg_m[R - 1]));
+      }
+      const unsigned p23 = round_pack<T>(w2, w3);
+      if (Traits::probe) {
+        if (Traits::d2) d2[mt] += w2 + w3;
+      } else {
         d1[mt][R - 1] += w2 + w3;
       }
+      put(n, 0, p01, w0, w1);
+      put(n, 1, p23, w2, w3);
     }
   }
 

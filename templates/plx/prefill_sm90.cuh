@@ -15,6 +15,12 @@
 // its softmax; wgmma-pipe issues S of tile i together with P.V of tile i - 1 and runs the
 // softmax of tile i while P.V is in flight (FlashAttention-3's intra-warpgroup overlap;
 // it holds one more P in registers and wants a third ring slot).
+// The -pp forms (PINGPONG) make the consumers take turns issuing: without turns they all
+// leave the same full_k wait together, issue S together (sharing the tensor cores), then
+// all compute exponentials together while the tensor cores idle. Turns are round robin
+// on named barriers kTurnBar + c; warpgroup c waits for its turn, issues its batch
+// (wgmma: S, then separately P.V; wgmma-pipe: S of tile i with P.V of tile i - 1) and
+// passes the turn on at once, so its softmax runs under the next one's MMAs.
 //
 // Rows of a consumer's m64 tile: the wgmma accumulator of warp w covers tile rows
 // 16w .. 16w + 15 in exactly the mma.sync C layout (wgmma.cuh), so the Parallax families
@@ -50,7 +56,8 @@
 
 namespace plx {
 
-template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW, bool PIPELINED>
+template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW, bool PIPELINED,
+          bool PINGPONG>
 struct PrefillSm90Config {
   using Elem = T;
   using Traits = FamilyTraits<F>;
@@ -58,6 +65,7 @@ struct PrefillSm90Config {
   static constexpr int kD = D, kBM = BM, kBN = BN, kStages = STAGES;
   static constexpr bool kCausal = CAUSAL, kWindow = WINDOW;
   static constexpr bool kPipelined = PIPELINED;  // mma wgmma-pipe: see the consumer loop
+  static constexpr bool kPingPong = PINGPONG;     // mma *-pp: consumers take MMA turns
   static constexpr int kThreads = WARPS * 32;
   // Queries per consumer warpgroup: 32 (+ 32 probe rows) or 64.
   static constexpr int kRowsPerWg = Traits::probe ? 32 : 64;
@@ -66,6 +74,9 @@ struct PrefillSm90Config {
   static_assert(WARPS == 4 * (kConsumers + 1), "one producer warpgroup + the consumers");
   static_assert((BN == 64 || BN == 128) && (D == 64 || D == 128), "wgmma.cuh has n64 and n128");
   static_assert(STAGES >= 2, "one slot filling while another is consumed");
+  static_assert(!PINGPONG || kConsumers >= 2, "ping-pong needs a second consumer to hand turns to");
+  // Named barriers: 0 is __syncthreads, 1 + c the Q load of consumer c, kTurnBar + c its turns.
+  static constexpr int kTurnBar = 4;
   using QTile = sm90::Sw128Tile<64, D>;
   using KvTile = sm90::Sw128Tile<BN, D>;
   // Shared memory, in this order after aligning the base up to 1024 B (the swizzle period):
@@ -234,32 +245,57 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   };
   auto parity = [&](int i) { return unsigned(i / S) & 1u; };
 
+  // Ping-pong turns (no-ops without PINGPONG). Each turn is a bar.sync of 256 threads: this
+  // warpgroup's 128 plus the 128 arrivals of the previous consumer passing the turn on.
+  auto turn_begin = [&] {
+    if constexpr (C::kPingPong) sm90::named_barrier_sync(C::kTurnBar + cw, 256);
+  };
+  auto turn_end = [&] {
+    if constexpr (C::kPingPong) sm90::named_barrier_arrive(C::kTurnBar + (cw + 1) % C::kConsumers, 256);
+  };
+  // Every consumer takes the same number of turns (every tile of the CTA's span, dead or
+  // not); the last consumer opens the first one.
+  if (C::kPingPong && cw == C::kConsumers - 1) sm90::named_barrier_arrive(C::kTurnBar, 256);
+
   if constexpr (!C::kPipelined) {
     // One tile at a time; the other consumer warpgroups fill the tensor cores meanwhile.
     for (int i = 0; i < n_tiles; ++i) {
       const int s = i % S, key0 = tile_key(i);
       sm90::mbar_wait(full_k(s), parity(i));
+      // One branch around each tile's whole wgmma sequence: ptxas serialises every wgmma
+      // of the kernel when an issue and its wait sit in different divergent regions
+      // (C7518), so the dead-tile path repeats the turns instead of sharing them.
       if (wg_live && !span_is_dead(wg_keys, key0, BN)) {
+        float sc[BN / 8][4];
+        unsigned pa[BN / 16][4];
+        float alpha[R];
+        turn_begin();
         // Cheap insurance for the cp.async -> wgmma hand-off (CUTLASS's cp.async GMMA
         // mainloop relies on the mbarrier alone); one fence per thread and chain.
         sm90::fence_proxy_async();
-        float sc[BN / 8][4];
         sm90::wgmma_fence();
         issue_s(sc, s);
+        turn_end();
         sm90::wgmma_wait<0>();
         sm90::fence_regs(sc);
-        if (span_needs_mask(wg_keys, key0, BN)) st.template update<BN, true>(0, sc, p.scale_log2, key0, rows);
-        else st.template update<BN, false>(0, sc, p.scale_log2, key0, rows);
-        unsigned pa[BN / 16][4];
-        pack_p(sc, pa);
+        if (span_needs_mask(wg_keys, key0, BN))
+          st.template update_weights_packed<BN, true>(0, sc, p.scale_log2, key0, rows, alpha, pa);
+        else st.template update_weights_packed<BN, false>(0, sc, p.scale_log2, key0, rows, alpha, pa);
+        st.rescale_o(0, alpha);
         sm90::mbar_wait(full_v(s), parity(i));
+        turn_begin();
         sm90::fence_proxy_async();
         sm90::wgmma_fence();
         issue_pv(pa, s);
+        turn_end();
         sm90::wgmma_wait<0>();
         sm90::fence_regs(st.o[0]);
       } else {
+        turn_begin();
+        turn_end();
         sm90::mbar_wait(full_v(s), parity(i));  // the slot is released only once it has landed
+        turn_begin();
+        turn_end();
       }
       release(s);
     }
@@ -268,7 +304,8 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
     // i - 1 are issued together, and the softmax of tile i runs while P.V is in flight. O
     // is rescaled only after that P.V landed: it then holds the sum up to tile i - 1 at
     // the old maximum, which alpha_i moves to the new one. Every tile of the CTA's span
-    // is computed (masked), so the pipeline has no holes.
+    // is computed (masked), so the pipeline has no holes. P.V reads pa asynchronously, so
+    // the next tile's weights stay in sc (floats) until it has landed.
     float sc[BN / 8][4];
     unsigned pa[BN / 16][4];
     float alpha[R];
@@ -278,9 +315,11 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
     };
     if (n_tiles > 0) {
       sm90::mbar_wait(full_k(0), 0);
+      turn_begin();
       sm90::fence_proxy_async();
       sm90::wgmma_fence();
       issue_s(sc, 0);
+      turn_end();
       sm90::wgmma_wait<0>();
       sm90::fence_regs(sc);
       weights(tile_key(0));  // O is still zero: nothing to rescale
@@ -290,10 +329,12 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
       const int s = i % S, sp = (i - 1) % S;
       sm90::mbar_wait(full_k(s), parity(i));
       sm90::mbar_wait(full_v(sp), parity(i - 1));
+      turn_begin();
       sm90::fence_proxy_async();
       sm90::wgmma_fence();  // sc, pa and O were last written by ordinary instructions
       issue_s(sc, s);
       issue_pv(pa, sp);
+      turn_end();
       sm90::wgmma_wait<1>();  // groups retire in order: S of tile i is done
       sm90::fence_regs(sc);
       weights(tile_key(i));   // touches neither O nor pa, which P.V still reads
@@ -306,14 +347,19 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
     if (n_tiles > 0) {
       const int sp = (n_tiles - 1) % S;
       sm90::mbar_wait(full_v(sp), parity(n_tiles - 1));
+      turn_begin();
       sm90::fence_proxy_async();
       sm90::wgmma_fence();
       issue_pv(pa, sp);
+      turn_end();
       sm90::wgmma_wait<0>();
       sm90::fence_regs(st.o[0]);
       release(sp);
     }
   }
+  // The last consumer's final turn_end left an arrival on consumer 0's barrier: take it, so
+  // no barrier phase is left open when the CTA exits.
+  if (C::kPingPong && cw == 0) sm90::named_barrier_sync(C::kTurnBar, 256);
   st.reduce_rows();
 
   const long long o_off = b * p.o_stride_b + h * p.o_stride_h;
