@@ -82,8 +82,7 @@ constexpr int ctas_per_sm_by_smem(long smem_bytes, Arch arch) {
 //   prefill, Hopper (wgmma): 2 consumer warpgroups + 1 producer (12 warps), block_n 128,
 //            2 stages: block_m 64 for the Parallax families (32 q + 32 r rows per
 //            warpgroup), 128 for softmax; on the H200 1.7-1.9x the mma.sync tile below
-//            (docs/PERFORMANCE.md, 2026-11-29). Not for training forwards (stats): those
-//            are written by the mma.sync kernel only.
+//            (docs/PERFORMANCE.md, 2026-11-29); training forwards (stats) too.
 //   prefill, mma.sync: 8 warps x one m-tile each: block_m 64 for the Parallax families
 //            (8 q + 8 r rows per tile), 128 for softmax
 inline Tile default_tile(Op op, Family f, int decode_rows, bool wgmma_prefill = false) {

@@ -121,7 +121,7 @@ struct Engine::Impl {
       }
     }
     // A training forward (stats set) needs a kernel that writes the statistics.
-    if (v && a.stats && (v->op != Op::prefill || v->tile.mma != Mma::sync)) v.reset();
+    if (v && a.stats && v->op != Op::prefill) v.reset();
     return v ? *v : default_variant(a, device.arch());
   }
 

@@ -77,9 +77,9 @@ void check_fits(const Variant& v, const AttentionArgs& a) {
   if (v.head_dim != a.head_dim) mismatch("head_dim", a.head_dim, v.head_dim);
   if (v.causal != a.causal) mismatch("causal", a.causal, v.causal);
   if (v.window != (a.window_left >= 0)) mismatch("window", a.window_left >= 0, v.window);
-  if (a.stats && (v.op != Op::prefill || v.tile.mma != Mma::sync))
+  if (a.stats && v.op != Op::prefill)
     throw UnsupportedError(fmt::format("variant {} does not write the backward's statistics (stats is set): only "
-                                       "mma.sync prefill kernels do",
+                                       "prefill kernels do",
                                        v.name()));
   if (auto why = why_illegal(v)) throw UnsupportedError(fmt::format("variant {} is illegal: {}", v.name(), *why));
 }
@@ -94,8 +94,7 @@ Variant default_variant(const AttentionArgs& a, Arch arch) {
   v.causal = a.causal;
   v.window = a.window_left >= 0;
   v.arch = arch;
-  v.tile = heuristics::default_tile(v.op, a.family, a.q_len * (a.heads_q / a.heads_kv),
-                                    arch == Arch::sm90a && !a.stats);
+  v.tile = heuristics::default_tile(v.op, a.family, a.q_len * (a.heads_q / a.heads_kv), arch == Arch::sm90a);
   return v;
 }
 
