@@ -1,20 +1,28 @@
 // The installed package as a host program sees it: `cmake --install` into a temporary
 // prefix, the files there, libparallax.so's link needs and exports, then examples/hello
 // and examples/decode built with find_package and examples/c_api/hello.c with pkg-config,
-// all run. Without a GPU they must fail with one clear line; with one, succeed. Tools
-// come from the build's CMakeCache so the examples use the same cmake, ninja, compiler
-// and CUDA toolkit as the library.
+// all run. Without a GPU they must fail with one clear line; with one, succeed, and the
+// decode example's output must equal, bit for bit, what this build's plx::Engine
+// computes in-process for the same inputs and kernel. Tools come from the build's
+// CMakeCache so the examples use the same cmake, ninja, compiler and CUDA toolkit as the
+// library (where those paths do not exist, e.g. binaries carried to another machine, the
+// ones on PATH).
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
+#include "decode_example.hpp"
 #include "runtime/driver.hpp"
 
 namespace fs = std::filesystem;
@@ -68,8 +76,14 @@ std::string cache_value(const std::string& name) {
   return "";
 }
 
+// A tool's path from the cache, or "" when absent or not on this machine.
+std::string cached_tool(const std::string& name) {
+  const std::string v = cache_value(name);
+  return !v.empty() && fs::exists(v) ? v : "";
+}
+
 std::string cmake() {
-  const std::string c = cache_value("CMAKE_COMMAND");
+  const std::string c = cached_tool("CMAKE_COMMAND");
   return c.empty() ? "cmake" : c;
 }
 
@@ -153,8 +167,8 @@ fs::path build_example(const Prefix& pre, const std::string& name) {
   std::string cfg = quote(cmake()) + " -S " + quote(fs::path(PLX_SOURCE_DIR) / "examples" / name) + " -B " +
                     quote(ex) + " -G Ninja -DCMAKE_PREFIX_PATH=" + quote(pre.dir());
   for (const char* var : {"CMAKE_MAKE_PROGRAM", "CMAKE_CXX_COMPILER"})
-    if (const std::string v = cache_value(var); !v.empty()) cfg += std::string(" -D") + var + "=" + quote(v);
-  if (const std::string bin = cache_value("CUDAToolkit_BIN_DIR"); !bin.empty())
+    if (const std::string v = cached_tool(var); !v.empty()) cfg += std::string(" -D") + var + "=" + quote(v);
+  if (const std::string bin = cached_tool("CUDAToolkit_BIN_DIR"); !bin.empty())
     cfg += " -DCUDAToolkit_ROOT=" + quote(fs::path(bin).parent_path());
   const Run configure = pre.sh(cfg);
   INFO(configure.out);
@@ -186,20 +200,66 @@ TEST_CASE("examples/decode builds against the installed package and runs", "[ins
   const Prefix& pre = installed();
   const fs::path ex = build_example(pre, "decode");
 
+  for (const char* bad : {"--dump", "--bogus", "2 1024 4 5", "2 4 4", "0"}) {  // no GPU needed
+    const Run r = pre.sh(quote(ex / "plx-decode") + " " + bad);
+    INFO("plx-decode " << bad << "\n" << r.out);
+    CHECK(r.rc == 1);
+    CHECK(r.out.rfind("usage: plx-decode ", 0) == 0);
+    CHECK(lines(r.out) == 1);
+  }
+
   // Small shape and few steps: this is a smoke test, tools/bench measures.
-  const Run run = pre.sh("cd " + quote(pre.root) + " && PLX_CACHE_DIR=" + quote(pre.root / "cache") + " " +
-                         quote(ex / "plx-decode") + " 2 1024 4");
+  const int batch = 2, capacity = 1024, steps = 4;
+  const fs::path dump = pre.root / "decode-o.bin", cache = pre.root / "cache";
+  // PLX_TUNE unset: a tune inside the first call would run another variant than the one
+  // the example prints.
+  const Run run = pre.sh("cd " + quote(pre.root) + " && PLX_TUNE= PLX_CACHE_DIR=" + quote(cache) + " " +
+                         quote(ex / "plx-decode") + " " + std::to_string(batch) + " " + std::to_string(capacity) +
+                         " " + std::to_string(steps) + " --dump " + quote(dump));
   INFO(run.out);
-  if (plx::cu::available()) {
-    CHECK(run.rc == 0);
-    CHECK(run.out.find("variant: plx_decode_parallax_bf16_d128") != std::string::npos);
-    CHECK(run.out.find("us per step") != std::string::npos);
-  } else {
+  if (!plx::cu::available()) {
     CHECK(run.rc == 2);
     CHECK(lines(run.out) == 1);
     CHECK(run.out.rfind("plx-decode: no usable GPU: ", 0) == 0);
     CHECK(run.out.find("driver") != std::string::npos);
+    CHECK(!fs::exists(dump));
+    return;
   }
+  REQUIRE(run.rc == 0);
+  CHECK(run.out.find("us per step") != std::string::npos);
+  const std::string tag = "variant: ";
+  const auto at = run.out.find(tag);
+  REQUIRE(at != std::string::npos);
+  const std::string variant = run.out.substr(at + tag.size(), run.out.find(' ', at + tag.size()) - at - tag.size());
+  CHECK(variant.rfind("plx_decode_parallax_bf16_d128", 0) == 0);
+
+  // Bitwise equal to this build's engine running the same kernel on the same inputs, with
+  // the example's cache directory (so the same tuning database).
+  plx::EngineOptions opt;
+  opt.cache_dir = cache;
+  const auto engine = plx::testing::engine_decode_example(batch, capacity, variant, opt);
+  CHECK(engine.chosen == variant);  // the example and the engine choose alike
+  const std::vector<std::uint16_t>& want = engine.o;
+  const std::string got = slurp(dump);
+  REQUIRE(got.size() == want.size() * 2);
+  std::size_t differ = 0, first = 0, nan = 0, nonzero = 0;
+  std::uint16_t first_got = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    std::uint16_t x;
+    std::memcpy(&x, got.data() + 2 * i, 2);
+    if (x != want[i] && differ++ == 0) first = i, first_got = x;
+    nan += (want[i] & 0x7f80u) == 0x7f80u;
+    nonzero += (want[i] & 0x7fffu) != 0;
+  }
+  INFO("engine output: " << nan << " non-finite, " << nonzero << " non-zero of " << want.size());
+  CHECK(nan == 0);
+  CHECK(nonzero > 0);
+  INFO(differ << " of " << want.size() << " elements differ; first at " << first << ": example "
+                << decode_example::from_bf16(first_got) << ", engine " << decode_example::from_bf16(want[first]));
+  CHECK(differ == 0);
+  if (differ == 0)
+    std::printf("examples/decode %d x %d, %d steps: %s, %zu bytes bitwise equal to plx::Engine\n", batch,
+                capacity, steps, variant.c_str(), got.size());
 }
 
 TEST_CASE("a C program builds with pkg-config against the installed parallax.h", "[install]") {

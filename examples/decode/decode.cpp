@@ -1,7 +1,12 @@
 // Parallax decode through plx::Engine, built against the installed package: allocates a
 // KV cache, then runs one decode step per generated token and prints the time per step.
 //
-//   plx-decode [batch] [kv_capacity] [steps]      (defaults: 8 8192 20)
+//   plx-decode [batch] [kv_capacity] [steps] [--dump FILE]     (defaults: 8 8192 20)
+//
+// --dump FILE writes the last step's output o, [batch, 1, 32, 128] bf16, as raw bytes.
+// The inputs are the same every run (decode_inputs.hpp), so the file can be compared
+// byte for byte with another caller's output (tests/test_install.cpp does so with
+// plx::Engine in-process).
 //
 // Exit status: 0 done; 2 no usable GPU or driver (one line on stderr); 1 any other error.
 // The CUDA runtime is used here only to allocate buffers and time with events; the
@@ -12,12 +17,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <random>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "decode_inputs.hpp"
 #include "parallax/parallax.hpp"
 
 namespace {
@@ -39,33 +44,9 @@ struct DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 };
 
-// float -> bf16 bits, rounding to nearest even (the inputs are finite).
-std::uint16_t to_bf16(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<std::uint16_t>(u >> 16);
-}
+using namespace decode_example;
 
-float from_bf16(std::uint16_t h) {
-  const std::uint32_t u = std::uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-// Uniform values in [-1, 1); a fixed seed keeps runs (and checksums) comparable.
-void fill_random(const DeviceBuffer& dst, std::size_t count, std::mt19937& rng) {
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  std::vector<std::uint16_t> host(count);
-  for (auto& x : host) x = to_bf16(dist(rng));
-  check(cudaMemcpy(dst.ptr, host.data(), count * 2, cudaMemcpyHostToDevice), "cudaMemcpy");
-}
-
-int arg(int argc, char** argv, int i, int fallback) { return argc > i ? std::atoi(argv[i]) : fallback; }
-
-int run(int batch, int capacity, int steps) {
-  constexpr int heads_q = 32, heads_kv = 8, head_dim = 128;  // a Llama-3-8B-like layer
+int run(int batch, int capacity, int steps, const std::string& dump) {
   plx::Engine engine(0);  // throws plx::NoGpuError without a driver or GPU
   std::printf("device 0: %s (%s, %d SMs)\n", engine.device_name().c_str(), engine.arch().c_str(),
               engine.sm_count());
@@ -73,13 +54,13 @@ int run(int batch, int capacity, int steps) {
 
   // The KV cache [batch, capacity, heads_kv, head_dim] is filled up front; step s makes
   // one more position live through seqused_k, as if that token's K/V had been appended.
-  const std::size_t kv_elems = std::size_t(batch) * capacity * heads_kv * head_dim;
-  const std::size_t q_elems = std::size_t(batch) * heads_q * head_dim;
+  const std::size_t kv_elems = elements(Input::k, batch, capacity), q_elems = elements(Input::q, batch, capacity);
   DeviceBuffer k(kv_elems * 2), v(kv_elems * 2), q(q_elems * 2), r(q_elems * 2), o(q_elems * 2);
   DeviceBuffer live(batch * sizeof(int));
-  std::mt19937 rng(1234);
-  for (const DeviceBuffer* b : {&k, &v}) fill_random(*b, kv_elems, rng);
-  for (const DeviceBuffer* b : {&q, &r}) fill_random(*b, q_elems, rng);
+  const DeviceBuffer* inputs[] = {&k, &v, &q, &r};  // indexed by Input
+  make_inputs(batch, capacity, [&](Input in, const std::vector<std::uint16_t>& bits) {
+    check(cudaMemcpy(inputs[int(in)]->ptr, bits.data(), bits.size() * 2, cudaMemcpyHostToDevice), "cudaMemcpy");
+  });
 
   plx::AttentionArgs a;
   a.family = plx::Family::parallax;
@@ -134,6 +115,13 @@ int run(int batch, int capacity, int steps) {
   double sum = 0;
   for (auto x : out) sum += from_bf16(x);
   std::printf("output checksum: %.6f\n", sum);
+  if (!dump.empty()) {
+    std::ofstream f(dump, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(out.data()), std::streamsize(out.size() * 2));
+    if (!f.flush()) throw std::runtime_error("cannot write " + dump);
+    std::printf("wrote o [%d, 1, %d, %d] bf16 (%zu bytes, kv_len %d) to %s\n", batch, heads_q, head_dim,
+                out.size() * 2, capacity, dump.c_str());
+  }
 
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
@@ -144,13 +132,22 @@ int run(int batch, int capacity, int steps) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int batch = arg(argc, argv, 1, 8), capacity = arg(argc, argv, 2, 8192), steps = arg(argc, argv, 3, 20);
-  if (batch < 1 || steps < 1 || capacity <= steps) {
-    std::fprintf(stderr, "usage: plx-decode [batch>=1] [kv_capacity>steps] [steps>=1]\n");
+  std::vector<int> pos{8, 8192, 20};  // batch, kv_capacity, steps
+  std::string dump;
+  bool ok = true;
+  for (int i = 1, n = 0; i < argc && ok; ++i) {
+    const std::string s = argv[i];
+    if (s == "--dump" && i + 1 < argc) dump = argv[++i];
+    else if (s[0] != '-' && n < 3) pos[n++] = std::atoi(s.c_str());
+    else ok = false;
+  }
+  const int batch = pos[0], capacity = pos[1], steps = pos[2];
+  if (!ok || batch < 1 || steps < 1 || capacity <= steps) {
+    std::fprintf(stderr, "usage: plx-decode [batch>=1] [kv_capacity>steps] [steps>=1] [--dump FILE]\n");
     return 1;
   }
   try {
-    return run(batch, capacity, steps);
+    return run(batch, capacity, steps, dump);
   } catch (const plx::NoGpuError& e) {
     std::fprintf(stderr, "plx-decode: no usable GPU: %s\n", e.what());
     return 2;

@@ -5,6 +5,9 @@
 //   plx-bench decode [--family parallax|softmax|parallax_uncentered] [--dtype bf16|fp16]
 //            [--batch 1,8,32] [--kv 1024,4096,16384] [--heads-q 32] [--heads-kv 8] [--d 128]
 //            [--q-len 1] [--reps 200] [--variant NAME]
+//   plx-bench example-decode --batch B --kv L [--variant NAME] --dump FILE
+//            examples/decode's last step (its inputs, every sequence live to L) through
+//            this build's engine, written as raw bf16 like `plx-decode B L S --dump FILE`
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -15,6 +18,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 
 #include "generator/render.hpp"
 #include "generator/variant.hpp"
@@ -23,6 +27,7 @@
 #include "parallax/parallax.hpp"
 #include "runtime/driver.hpp"
 #include "runtime/launch.hpp"
+#include "tests/decode_example.hpp"
 #include <unistd.h>
 
 using namespace plx;
@@ -130,10 +135,23 @@ int overhead() {
   return 0;
 }
 
+// Not timed: the reference output that the installed example's --dump must equal byte
+// for byte (tools/bench/sessions/2026-11-29-example-gpu.sh compares them with cmp).
+int example_decode(int batch, int kv, const std::string& variant, const std::string& dump) {
+  const testing::DecodeExampleOutput r = testing::engine_decode_example(batch, kv, variant);
+  std::ofstream f(dump, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(r.o.data()), std::streamsize(r.o.size() * 2));
+  if (!f.flush()) throw Error("cannot write " + dump);
+  fmt::print("{{\"bench\":\"example-decode\",\"batch\":{},\"kv_len\":{},\"variant\":\"{}\",\"chosen\":\"{}\","
+             "\"bytes\":{},\"dump\":\"{}\"}}\n",
+             batch, kv, r.variant, r.chosen, r.o.size() * 2, dump);
+  return 0;
+}
+
 int main(int argc, char** argv) try {
   std::string op = argc > 1 ? argv[1] : "decode";
   if (op == "overhead") return overhead();
-  std::string family = "parallax", dtype = "bf16", variant, shape_list;
+  std::string family = "parallax", dtype = "bf16", variant, shape_list, dump;
   std::vector<int> batches{1, 8, 32}, kvs{1024, 4096, 16384};
   int page = 0;
   long spin_ns = 40000;
@@ -153,7 +171,13 @@ int main(int argc, char** argv) try {
     else if (k == "--shapes") shape_list = v;
     else if (k == "--page") page = std::stoi(v);
     else if (k == "--spin-ns") spin_ns = std::stol(v);
+    else if (k == "--dump") dump = v;
     else throw Error("unknown option " + k);
+  }
+  if (op == "example-decode") {
+    if (batches.size() != 1 || kvs.size() != 1 || dump.empty())
+      throw Error("example-decode needs one --batch, one --kv and --dump FILE");
+    return example_decode(batches[0], kvs[0], variant, dump);
   }
   Engine engine(0);
   cu::Device dev(0);
