@@ -51,8 +51,9 @@ DB=$(ls "$B"/tuning/v1/*.json 2>/dev/null | head -n 1)
 if [ -n "$DA" ] && [ -n "$DB" ]; then
   cp "$DA" "$O/db_A.json"; cp "$DB" "$O/db_B.json"
   timed "db compare" compare.log build/plx db compare "$O/db_A.json" "$O/db_B.json" --json "$O/compare.json"
-  grep -E '^(note|only in|no bucket|[0-9]+ buckets? kept)' "$O/compare.log"
-  grep -E '\s(tied|disagree)\s' "$O/compare.log" | cut -c1-220 | head -n 40
+  grep -E '^(note|no bucket|[0-9]+ buckets? kept)' "$O/compare.log"
+  sed -n '/^only in [AB] (/,/^$/p' "$O/compare.log" | head -n 40             # one-sided buckets
+  grep -E '^\S+\s+(tied|disagree)\s' "$O/compare.log" | head -n 40  # rows that differ
   tail -n 1 "$O/compare.log"
 else
   echo "no database in A ($DA) or B ($DB): see tune_A.log / tune_B.log"
