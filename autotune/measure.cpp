@@ -65,6 +65,14 @@ Paired compare_paired(const std::vector<double>& a, const std::vector<double>& b
   return p;
 }
 
+Paired compare_runs(double a, double a_noise, double b, double b_noise, double floor_rel) {
+  Paired p;
+  p.diff = b - a;
+  p.noise = std::max({a_noise, b_noise, floor_rel * std::min(a, b)});
+  p.tied = std::abs(p.diff) <= p.noise;
+  return p;
+}
+
 bool tie_before(const Contender& a, const Contender& b) {
   if (a.model_choice != b.model_choice) return a.model_choice;
   const bool ka = a.registers >= 0, kb = b.registers >= 0;

@@ -65,6 +65,17 @@ struct Paired {
 //   a {10, 10, 10, 10}, b {11, ...}   : diff 1, noise 0.1 -> not tied
 Paired compare_paired(const std::vector<double>& a, const std::vector<double>& b, double floor_rel = kNoiseFloor);
 
+// The same rule across two runs, where no paired samples exist: medians a and b of one
+// quantity (e.g. one bucket's winner in two tunes), each with the noise its run decided
+// with (Paired::noise / Decision::noise, which already hold the floor; 0 when unknown).
+// Paired::diff is b - a; tied (two-sided here: neither is measurably slower) when |b - a|
+// is within the larger of the two noises, never less than floor_rel x the faster median:
+// the floor is what GPU clocks move a median by between runs, the within-run noise what
+// each run could resolve.
+//   a 10 (noise 0.1), b 10.08 (noise 0.12): diff 0.08, noise 0.12 -> tied
+//   a 10 (noise 0),   b 10.5  (noise 0)   : diff 0.5,  noise 0.1 (floor) -> not tied
+Paired compare_runs(double a, double a_noise, double b, double b_noise, double floor_rel = kNoiseFloor);
+
 struct Contender {
   std::string name;
   bool model_choice = false;  // the variant the engine runs untuned (default_variant)

@@ -228,6 +228,16 @@ DbFile parse_db(const std::string& text) {
   return f;
 }
 
+DbFile read_db_file(const fs::path& file) {
+  auto bytes = read_file(file);
+  if (!bytes) throw Error(fmt::format("cannot read {}", file.string()));
+  try {
+    return parse_db(*bytes);
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("{} is not a tuning database: {}", file.string(), e.what()));
+  }
+}
+
 const DbEntry& faster(const DbEntry& a, const DbEntry& b) {
   // A time of 0 means "not measured": any measurement beats it.
   if (a.winner_us <= 0) return b.winner_us > 0 ? b : a;
@@ -333,14 +343,7 @@ void TuningDb::export_to(const fs::path& file) const {
 }
 
 std::size_t TuningDb::import_from(const fs::path& file, bool force) {
-  auto bytes = read_file(file);
-  if (!bytes) throw Error(fmt::format("cannot read {}", file.string()));
-  DbFile f;
-  try {
-    f = parse_db(*bytes);
-  } catch (const std::exception& e) {
-    throw Error(fmt::format("{} is not a tuning database: {}", file.string(), e.what()));
-  }
+  DbFile f = read_db_file(file);
   if (!(f.identity == identity_) && !force)
     throw Error(fmt::format("{} was tuned on {}, not this {}; its winners would be wrong here (--force imports "
                             "it anyway)",

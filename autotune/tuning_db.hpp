@@ -140,6 +140,9 @@ struct DbFile {
 };
 std::string dump_db(const DbFile& f);
 DbFile parse_db(const std::string& text);
+// parse_db of a file's content. Throws plx::Error naming the file: "cannot read F", or
+// "F is not a tuning database: <reason>".
+DbFile read_db_file(const std::filesystem::path& file);
 
 // The faster of two winners for one bucket (a keeps ties: the incumbent stays).
 const DbEntry& faster(const DbEntry& a, const DbEntry& b);

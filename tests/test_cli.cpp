@@ -14,9 +14,12 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "common/fs_atomic.hpp"
 #include "common/json.hpp"
+#include "autotune/measure.hpp"
 #include "autotune/tuning_db.hpp"
 #include "generator/expand.hpp"
 #include "generator/spec.hpp"
@@ -99,7 +102,7 @@ TEST_CASE("plx --help is grouped; every command has --help; --version", "[cli]")
   CHECK(r.rc == 0);
   for (const char* group : {"Kernels", "Tuning:", "Compile cache:", "Environment:", "gen SPEC", "tune", "doctor"})
     CHECK(r.out.find(group) != std::string::npos);
-  for (const char* group : {"bench decode|prefill", "explore SPEC", "PLX_TUNE=sync"})
+  for (const char* group : {"bench decode|prefill", "explore SPEC", "PLX_TUNE=sync", "db compare A B"})
     CHECK(r.out.find(group) != std::string::npos);
   for (const char* cmd : {"gen", "tune", "explore", "bench", "db", "cache", "doctor"}) {
     Run h = run_plx(t, std::string(cmd) + " --help");
@@ -115,7 +118,8 @@ TEST_CASE("usage mistakes exit 2 with one line on stderr", "[cli]") {
   TempDir t;
   for (const char* args : {"", "frobnicate", "gen", "gen --bogus specs/decode_sm90.yaml", "gen --jobs x a.yaml",
                            "cache", "cache shred", "cache explain not_a_variant", "tune --top 0", "db", "db shred",
-                           "db export", "db show extra", "db clear --force", "tune --budget-s 0",
+                           "db export", "db show extra", "db clear --force", "db compare a.json",
+                           "db compare a.json b.json c.json", "db show --json x.json", "tune --budget-s 0",
                            "tune --buckets ,", "tune --arch sm_70", "tune --profile b200", "tune --out a --json b",
                            "bench", "bench frobnicate", "bench decode --batch x", "bench decode --batch 1,",
                            "bench decode --head-dim 96", "bench prefill --q-len 4", "bench decode --op prefill",
@@ -340,6 +344,83 @@ TEST_CASE("plx db show, clear; export/import need this GPU", "[cli]") {
   CHECK(!std::filesystem::exists(db.path()));
 }
 
+TEST_CASE("plx db compare: agree, disagree, one-sided buckets, corrupt files", "[cli]") {
+  TempDir t;
+  plx::GpuIdentity id;
+  id.name = "NVIDIA H200";
+  id.cc_major = 9;
+  id.sm_count = 132;
+  id.driver_version = 13000;
+  id.nvrtc_version = "13.0";
+  id.template_hash = plx::template_hash();
+  const std::string k1 = "decode_parallax_bf16_d128_causal_bh8_kv8192_g4_q1",
+                    k2 = "prefill_parallax_bf16_d128_causal_t1024_g4";
+  const std::string v1 = "plx_decode_parallax_bf16_d128_causal_m8_n64_w4_s3_kauto_sm90a",
+                    v2 = "plx_decode_parallax_bf16_d128_causal_m16_n64_w4_s3_kauto_sm90a";
+  auto db = [&](const std::string& name, std::vector<std::tuple<std::string, std::string, double>> rows) {
+    plx::DbFile f;
+    f.identity = id;
+    for (const auto& [bucket, winner, us] : rows) {
+      plx::DbEntry e;
+      e.bucket = bucket;
+      e.winner = winner;
+      e.winner_us = us;
+      e.noise_us = us * 0.01;
+      f.entries[bucket] = e;
+    }
+    const fs::path p = t.path / name;
+    plx::write_file_atomic(p, plx::dump_db(f));
+    return "'" + p.string() + "'";
+  };
+  const std::string a = db("a.json", {{k1, v1, 12.0}, {k2, v1, 300.0}});
+  const std::string same = db("same.json", {{k1, v1, 12.05}, {k2, v1, 300.0}});
+  const std::string tied = db("tied.json", {{k1, v2, 12.1}, {k2, v1, 301.0}});
+  const std::string apart = db("apart.json", {{k1, v2, 13.0}, {k2, v1, 300.0}});
+  const std::string fewer = db("fewer.json", {{k1, v1, 12.0}});
+
+  Run r = run_plx(t, "db compare " + a + " " + same);
+  INFO(r.out << r.err);
+  CHECK(r.rc == 0);
+  CHECK(r.err.empty());
+  CHECK(r.out.find("NVIDIA H200 (sm 9.0, 132 SMs") != std::string::npos);
+  CHECK(count_lines(r.out, std::regex(k1 + R"(\s+same\s+12\.00\s+12\.05\s+\+0\.42%\s+1\.00%\s+)" + v1 + R"(\s+=)")) ==
+        1);
+  CHECK(r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1) ==
+        "agree 2/2 buckets (same winner 2, tied 0), disagree 0\n");
+
+  r = run_plx(t, "db compare " + a + " " + tied);
+  CHECK(r.rc == 0);
+  CHECK(count_lines(r.out, std::regex(k1 + R"(\s+tied\s.*)" + v1 + R"(\s+)" + v2)) == 1);
+  CHECK(r.out.find("agree 2/2 buckets (same winner 1, tied 1), disagree 0\n") != std::string::npos);
+
+  const fs::path json = t.path / "cmp.json";
+  r = run_plx(t, "db compare " + a + " " + apart + " --json '" + json.string() + "'");
+  CHECK(r.rc == 1);
+  CHECK(r.err.empty());
+  CHECK(count_lines(r.out, std::regex(k1 + R"(\s+disagree\s.*)")) == 1);
+  CHECK(r.out.find("agree 1/2 buckets (same winner 1, tied 0), disagree 1\n") != std::string::npos);
+  const plx::json::Value j = plx::json::parse(slurp(json));
+  CHECK(j.at("disagree").as_int() == 1);
+  CHECK(j.at("all_agree").as_bool() == false);
+  CHECK(j.at("buckets").size() == 2);
+
+  r = run_plx(t, "db compare " + a + " " + fewer);
+  CHECK(r.rc == 1);
+  CHECK(r.out.find("only in A (1 buckets):\n  " + k2 + "\n") != std::string::npos);
+  CHECK(r.out.find("agree 1/1 buckets (same winner 1, tied 0), disagree 0\n") != std::string::npos);
+
+  plx::write_file_atomic(t.path / "broken.json", "{\"schema\": ");
+  r = run_plx(t, "db compare " + a + " '" + (t.path / "broken.json").string() + "'");
+  CHECK(r.rc == 1);
+  CHECK(one_error_line(r));
+  CHECK(r.err.find((t.path / "broken.json").string() + " is not a tuning database") != std::string::npos);
+  CHECK(r.out.empty());
+  r = run_plx(t, "db compare '" + (t.path / "nope.json").string() + "' " + a);
+  CHECK(r.rc == 1);
+  CHECK(one_error_line(r));
+  CHECK(r.err.find("cannot read") != std::string::npos);
+}
+
 TEST_CASE("plx tune --buckets keeps the matching buckets; --arch picks the dry run's arch", "[cli]") {
   TempDir t;
   const fs::path spec = t.path / "small.yaml";
@@ -497,7 +578,9 @@ TEST_CASE("plx tune on the GPU: two buckets raced, winners recorded, a second tu
                                  << y.at("winner").as_string() << " " << y.at("winner_us").as_double() << " us (noise "
                                  << y.at("noise_us").as_double() << ")");
     const bool same = x.at("winner").as_string() == y.at("winner").as_string();
-    const double noise = std::max(x.at("noise_us").as_double(), y.at("noise_us").as_double());
-    CHECK((same || std::abs(x.at("winner_us").as_double() - y.at("winner_us").as_double()) <= noise));
+    // The rule plx db compare applies (measure::compare_runs).
+    CHECK((same || plx::measure::compare_runs(x.at("winner_us").as_double(), x.at("noise_us").as_double(),
+                                              y.at("winner_us").as_double(), y.at("noise_us").as_double())
+                       .tied));
   }
 }

@@ -89,6 +89,34 @@ TEST_CASE("compare_paired: the floor, real differences, and paired noise", "[mea
   CHECK_THROWS_AS(compare_paired({}, {}), Error);
 }
 
+TEST_CASE("compare_runs: the tuner's noise across two runs, never below the floor", "[measure]") {
+  // The worked examples of measure.hpp.
+  Paired p = compare_runs(10, 0.1, 10.08, 0.12);
+  CHECK(p.diff == Approx(0.08));
+  CHECK(p.noise == Approx(0.12));  // the larger recorded noise
+  CHECK(p.tied);
+  p = compare_runs(10, 0, 10.5, 0);
+  CHECK(p.noise == Approx(0.1));  // unknown noise: the floor of the faster
+  CHECK(!p.tied);
+  // Two-sided: which run was faster does not matter.
+  CHECK(compare_runs(10.5, 0, 10, 0).diff == Approx(-0.5));
+  CHECK(!compare_runs(10.5, 0, 10, 0).tied);
+  CHECK(compare_runs(10.2, 0.3, 10, 0.1).tied);
+  CHECK(compare_runs(10, 0.1, 10.2, 0.3).tied);
+  // Exactly at the noise is tied, as in compare_paired (diff <= noise).
+  CHECK(compare_runs(10, 0.25, 10.25, 0).tied);
+  CHECK(!compare_runs(10, 0.25, 10.2501, 0).tied);
+  // The floor scales with the faster median and follows floor_rel.
+  CHECK(compare_runs(100, 0, 100.9, 0).tied);
+  CHECK(!compare_runs(100, 0, 101.1, 0).tied);
+  CHECK(!compare_runs(100, 0, 100.9, 0, 0.005).tied);
+  // A recorded noise from compare_paired (which holds the floor already) carries over.
+  const std::vector<double> a(20, 10.0), b(20, 10.05);
+  const Paired within = compare_paired(a, b);
+  CHECK(compare_runs(10.0, within.noise, 10.0 + within.noise, 0).tied);
+  CHECK(!compare_runs(10.0, within.noise, 10.0 + 2 * within.noise, 0).tied);
+}
+
 TEST_CASE("tie order: the model's choice, then fewer registers, then the name", "[measure]") {
   Contender m{"zeta", true, 200, {}}, r96{"beta", false, 96, {}}, r64{"gamma", false, 64, {}},
       r64b{"alpha", false, 64, {}}, unk{"aaa", false, -1, {}};

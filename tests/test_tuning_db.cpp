@@ -13,6 +13,7 @@
 
 #include "autotune/bucket_key.hpp"
 #include "autotune/choose_variant.hpp"
+#include "autotune/db_compare.hpp"
 #include "autotune/tuning_db.hpp"
 #include "common/fs_atomic.hpp"
 #include "generator/legality.hpp"
@@ -467,4 +468,146 @@ TEST_CASE("tuning db: the GPU's ceilings are stored once and kept across merges"
   REQUIRE(pos != std::string::npos);
   bad.replace(pos, std::string("\"tc_tflops\": 655.25").size(), "\"tc_tflops\": 0");
   CHECK_THROWS_WITH(parse_db(bad), Catch::Contains("ceilings"));
+}
+
+// ---- plx db compare: do two tunes agree? ------------------------------------------------
+
+namespace {
+
+// A database of one run: (bucket, winner, us, noise, runner-up) rows.
+struct Row {
+  const char* bucket;
+  const char* winner;
+  double us, noise;
+  const char* runner_up = "";
+};
+DbFile run_db(const std::vector<Row>& rows) {
+  DbFile f;
+  f.identity = h200();
+  for (const Row& r : rows) {
+    DbEntry e = entry(r.bucket, r.winner, r.us);
+    e.noise_us = r.noise;
+    e.runner_up = r.runner_up;
+    e.runner_up_us = *r.runner_up ? r.us * 1.005 : 0;
+    f.entries[r.bucket] = e;
+  }
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("db compare: identical runs agree bucket for bucket", "[tuning_db][compare]") {
+  const DbFile a = run_db({{"b1", "v1", 10.0, 0.1}, {"b2", "v2", 20.0, 0.2}, {"b3", "v3", 30.0, 0.3}});
+  const DbComparison c = compare_dbs(a, a);
+  REQUIRE(c.both.size() == 3);
+  CHECK(c.same == 3);
+  CHECK(c.tied == 0);
+  CHECK(c.disagree == 0);
+  CHECK(c.same_beyond_noise == 0);
+  CHECK(c.only_a.empty());
+  CHECK(c.only_b.empty());
+  CHECK(c.all_agree());
+  CHECK(c.summary() == "agree 3/3 buckets (same winner 3, tied 0), disagree 0");
+  for (const BucketComparison& x : c.both) {
+    CHECK(x.verdict == Agreement::same_winner);
+    CHECK(x.diff_us == 0);
+  }
+  // Nothing to compare is not agreement.
+  CHECK(!compare_dbs(DbFile{}, DbFile{}).all_agree());
+}
+
+TEST_CASE("db compare: other winners within the recorded noise are tied, beyond it disagree",
+          "[tuning_db][compare]") {
+  // b1: another winner 0.8% slower, noise 1% -> tied. b2: 0.8% slower but a recorded
+  // noise of 0.5% on both sides -> the floor (1% of the faster) still ties it. b3: 5%
+  // apart with 1% noise -> disagree. b4: 3% apart, but run B measured 4% noise -> tied
+  // (the larger noise counts). b5: the same winner 6% slower -> same, flagged. b6: each
+  // won as the other's runner-up, 0.3% apart -> tied and swapped.
+  const DbFile a = run_db({{"b1", "x", 10.0, 0.1},
+                           {"b2", "x", 10.0, 0.05},
+                           {"b3", "x", 10.0, 0.1},
+                           {"b4", "x", 10.0, 0.1},
+                           {"b5", "x", 10.0, 0.1},
+                           {"b6", "x", 10.0, 0.1, "y"}});
+  const DbFile b = run_db({{"b1", "y", 10.08, 0.1},
+                           {"b2", "y", 10.08, 0.05},
+                           {"b3", "y", 10.5, 0.1},
+                           {"b4", "y", 10.3, 0.4},
+                           {"b5", "x", 10.6, 0.1},
+                           {"b6", "y", 10.03, 0.1, "x"}});
+  const DbComparison c = compare_dbs(a, b);
+  REQUIRE(c.both.size() == 6);
+  std::map<std::string, const BucketComparison*> by;
+  for (const BucketComparison& x : c.both) by[x.bucket] = &x;
+  CHECK(by["b1"]->verdict == Agreement::tied);
+  CHECK(by["b2"]->verdict == Agreement::tied);
+  CHECK(by["b2"]->noise_us == Approx(0.1));
+  CHECK(by["b3"]->verdict == Agreement::disagree);
+  CHECK(by["b3"]->diff_us == Approx(0.5));
+  CHECK(by["b3"]->beyond_noise);
+  CHECK(by["b4"]->verdict == Agreement::tied);
+  CHECK(by["b4"]->noise_us == Approx(0.4));
+  CHECK(by["b5"]->verdict == Agreement::same_winner);
+  CHECK(by["b5"]->beyond_noise);
+  CHECK(by["b6"]->verdict == Agreement::tied);
+  CHECK(by["b6"]->swapped);
+  CHECK(!by["b1"]->swapped);
+  CHECK(c.same == 1);
+  CHECK(c.tied == 4);
+  CHECK(c.disagree == 1);
+  CHECK(c.same_beyond_noise == 1);
+  CHECK(!c.all_agree());
+  CHECK(c.summary() == "agree 5/6 buckets (same winner 1, tied 4), disagree 1");
+  // The verdict does not depend on which run is A.
+  const DbComparison r = compare_dbs(b, a);
+  for (std::size_t i = 0; i < r.both.size(); ++i) {
+    CHECK(r.both[i].verdict == c.both[i].verdict);
+    CHECK(r.both[i].diff_us == Approx(-c.both[i].diff_us));
+  }
+}
+
+TEST_CASE("db compare: buckets in one file only are listed apart and fail the check", "[tuning_db][compare]") {
+  const DbFile a = run_db({{"b1", "x", 10.0, 0.1}, {"b2", "x", 10.0, 0.1}, {"only_a", "x", 5.0, 0.1}});
+  const DbFile b = run_db({{"b1", "x", 10.0, 0.1}, {"b2", "x", 10.0, 0.1}, {"only_b1", "x", 5.0, 0.1},
+                           {"only_b2", "x", 5.0, 0.1}});
+  const DbComparison c = compare_dbs(a, b);
+  CHECK(c.both.size() == 2);
+  CHECK(c.same == 2);
+  CHECK(c.only_a == std::vector<std::string>{"only_a"});
+  CHECK(c.only_b == std::vector<std::string>{"only_b1", "only_b2"});
+  CHECK(!c.all_agree());  // agreeing where both have a winner is not the whole answer
+  CHECK(c.summary() == "agree 2/2 buckets (same winner 2, tied 0), disagree 0");
+  const json::Value j = to_json(c);
+  CHECK(j.at("only_a").size() == 1);
+  CHECK(j.at("only_b").size() == 2);
+  CHECK(j.at("all_agree").as_bool() == false);
+  CHECK(j.at("buckets").size() == 2);
+  CHECK(j.at("buckets").as_array()[0].at("verdict").as_string() == "same");
+  CHECK(j.at("buckets").as_array()[0].at("runner_up_a").is_null());
+}
+
+TEST_CASE("db compare: files that are not databases are named in one clear error", "[tuning_db][compare]") {
+  TempDir t;
+  const fs::path good = t.path / "good.json";
+  write(good, dump_db(run_db({{"b1", "x", 10.0, 0.1}})));
+  CHECK(read_db_file(good).entries.size() == 1);
+  for (const auto& [name, bytes] : std::vector<std::pair<std::string, std::string>>{
+           {"truncated.json", dump_db(run_db({{"b1", "x", 10.0, 0.1}})).substr(0, 60)},
+           {"garbage.json", std::string("\x00\xff not json", 11)},
+           {"other.json", R"({"schema": "parallax-jit tune report", "version": 1})"},
+           {"bad_entry.json", std::regex_replace(dump_db(run_db({{"b1", "x", 10.0, 0.1}})),
+                                                 std::regex(R"("winner_us": [0-9.]+)"), R"("winner_us": -1)")}}) {
+    INFO(name);
+    write(t.path / name, bytes);
+    try {
+      (void)read_db_file(t.path / name);
+      FAIL("no error");
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      CHECK(what.find((t.path / name).string() + " is not a tuning database: ") == 0);
+      CHECK(what.find('\n') == std::string::npos);
+    }
+  }
+  CHECK_THROWS_WITH(read_db_file(t.path / "missing.json"), Catch::StartsWith("cannot read"));
+  CHECK_THROWS_WITH(read_db_file(t.path), Catch::StartsWith("cannot read"));  // a directory
 }

@@ -1,15 +1,20 @@
 // plx db: look after the tuning databases in the cache directory (autotune/tuning_db.hpp):
-// show them, move one between machines of the same kind (export / import, validated), or
-// clear them. show and clear need no GPU; export and import act on this GPU's database.
+// show them, move one between machines of the same kind (export / import, validated),
+// compare two of them (do two tunes agree? autotune/db_compare.hpp), or clear them. show,
+// compare and clear need no GPU; export and import act on this GPU's database.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <ctime>
+#include <optional>
+#include <utility>
 
 #include "args.hpp"
+#include "autotune/db_compare.hpp"
 #include "autotune/tuning_db.hpp"
 #include "commands.hpp"
 #include "common/fs_atomic.hpp"
+#include "common/json.hpp"
 #include "runtime/driver.hpp"
 #include "runtime/kernel_cache.hpp"
 
@@ -19,7 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kHelp = R"(Usage: plx db <show | export FILE | import FILE [--force] | clear>
+constexpr const char* kHelp = R"(Usage: plx db <show | export FILE | import FILE [--force] | compare A B [--json FILE] | clear>
 
 The tuning databases: one JSON file per GPU in <cache dir>/tuning/v1/, written by
 `plx tune` and read by plx::Engine, which runs each call's tuned winner. A database whose
@@ -31,6 +36,16 @@ never used: the engine takes the model's choices until `plx tune` runs again.
   import FILE     merge FILE into this GPU's database (the faster winner per bucket stays);
                   a FILE tuned on another GPU, driver or template set is refused
     --force       import it anyway (its winners are still checked before every use)
+  compare A B     do two tunes agree? A and B are database files (<cache dir>/tuning/v1/
+                  *.json or plx db export output). Per bucket in both: "same" winner;
+                  "tied": other winners whose times differ by no more than the noise the
+                  tuner recorded (the larger of the two, at least 1% of the faster, as
+                  the tuner ties candidates); else "disagree". Buckets in one file only
+                  are listed apart. Exit 0 when every bucket of either file is in both
+                  and agrees, 1 otherwise. Tune the two runs into separate cache dirs
+                  (PLX_CACHE_DIR): a tune merges into the file there, keeping the faster
+                  winner per bucket, so one file cannot hold two runs.
+    --json FILE   also write the comparison as JSON
   clear           remove every database (the compile cache is left alone)
 )";
 
@@ -108,6 +123,66 @@ int show() {
   return 0;
 }
 
+std::string verdict_note(const BucketComparison& x) {
+  std::string n;
+  if (x.verdict == Agreement::same_winner && x.beyond_noise) n = "time moved beyond the noise";
+  if (x.swapped) n = "each won as the other's runner-up";
+  return n;
+}
+
+int compare(const std::string& path_a, const std::string& path_b, const std::optional<std::string>& json_out) {
+  const DbFile a = read_db_file(path_a), b = read_db_file(path_b);  // plx::Error naming the file
+  fmt::print("A: {}\n   {}; {} buckets\n", path_a, a.identity.describe(), a.entries.size());
+  fmt::print("B: {}\n   {}; {} buckets\n", path_b, b.identity.describe(), b.entries.size());
+  if (a.identity.key() != b.identity.key())
+    fmt::print("note: A and B were tuned on different GPUs; their winners need not agree\n");
+  else if (!(a.identity == b.identity))
+    fmt::print("note: same GPU, but other driver/NVRTC/templates/version: the kernels timed differ\n");
+  const DbComparison c = compare_dbs(a, b);
+  if (!c.both.empty()) {
+    std::size_t kw = 6, wa = 8;
+    for (const BucketComparison& x : c.both) {
+      kw = std::max(kw, x.bucket.size());
+      wa = std::max(wa, x.a.winner.size());
+    }
+    fmt::print("\n{:<{}}  {:<8}  {:>9}  {:>9}  {:>8}  {:>7}  {:<{}}  {}\n", "bucket", kw, "verdict", "us_A", "us_B",
+               "B-A", "noise", "winner A", wa, "winner B (= same)");
+    for (const BucketComparison& x : c.both) {
+      const double base = std::min(x.a.winner_us, x.b.winner_us);
+      // Both as a percentage of the faster time; "-" when a time is unknown (0).
+      const auto pct = [&](double v, bool sign) {
+        if (!(base > 0)) return std::string("-");
+        return sign ? fmt::format("{:+.2f}%", 100 * v / base) : fmt::format("{:.2f}%", 100 * v / base);
+      };
+      const std::string note = verdict_note(x);
+      fmt::print("{:<{}}  {:<8}  {:>9.2f}  {:>9.2f}  {:>8}  {:>7}  {:<{}}  {}{}\n", x.bucket, kw, to_string(x.verdict),
+                 x.a.winner_us, x.b.winner_us, pct(x.diff_us, true), pct(x.noise_us, false), x.a.winner, wa,
+                 x.verdict == Agreement::same_winner ? "=" : x.b.winner, note.empty() ? "" : "  (" + note + ")");
+    }
+  }
+  for (const auto& [name, keys] : {std::pair{"A", &c.only_a}, std::pair{"B", &c.only_b}}) {
+    if (keys->empty()) continue;
+    fmt::print("\nonly in {} ({} buckets):\n", name, keys->size());
+    for (const std::string& k : *keys) fmt::print("  {}\n", k);
+  }
+  if (json_out) {
+    json::Value j = to_json(c);
+    j.set("a", path_a);
+    j.set("b", path_b);
+    write_file_atomic(*json_out, j.dump(2) + "\n");
+    fmt::print("\nwrote {}\n", *json_out);
+  }
+  fmt::print("\n");
+  if (c.same_beyond_noise > 0)
+    fmt::print("{} bucket{} kept the winner, but its time moved by more than the noise between the runs\n",
+               c.same_beyond_noise, c.same_beyond_noise == 1 ? "" : "s");
+  if (!c.only_a.empty() || !c.only_b.empty())
+    fmt::print("only in A: {} buckets, only in B: {} buckets\n", c.only_a.size(), c.only_b.size());
+  if (c.both.empty()) fmt::print("no bucket is in both databases: nothing to compare\n");
+  fmt::print("{}\n", c.summary());
+  return c.all_agree() ? 0 : 1;
+}
+
 int clear() {
   const fs::path dir = TuningDb::dir(KernelCache::default_root());
   int n = 0;
@@ -124,20 +199,24 @@ int clear() {
 }  // namespace
 
 int cmd_db(const std::vector<std::string>& argv) {
-  const Args a = parse(argv, {{"force", false}}, "db");
+  const Args a = parse(argv, {{"force", false}, {"json", true}}, "db");
   if (a.has("help")) {
     fmt::print("{}", kHelp);
     return 0;
   }
-  if (a.positional.empty()) throw UsageError("db: which subcommand? show, export FILE, import FILE, clear");
+  constexpr const char* kSubs = "show, export FILE, import FILE, compare A B, clear";
+  if (a.positional.empty()) throw UsageError(fmt::format("db: which subcommand? {}", kSubs));
   const std::string sub = a.positional[0];
-  const std::size_t want = sub == "export" || sub == "import" ? 2 : 1;
-  if (sub != "show" && sub != "export" && sub != "import" && sub != "clear")
-    throw UsageError(fmt::format("db: unknown subcommand '{}' (show, export FILE, import FILE, clear)", sub));
+  const std::size_t want = sub == "export" || sub == "import" ? 2 : sub == "compare" ? 3 : 1;
+  if (sub != "show" && sub != "export" && sub != "import" && sub != "compare" && sub != "clear")
+    throw UsageError(fmt::format("db: unknown subcommand '{}' ({})", sub, kSubs));
   if (a.positional.size() != want)
-    throw UsageError(want == 2 ? fmt::format("db {}: give exactly one FILE", sub)
-                               : fmt::format("db {}: takes no arguments", sub));
+    throw UsageError(want == 3   ? "db compare: give two database files, A and B"
+                     : want == 2 ? fmt::format("db {}: give exactly one FILE", sub)
+                                 : fmt::format("db {}: takes no arguments", sub));
   if (a.has("force") && sub != "import") throw UsageError("db: --force applies to import only");
+  if (a.has("json") && sub != "compare") throw UsageError("db: --json applies to compare only");
+  if (sub == "compare") return compare(a.positional[1], a.positional[2], a.get("json"));
   if (sub == "show") return show();
   if (sub == "clear") return clear();
   TuningDb db = this_gpu_db(sub);

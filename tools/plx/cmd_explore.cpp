@@ -193,7 +193,8 @@ int cmd_explore(const std::vector<std::string>& argv) {
   }
 
   json::Value jout = json::Value::array();
-  for (std::size_t bi = 0; bi < buckets.size(); ++bi) {
+  std::string fatal;  // a sticky CUDA error: the context is unusable, nothing more can run
+  for (std::size_t bi = 0; bi < buckets.size() && fatal.empty(); ++bi) {
     const tune::Bucket& b = buckets[bi];
     const AttentionArgs args = b.args();
     const std::string untuned = default_variant(args, arch).name();
@@ -218,7 +219,11 @@ int cmd_explore(const std::vector<std::string>& argv) {
               h->time([&](int rep, void* s) { engine->attention(inputs->args(rep), name, s); }, o));
         } catch (const DriverError& e) {
           l.error = e.what();
-          if (tune::is_sticky(e)) throw;  // the context is gone: stop here, with the reason
+          if (tune::is_sticky(e)) {  // the context is gone: report what was measured, then stop
+            fatal = fmt::format("explore: {} broke the CUDA context ({}); stopped at bucket {}/{}", name,
+                                l.error.substr(0, l.error.find('\n')), bi + 1, buckets.size());
+            break;
+          }
         } catch (const Error& e) {
           l.error = e.what();
         }
@@ -242,7 +247,8 @@ int cmd_explore(const std::vector<std::string>& argv) {
     json::Value jb = json::Value::object();
     jb.set("flags", b.flags());
     jb.set("key", tune::bucket_of(args).key());
-    jb.set("measured", gpu);
+    jb.set("measured", gpu && bucket_error.empty());
+    if (!bucket_error.empty()) jb.set("error", bucket_error);
     jb.set("untuned", untuned);
     json::Value jv = json::Value::array();
     for (std::size_t i = 0; i < lines.size(); ++i) {
@@ -278,10 +284,11 @@ int cmd_explore(const std::vector<std::string>& argv) {
     jb.set("variants", std::move(jv));
     jout.push_back(std::move(jb));
   }
-  if (auto path = a.get("json")) {
+  if (auto path = a.get("json")) {  // also after a sticky error: what was measured is kept
     write_file_atomic(*path, jout.dump(2) + "\n");
     fmt::print("\nwrote {}{}\n", *path, gpu ? "" : " (predicted only)");
   }
+  if (!fatal.empty()) throw Error(fatal);
   return 0;
 }
 

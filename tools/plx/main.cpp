@@ -31,6 +31,7 @@ Tuning:
                           TB/s or TFLOP/s against the measured ceilings (GPU only)
   db show                 tuning databases: identity, match with this GPU, winners
   db export|import FILE   move this GPU's database between machines of the same kind
+  db compare A B          do two tunes agree? same winner, tied within noise, or not
   db clear                remove every tuning database
 Compile cache:
   cache ls                entries: variant, arch, size, age, key
