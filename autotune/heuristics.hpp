@@ -79,13 +79,17 @@ constexpr int ctas_per_sm_by_smem(long smem_bytes, Arch arch) {
 //   decode : block_n 64, 4 warps (16 keys each), 3 stages: two tiles in flight while one is
 //            consumed; on the H200 at batch 32 x 16384 keys that streams 4.27 TB/s where
 //            2 stages reach 3.8 (docs/PERFORMANCE.md, 2026-11-28)
-//   prefill, Hopper (wgmma): 2 consumer warpgroups + 1 producer (12 warps), block_n 128,
-//            2 stages: block_m 64 for the Parallax families (32 q + 32 r rows per
-//            warpgroup), 128 for softmax; on the H200 1.7-1.9x the mma.sync tile below
-//            (docs/PERFORMANCE.md, 2026-11-29); training forwards (stats) too.
+//   prefill, Hopper (wgmma): block_n 128, 2 stages, 32 queries + 32 probes (Parallax
+//            families) or 64 queries (softmax) per consumer warpgroup; training forwards
+//            (stats) too. On the H200 (docs/PERFORMANCE.md, 2026-11-29, second session):
+//            - head_dim 128: 2 consumers + 1 producer (12 warps, block_m 64 / 128) with
+//              ping-pong turns (wgmma-pp): 0.5-1.5% ahead of plain wgmma on the issue-5
+//              shapes; a third consumer does not fit (O 64 + S 64 + 40 > 160 registers);
+//            - head_dim 64: 3 consumers (16 warps, block_m 96 / 192), plain wgmma: 366 vs
+//              323 TFLOP/s for Parallax at 2 x 8192 x 32 heads (ping-pong 363).
 //   prefill, mma.sync: 8 warps x one m-tile each: block_m 64 for the Parallax families
 //            (8 q + 8 r rows per tile), 128 for softmax
-inline Tile default_tile(Op op, Family f, int decode_rows, bool wgmma_prefill = false) {
+inline Tile default_tile(Op op, Family f, int decode_rows, bool wgmma_prefill = false, int head_dim = 128) {
   Tile t;
   if (op == Op::decode) {
     t.block_m = decode_block_m(f, decode_rows);
@@ -94,12 +98,13 @@ inline Tile default_tile(Op op, Family f, int decode_rows, bool wgmma_prefill = 
     t.stages = 3;
     t.split_kv = 0;
   } else if (wgmma_prefill) {
-    t.block_m = has_probe(f) ? 64 : 128;
+    const int consumers = head_dim <= 64 ? 3 : 2;
+    t.block_m = consumers * (has_probe(f) ? 32 : 64);
     t.block_n = 128;
-    t.warps = 12;
+    t.warps = 4 * (consumers + 1);
     t.stages = 2;
     t.split_kv = 1;
-    t.mma = Mma::wgmma;
+    t.mma = consumers == 2 ? Mma::wgmma_pp : Mma::wgmma;
   } else {
     t.block_m = has_probe(f) ? 64 : 128;
     t.block_n = 64;

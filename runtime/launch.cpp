@@ -94,7 +94,8 @@ Variant default_variant(const AttentionArgs& a, Arch arch) {
   v.causal = a.causal;
   v.window = a.window_left >= 0;
   v.arch = arch;
-  v.tile = heuristics::default_tile(v.op, a.family, a.q_len * (a.heads_q / a.heads_kv), arch == Arch::sm90a);
+  v.tile = heuristics::default_tile(v.op, a.family, a.q_len * (a.heads_q / a.heads_kv), arch == Arch::sm90a,
+                                    a.head_dim);
   return v;
 }
 

@@ -40,7 +40,12 @@ TEST_CASE("op and block_m choices", "[heuristics]") {
   CHECK(default_tile(Op::prefill, Family::softmax, 0).block_m == 128);
   CHECK(default_tile(Op::prefill, Family::parallax, 0).mma == Mma::sync);
   const Tile hopper = default_tile(Op::prefill, Family::parallax, 0, /*wgmma_prefill=*/true);
-  CHECK(hopper.mma == Mma::wgmma);
+  CHECK(hopper.mma == Mma::wgmma_pp);  // head_dim 128: two consumers taking turns
   CHECK(hopper.warps == 12);
+  CHECK(hopper.block_m == 64);
+  const Tile d64 = default_tile(Op::prefill, Family::softmax, 0, true, 64);
+  CHECK(d64.mma == Mma::wgmma);  // three consumers, no turns
+  CHECK(d64.warps == 16);
+  CHECK(d64.block_m == 192);
   CHECK(default_tile(Op::decode, Family::parallax, 4, true).mma == Mma::sync);  // decode: mma.sync
 }

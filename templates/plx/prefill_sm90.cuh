@@ -133,12 +133,17 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   auto full_v = [&](int s) { return bars + 8u * unsigned(S + s); };
   auto empty = [&](int s) { return bars + 8u * unsigned(2 * S + s); };
 
-  // Work item of this CTA. Row blocks are handed out last-first: under a causal mask the
-  // last rows see the most keys, and starting the longest CTAs first shortens the tail.
-  const int heads_batch = int(gridDim.y * gridDim.z);
+  // Work item of this CTA, in launch order: head-major, so the CTAs resident at one time
+  // are the row blocks of a few heads and share their K/V through L2 (the order that
+  // put every head's last row block first kept ~132 heads' K/V live at once: ncu saw a
+  // 39% L2 hit rate and 15x the K/V bytes from DRAM on 8 x 4096 x 16 heads). Within a
+  // head the row blocks go last-first: under a causal mask the last rows see the most
+  // keys, and starting the longest CTAs first shortens the tail. q heads of one GQA group
+  // are adjacent, so they share the kv head's tiles too.
   const int linear = int(blockIdx.x) + int(gridDim.x) * (int(blockIdx.y) + int(gridDim.y) * int(blockIdx.z));
-  const int rb = int(gridDim.x) - 1 - linear / heads_batch;
-  const int h = (linear % heads_batch) % int(gridDim.y), b = (linear % heads_batch) / int(gridDim.y);
+  const int head_batch = linear / int(gridDim.x);
+  const int rb = int(gridDim.x) - 1 - linear % int(gridDim.x);
+  const int h = head_batch % int(gridDim.y), b = head_batch / int(gridDim.y);
   const int hkv = h / p.group;
   const int row0 = rb * C::kBM;
   const int L = live_len(p, b);
