@@ -115,6 +115,36 @@ __device__ __forceinline__ void load_kv_rows_sm90(const AttnParams& p, Tile tile
   }
 }
 
+// The producer's copy of whole K or V tiles from a contiguous cache. Thread tid owns chunk
+// column tid % kChunks of rows tid / kChunks + kRowStep i; kRowStep is a multiple of the
+// 8-row swizzle period, so its shared-memory offsets and its global row step are the same
+// for every tile: a tile costs one cp.async and one address add per row. ncu on the H200
+// found the generic per-row path (bounds check, 64-bit row multiply, swizzle per row,
+// parameters reloaded under the producer's 40 registers) too slow to keep the consumers
+// fed: they waited on full_k as long as on their own MMAs. The tile that crosses the live
+// length, and paged caches, keep the generic path (load_kv_rows_sm90).
+template <int kThreads, class Tile>
+struct WholeTileRows {
+  static constexpr int kRowStep = kThreads / Tile::kChunks;
+  static_assert(kRowStep % 8 == 0, "a thread's rows must share their swizzle phase");
+  const unsigned short* src;  // this thread's chunk in key 0's row of the (batch, head)
+  unsigned dst;               // its byte offset inside a tile
+  long long step;             // elements between two of its rows (kRowStep keys)
+
+  __device__ __forceinline__ WholeTileRows(const unsigned short* head_b, long long stride_t, int tid) {
+    const int c = tid % Tile::kChunks, row0 = tid / Tile::kChunks;
+    src = head_b + row0 * stride_t + c * 8;
+    dst = Tile{0u}.chunk(row0, c);
+    step = kRowStep * stride_t;
+  }
+  __device__ __forceinline__ void copy(Tile tile, int key0, long long stride_t) const {
+    const unsigned short* g = src + key0 * stride_t;
+#pragma unroll
+    for (int i = 0; i < Tile::kRows / kRowStep; ++i)
+      cp_async_16(tile.base + dst + unsigned(i * kRowStep * 128), g + i * step, true);
+  }
+};
+
 template <class C>
 __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const AttnParams p) {
   using T = typename C::Elem;
@@ -172,13 +202,18 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
     const long long kv_off = hkv * p.k_stride_h;
     const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_off;
     const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_off;
+    const long long b_off = (long long)b * p.k_stride_b;
+    const WholeTileRows<128, KvTile> k_rows(kg + b_off, p.k_stride_t, tid), v_rows(vg + b_off, p.k_stride_t, tid);
     for (int i = 0; i < n_tiles; ++i) {
-      const int s = i % S;
+      const int s = i % S, key0 = tile_key(i);
+      const bool whole = !p.block_table && key0 + BN <= L;
       sm90::mbar_wait(empty(s), ((i / S) & 1) ^ 1);  // round i / S - 1 released (round 0: free)
-      load_kv_rows_sm90<128>(p, k_tile(s), kg, b, tile_key(i), L, tid);
+      if (whole) k_rows.copy(k_tile(s), key0, p.k_stride_t);
+      else load_kv_rows_sm90<128>(p, k_tile(s), kg, b, key0, L, tid);
       sm90::mbar_arrive_cp_async(full_k(s));
       sm90::mbar_arrive(full_k(s));
-      load_kv_rows_sm90<128>(p, v_tile(s), vg, b, tile_key(i), L, tid);
+      if (whole) v_rows.copy(v_tile(s), key0, p.k_stride_t);
+      else load_kv_rows_sm90<128>(p, v_tile(s), vg, b, key0, L, tid);
       sm90::mbar_arrive_cp_async(full_v(s));
       sm90::mbar_arrive(full_v(s));
     }
