@@ -82,11 +82,14 @@ constexpr int ctas_per_sm_by_smem(long smem_bytes, Arch arch) {
 //   prefill, Hopper (wgmma): block_n 128, 2 stages, 32 queries + 32 probes (Parallax
 //            families) or 64 queries (softmax) per consumer warpgroup; training forwards
 //            (stats) too. On the H200 (docs/PERFORMANCE.md, 2026-11-29, second session):
-//            - head_dim 128: 2 consumers + 1 producer (12 warps, block_m 64 / 128) with
-//              ping-pong turns (wgmma-pp): 0.5-1.5% ahead of plain wgmma on the issue-5
-//              shapes; a third consumer does not fit (O 64 + S 64 + 40 > 160 registers);
-//            - head_dim 64: 3 consumers (16 warps, block_m 96 / 192), plain wgmma: 366 vs
-//              323 TFLOP/s for Parallax at 2 x 8192 x 32 heads (ping-pong 363).
+//            - head_dim 128: 2 consumers + 1 producer (12 warps, block_m 64 / 128) taking
+//              ping-pong turns; a third consumer does not fit (O 64 + S 64 + 40 > 160
+//              registers). Parallax: wgmma-pp, 2 stages (483 / 630 / 547 TFLOP/s on the
+//              issue-5 shapes, within 1% of the best variant of each); softmax:
+//              wgmma-pipe-pp, 3 stages (358 / 562 / 460, 2-4% ahead of wgmma-pp);
+//            - head_dim 64: 3 consumers (16 warps, block_m 96 / 192), plain wgmma (the
+//              pipelined loop does not fit 160 registers): 489 vs 437 TFLOP/s for
+//              Parallax at 2 x 8192 x 32 heads with 2 consumers.
 //   prefill, mma.sync: 8 warps x one m-tile each: block_m 64 for the Parallax families
 //            (8 q + 8 r rows per tile), 128 for softmax
 inline Tile default_tile(Op op, Family f, int decode_rows, bool wgmma_prefill = false, int head_dim = 128) {
@@ -102,9 +105,10 @@ inline Tile default_tile(Op op, Family f, int decode_rows, bool wgmma_prefill = 
     t.block_m = consumers * (has_probe(f) ? 32 : 64);
     t.block_n = 128;
     t.warps = 4 * (consumers + 1);
-    t.stages = 2;
+    const bool pipe = consumers == 2 && !has_probe(f);
+    t.stages = pipe ? 3 : 2;
     t.split_kv = 1;
-    t.mma = consumers == 2 ? Mma::wgmma_pp : Mma::wgmma;
+    t.mma = consumers == 3 ? Mma::wgmma : pipe ? Mma::wgmma_pipe_pp : Mma::wgmma_pp;
   } else {
     t.block_m = has_probe(f) ? 64 : 128;
     t.block_n = 64;

@@ -43,6 +43,9 @@ TEST_CASE("op and block_m choices", "[heuristics]") {
   CHECK(hopper.mma == Mma::wgmma_pp);  // head_dim 128: two consumers taking turns
   CHECK(hopper.warps == 12);
   CHECK(hopper.block_m == 64);
+  const Tile hopper_sm = default_tile(Op::prefill, Family::softmax, 0, true);
+  CHECK(hopper_sm.mma == Mma::wgmma_pipe_pp);  // softmax d 128: pipelined, with turns, 3 stages
+  CHECK(hopper_sm.stages == 3);
   const Tile d64 = default_tile(Op::prefill, Family::softmax, 0, true, 64);
   CHECK(d64.mma == Mma::wgmma);  // three consumers, no turns
   CHECK(d64.warps == 16);

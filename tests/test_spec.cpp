@@ -62,7 +62,7 @@ TEST_CASE("every shipped spec parses, expands to a modest legal set, and names r
       {"decode_sm80.yaml", "decode-sm80", Op::decode, Arch::sm80, 80, 16},
       {"prefill_sm90.yaml", "prefill-sm90", Op::prefill, Arch::sm90a, 26, 22},
       {"prefill_sm80.yaml", "prefill-sm80", Op::prefill, Arch::sm80, 26, 22},
-      {"prefill_sm90_wgmma.yaml", "prefill-sm90-wgmma", Op::prefill, Arch::sm90a, 112, 752},
+      {"prefill_sm90_wgmma.yaml", "prefill-sm90-wgmma", Op::prefill, Arch::sm90a, 136, 1016},
       {"backward_sm90.yaml", "backward-sm90", Op::backward, Arch::sm90a, 72, 120},
       {"backward_sm80.yaml", "backward-sm80", Op::backward, Arch::sm80, 36, 12},
   };
@@ -85,7 +85,7 @@ TEST_CASE("every shipped spec parses, expands to a modest legal set, and names r
     CHECK(r.variants.size() == w.legal);
     CHECK(r.dropped.size() == w.dropped);
     CHECK(r.variants.size() >= 24);
-    CHECK(r.variants.size() <= 128);  // every one is NVRTC-compiled in CI
+    CHECK(r.variants.size() <= 144);  // every one is NVRTC-compiled in CI (~1 s each on 2 cores)
     for (const auto& v : r.variants) {
       INFO(v.name());
       CHECK(!why_illegal(v));
