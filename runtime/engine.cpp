@@ -43,6 +43,12 @@ struct Engine::Impl {
     const char* e = std::getenv("PLX_DECODE_MERGE");
     return !(e && std::string(e) == "kernel");
   }();
+  // PLX_PREFILL_ORDER=lpt: the Hopper prefill starts every head's longest row block first
+  // instead of going head by head (AttnParams::cta_order; kept to measure the two).
+  const int prefill_order = [] {
+    const char* e = std::getenv("PLX_PREFILL_ORDER");
+    return e && std::string(e) == "lpt" ? 1 : 0;
+  }();
   // The tuning database of this GPU, read once at construction and written here only under
   // PLX_TUNE=sync; `tuned` is false without a usable one, and the choice is then the
   // model's, unlooked-up.
@@ -239,6 +245,7 @@ struct Engine::Impl {
       lp.params.ws_stats = ws + lp.ws_o_floats;
       if (fused_merge) lp.params.ws_counter = counters(s, std::size_t(lp.grid.y) * lp.grid.z);
     }
+    lp.params.cta_order = prefill_order;
     void* args[] = {&lp.params};
     cu::launch(main.fn, lp.grid, lp.block, lp.smem_bytes, s, args);
     if (merge) {

@@ -163,17 +163,26 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   auto full_v = [&](int s) { return bars + 8u * unsigned(S + s); };
   auto empty = [&](int s) { return bars + 8u * unsigned(2 * S + s); };
 
-  // Work item of this CTA, in launch order: head-major, so the CTAs resident at one time
-  // are the row blocks of a few heads and share their K/V through L2 (the order that
-  // put every head's last row block first kept ~132 heads' K/V live at once: ncu saw a
-  // 39% L2 hit rate and 15x the K/V bytes from DRAM on 8 x 4096 x 16 heads). Within a
-  // head the row blocks go last-first: under a causal mask the last rows see the most
-  // keys, and starting the longest CTAs first shortens the tail. q heads of one GQA group
-  // are adjacent, so they share the kv head's tiles too.
+  // Work item of this CTA, in launch order. Row blocks go last-first: under a causal mask
+  // the last rows see the most keys, and starting the longest CTAs first shortens the tail.
+  //   cta_order 0, head-major: the CTAs resident at one time are the row blocks of a few
+  //     heads and share their K/V through L2 (q heads of one GQA group are adjacent);
+  //   cta_order 1, every head's longest row block first: the better tail, but ~132 heads'
+  //     K/V live at once (ncu: 39% L2 hits, 15x the K/V bytes from DRAM on 8 x 4096 x 16
+  //     heads, at a time when the producer was the bottleneck anyway).
   const int linear = int(blockIdx.x) + int(gridDim.x) * (int(blockIdx.y) + int(gridDim.y) * int(blockIdx.z));
-  const int head_batch = linear / int(gridDim.x);
-  const int rb = int(gridDim.x) - 1 - linear % int(gridDim.x);
-  const int h = head_batch % int(gridDim.y), b = head_batch / int(gridDim.y);
+  int rb, h, b;
+  if (p.cta_order == 0) {
+    const int head_batch = linear / int(gridDim.x);
+    rb = int(gridDim.x) - 1 - linear % int(gridDim.x);
+    h = head_batch % int(gridDim.y);
+    b = head_batch / int(gridDim.y);
+  } else {
+    const int heads_batch = int(gridDim.y * gridDim.z);
+    rb = int(gridDim.x) - 1 - linear / heads_batch;
+    h = (linear % heads_batch) % int(gridDim.y);
+    b = (linear % heads_batch) / int(gridDim.y);
+  }
   const int hkv = h / p.group;
   const int row0 = rb * C::kBM;
   const int L = live_len(p, b);
