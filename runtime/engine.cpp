@@ -43,11 +43,11 @@ struct Engine::Impl {
     const char* e = std::getenv("PLX_DECODE_MERGE");
     return !(e && std::string(e) == "kernel");
   }();
-  // PLX_PREFILL_ORDER=lpt: the Hopper prefill starts every head's longest row block first
-  // instead of going head by head (AttnParams::cta_order; kept to measure the two).
+  // PLX_PREFILL_ORDER=head: the Hopper prefill goes head by head instead of starting every
+  // head's longest row block first (AttnParams::cta_order; kept to measure the two).
   const int prefill_order = [] {
     const char* e = std::getenv("PLX_PREFILL_ORDER");
-    return e && std::string(e) == "lpt" ? 1 : 0;
+    return e && std::string(e) == "head" ? 1 : 0;
   }();
   // The tuning database of this GPU, read once at construction and written here only under
   // PLX_TUNE=sync; `tuned` is false without a usable one, and the choice is then the

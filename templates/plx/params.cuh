@@ -43,8 +43,8 @@ struct AttnParams {
   //   barv  like o: sum_j p_j v_j (centered Parallax only; ignored by the other families)
   float* stats;
   void* barv;
-  // Hopper prefill CTA order (prefill_sm90.cuh): 0 head-major, 1 every head's longest row
-  // block first. The engine sets 1 under PLX_PREFILL_ORDER=lpt, kept to measure the two.
+  // Hopper prefill CTA order (prefill_sm90.cuh): 0 every head's longest row block first,
+  // 1 head-major. The engine sets 1 under PLX_PREFILL_ORDER=head, kept to measure the two.
   int cta_order;
 };
 

@@ -165,23 +165,24 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
 
   // Work item of this CTA, in launch order. Row blocks go last-first: under a causal mask
   // the last rows see the most keys, and starting the longest CTAs first shortens the tail.
-  //   cta_order 0, head-major: the CTAs resident at one time are the row blocks of a few
-  //     heads and share their K/V through L2 (q heads of one GQA group are adjacent);
-  //   cta_order 1, every head's longest row block first: the better tail, but ~132 heads'
-  //     K/V live at once (ncu: 39% L2 hits, 15x the K/V bytes from DRAM on 8 x 4096 x 16
-  //     heads, at a time when the producer was the bottleneck anyway).
+  //   cta_order 0 (default), every head's longest row block first: the best tail (LPT);
+  //     ~132 heads' K/V are live at once (ncu: 39% L2 hits on 8 x 4096 x 16 heads), which
+  //     the H200 absorbs: head-major measured 0-22% slower on every issue-5 shape
+  //     (docs/PERFORMANCE.md, 2026-11-29 run 10);
+  //   cta_order 1 (PLX_PREFILL_ORDER=head), head-major: the CTAs resident at one time are
+  //     the row blocks of a few heads and share their K/V through L2.
   const int linear = int(blockIdx.x) + int(gridDim.x) * (int(blockIdx.y) + int(gridDim.y) * int(blockIdx.z));
   int rb, h, b;
   if (p.cta_order == 0) {
-    const int head_batch = linear / int(gridDim.x);
-    rb = int(gridDim.x) - 1 - linear % int(gridDim.x);
-    h = head_batch % int(gridDim.y);
-    b = head_batch / int(gridDim.y);
-  } else {
     const int heads_batch = int(gridDim.y * gridDim.z);
     rb = int(gridDim.x) - 1 - linear / heads_batch;
     h = (linear % heads_batch) % int(gridDim.y);
     b = (linear % heads_batch) / int(gridDim.y);
+  } else {
+    const int head_batch = linear / int(gridDim.x);
+    rb = int(gridDim.x) - 1 - linear % int(gridDim.x);
+    h = head_batch % int(gridDim.y);
+    b = head_batch / int(gridDim.y);
   }
   const int hkv = h / p.group;
   const int row0 = rb * C::kBM;
