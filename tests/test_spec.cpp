@@ -697,18 +697,26 @@ TEST_CASE("the mma axis: names, spec key, legality of the wgmma prefill", "[spec
   CHECK(with([](Variant& w) { w.tile.mma = Mma::wgmma_pipe; w.head_dim = 64; w.tile.block_m = 96; w.tile.warps = 16; }) ==
         "mma wgmma-pipe: O 32 + S 64 + P 32 + 40 = 168 registers per consumer thread exceed the 160 that 3 consumer "
         "warpgroups get");
+  // Ping-pong hands turns between consumers: one consumer (softmax block_m 64) has nobody.
+  CHECK(with([](Variant& w) { w.tile.mma = Mma::wgmma_pp; w.family = Family::softmax; w.tile.warps = 8; }) ==
+        "mma wgmma-pp: ping-pong needs 2 or 3 consumer warpgroups; block_m 64 gives 1");
+  CHECK(with([](Variant& w) { w.tile.mma = Mma::wgmma_pipe_pp; }).empty());  // parallax m64: 2 consumers
   // 3 stages at d 128, block_n 128: 1024 + 32768 + 196608 + 72 = 230472 B (fits); 4 do not.
   CHECK(with([](Variant& w) { w.tile.stages = 3; }).empty());
   CHECK(with([](Variant& w) { w.tile.stages = 4; }).find("exceeds sm_90a's 232448 B") != std::string::npos);
 
   // The spec key.
   const std::string pre = "op: prefill\ndtype: bf16\narch: sm_90a\nvariant: parallax\nhead_dim: 128\n";
-  ExpandResult r = expand_text(pre + "tile: {block_m: 64, block_n: 128, warps: [8, 12], mma: [sync, wgmma, wgmma-pipe]}\n");
+  ExpandResult r = expand_text(pre + "tile: {block_m: 64, block_n: 128, warps: [8, 12], mma: [sync, wgmma, wgmma-pipe, "
+                                     "wgmma_pp, wgmma-pipe-pp]}\n");
   std::set<std::string> names;
   for (const auto& x : r.variants) names.insert(x.name());
   CHECK(names == std::set<std::string>{"plx_prefill_parallax_bf16_d128_causal_m64_n128_w8_s2_k1_sm90a",
                                        "plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_wgmma_sm90a",
-                                       "plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_wgmma-pipe_sm90a"});
+                                       "plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_wgmma-pipe_sm90a",
+                                       "plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_wgmma-pp_sm90a",
+                                       "plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_wgmma-pipe-pp_sm90a"});
+  for (const auto& x : r.variants) CHECK(parse_variant_name(x.name()) == x);  // -pp names parse back
   CHECK(error_of(pre + "tile:\n  mma: tensor\n") ==
         "t.yaml:7:8: key 'tile.mma': got 'tensor', expected one of sync | wgmma | wgmma-pipe | wgmma-pp | wgmma-pipe-pp");
 }
