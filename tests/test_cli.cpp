@@ -299,13 +299,9 @@ TEST_CASE("plx doctor reports and exits 0 with or without a GPU", "[cli]") {
   CHECK(r.out.find("decode_sm90.yaml") != std::string::npos);
 }
 
-TEST_CASE("plx db show, clear; export/import need this GPU", "[cli]") {
-  TempDir t;
-  Run r = run_plx(t, "db show");
-  CHECK(r.rc == 0);
-  CHECK(r.out.find("no tuning database in") != std::string::npos);
-
-  // A database written by the library (as plx tune would), and a corrupt one.
+namespace {
+// The identity of the H200 the tests' databases claim (the templates of this build).
+plx::GpuIdentity h200_identity() {
   plx::GpuIdentity id;
   id.name = "NVIDIA H200";
   id.cc_major = 9;
@@ -313,6 +309,18 @@ TEST_CASE("plx db show, clear; export/import need this GPU", "[cli]") {
   id.driver_version = 13000;
   id.nvrtc_version = "13.0";
   id.template_hash = plx::template_hash();
+  return id;
+}
+}  // namespace
+
+TEST_CASE("plx db show, clear; export/import need this GPU", "[cli]") {
+  TempDir t;
+  Run r = run_plx(t, "db show");
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("no tuning database in") != std::string::npos);
+
+  // A database written by the library (as plx tune would), and a corrupt one.
+  const plx::GpuIdentity id = h200_identity();
   plx::TuningDb db(t.path / "cache", id);
   plx::DbEntry e;
   e.bucket = "decode_parallax_bf16_d128_causal_bh8_kv8192_g4_q1";
@@ -346,13 +354,7 @@ TEST_CASE("plx db show, clear; export/import need this GPU", "[cli]") {
 
 TEST_CASE("plx db compare: agree, disagree, one-sided buckets, corrupt files", "[cli]") {
   TempDir t;
-  plx::GpuIdentity id;
-  id.name = "NVIDIA H200";
-  id.cc_major = 9;
-  id.sm_count = 132;
-  id.driver_version = 13000;
-  id.nvrtc_version = "13.0";
-  id.template_hash = plx::template_hash();
+  const plx::GpuIdentity id = h200_identity();
   const std::string k1 = "decode_parallax_bf16_d128_causal_bh8_kv8192_g4_q1",
                     k2 = "prefill_parallax_bf16_d128_causal_t1024_g4";
   const std::string v1 = "plx_decode_parallax_bf16_d128_causal_m8_n64_w4_s3_kauto_sm90a",
