@@ -39,7 +39,7 @@ constexpr int wgmma_rows_per_warpgroup(Family f) { return has_probe(f) ? 32 : 64
 constexpr int wgmma_consumers(const Variant& v) { return v.tile.block_m / wgmma_rows_per_warpgroup(v.family); }
 // Registers per consumer thread after setmaxnreg (PrefillSm90Config): 1 consumer 255 (no
 // reallocation), 2 consumers 232, 3 consumers 160.
-constexpr int wgmma_consumer_registers(int consumers) { return consumers == 1 ? 255 : consumers == 2 ? 232 : 160; }
+constexpr int wgmma_consumer_registers(int consumers) { return consumers == 1 ? 255 : consumers == 2 ? 232 : 152; }
 
 // Shared memory of a wgmma prefill, mirroring PrefillSm90Config::kSmemBytes:
 //   1024 B of slack to align the base to the 128-byte swizzle period

@@ -691,11 +691,11 @@ TEST_CASE("the mma axis: names, spec key, legality of the wgmma prefill", "[spec
   CHECK(with([](Variant& w) { w.tile.stages = 1; }) ==
         "mma wgmma: stages 1 not in 2..4 (one ring slot filling while another is consumed)");
   CHECK(with([](Variant& w) { w.tile.block_m = 96; w.tile.warps = 16; }) ==
-        "mma wgmma: O 64 + S 64 + 40 = 168 registers per consumer thread exceed the 160 that 3 consumer "
+        "mma wgmma: O 64 + S 64 + 40 = 168 registers per consumer thread exceed the 152 that 3 consumer "
         "warpgroups get");
   CHECK(with([](Variant& w) { w.tile.block_m = 96; w.tile.warps = 16; w.tile.block_n = 64; }).empty());
   CHECK(with([](Variant& w) { w.tile.mma = Mma::wgmma_pipe; w.head_dim = 64; w.tile.block_m = 96; w.tile.warps = 16; }) ==
-        "mma wgmma-pipe: O 32 + S 64 + P 32 + 40 = 168 registers per consumer thread exceed the 160 that 3 consumer "
+        "mma wgmma-pipe: O 32 + S 64 + P 32 + 40 = 168 registers per consumer thread exceed the 152 that 3 consumer "
         "warpgroups get");
   // Ping-pong hands turns between consumers: one consumer (softmax block_m 64) has nobody.
   CHECK(with([](Variant& w) { w.tile.mma = Mma::wgmma_pp; w.family = Family::softmax; w.tile.warps = 8; }) ==

@@ -87,9 +87,10 @@ struct PrefillSm90Config {
   static constexpr int kBarrierBytes = STAGES * 3 * 8;
   static constexpr int kSmemBytes = kAlignSlack + kQBytes + kRingBytes + kBarrierBytes;
   // Register split (64K per SM, one CTA): 128 x 40 + 256 x 232 = 64512 for two consumers,
-  // 128 x 32 + 384 x 160 = 65536 for three; one consumer needs no reallocation (255 each).
-  static constexpr int kProducerRegs = kConsumers == 3 ? 32 : 40;
-  static constexpr int kConsumerRegs = kConsumers == 3 ? 160 : 232;
+  // 128 x 40 + 384 x 152 = 63488 for three (with 32 the producer spilled its whole-tile
+  // copy state); one consumer needs no reallocation (255 each).
+  static constexpr int kProducerRegs = 40;
+  static constexpr int kConsumerRegs = kConsumers == 3 ? 152 : 232;
 };
 
 // Rows [key0, key0 + tile rows) of one K or V head into `tile`, zero-filling keys at or past
