@@ -60,17 +60,59 @@ Paired compare_paired(const std::vector<double>& a, const std::vector<double>& b
   Paired p;
   p.diff = median_of(d);
   const double se = 1.2533 * 1.4826 * mad_of(d, p.diff) / std::sqrt(double(d.size()));
-  p.noise = std::max(2.0 * se, floor_rel * median_of(a));
+  const double fl = floor_rel * median_of(a);
+  p.noise = std::max(2.0 * se, fl);
+  p.by = 2.0 * se > fl ? NoiseTerm::paired : NoiseTerm::floor;
   p.tied = p.diff <= p.noise;
   return p;
 }
 
-Paired compare_runs(double a, double a_noise, double b, double b_noise, double floor_rel) {
+const char* to_string(NoiseTerm t) {
+  switch (t) {
+    case NoiseTerm::floor: return "floor";
+    case NoiseTerm::paired: return "paired";
+    case NoiseTerm::noise_a: return "noise_a";
+    case NoiseTerm::noise_b: return "noise_b";
+    case NoiseTerm::repro_a: return "repro_a";
+    case NoiseTerm::repro_b: return "repro_b";
+  }
+  return "?";
+}
+
+Paired compare_runs(const RunTime& a, const RunTime& b, double floor_rel) {
   Paired p;
-  p.diff = b - a;
-  p.noise = std::max({a_noise, b_noise, floor_rel * std::min(a, b)});
+  p.diff = b.us - a.us;
+  const double t = std::min(a.us, b.us);
+  // The largest term; ties go to the earlier (so without repro_rel, `by` is as before).
+  const std::pair<double, NoiseTerm> terms[] = {{floor_rel * t, NoiseTerm::floor},
+                                                {a.noise, NoiseTerm::noise_a},
+                                                {b.noise, NoiseTerm::noise_b},
+                                                {a.repro_rel * t, NoiseTerm::repro_a},
+                                                {b.repro_rel * t, NoiseTerm::repro_b}};
+  p.noise = terms[0].first;
+  p.by = terms[0].second;
+  for (const auto& [v, term] : terms)
+    if (v > p.noise) {
+      p.noise = v;
+      p.by = term;
+    }
   p.tied = std::abs(p.diff) <= p.noise;
   return p;
+}
+
+std::optional<Repro> reproducibility(const std::vector<std::pair<double, double>>& first_repeat) {
+  std::vector<double> moves;
+  for (const auto& [first, repeat] : first_repeat)
+    if (first > 0 && repeat > 0 && std::isfinite(first) && std::isfinite(repeat))
+      moves.push_back(std::abs(repeat - first) / first);
+  if (moves.empty()) return std::nullopt;
+  std::sort(moves.begin(), moves.end());
+  Repro r;
+  r.n = int(moves.size());
+  r.median_rel = quantile(moves, 0.5);
+  r.p90_rel = quantile(moves, 0.9);
+  r.max_rel = moves.back();
+  return r;
 }
 
 bool tie_before(const Contender& a, const Contender& b) {

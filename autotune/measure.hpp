@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,10 +54,22 @@ Stats summarize(std::vector<double> samples);
 // runs, more than the within-run confidence of a few hundred samples suggests.
 inline constexpr double kNoiseFloor = 0.01;
 
+// Which term of a noise estimate was the largest (ties: the earlier in this order).
+enum class NoiseTerm {
+  floor,    // floor_rel x the (faster) median
+  paired,   // compare_paired: 2 x standard error of the median paired difference
+  noise_a,  // compare_runs: the noise run A decided with
+  noise_b,  //               the noise run B decided with
+  repro_a,  //               run A's reproducibility x the faster median (RunTime::repro_rel)
+  repro_b,  //               run B's
+};
+const char* to_string(NoiseTerm t);  // "floor", "paired", "noise_a", "noise_b", "repro_a", "repro_b"
+
 struct Paired {
   double diff = 0;   // median over rounds of (b_i - a_i), same unit as the samples
   double noise = 0;  // max(2 x standard error of that median, floor x median(a))
   bool tied = false; // diff <= noise: b is not measurably slower than a
+  NoiseTerm by = NoiseTerm::floor;  // the term that set `noise`
 };
 // a and b: samples of the same rounds (a[i] and b[i] were taken back to back), equal
 // length >= 1. The standard error of the median of the differences is estimated as
@@ -74,7 +87,37 @@ Paired compare_paired(const std::vector<double>& a, const std::vector<double>& b
 // each run could resolve.
 //   a 10 (noise 0.1), b 10.08 (noise 0.12): diff 0.08, noise 0.12 -> tied
 //   a 10 (noise 0),   b 10.5  (noise 0)   : diff 0.5,  noise 0.1 (floor) -> not tied
-Paired compare_runs(double a, double a_noise, double b, double b_noise, double floor_rel = kNoiseFloor);
+//
+// A run that re-timed its winners later in a fresh process (`plx tune --repeat`) also
+// knows how far a median moves between runs of one harness on this GPU: its
+// reproducibility, repro_rel (the p90 of |repeat - first| / first over its buckets, see
+// reproducibility()). That is the between-run noise the within-run terms miss, so it
+// joins the maximum as repro_rel x the faster median; 0 (unknown) adds nothing, and
+// without it the rule is the one above. Paired::by names the term that decided.
+//   a 10 (noise 0.1, repro 0.05), b 10.3 (noise 0.1): noise 0.5 (repro_a) -> tied
+struct RunTime {
+  double us = 0;         // the median
+  double noise = 0;      // the noise the run decided with (0: unknown)
+  double repro_rel = 0;  // the run's reproducibility (0: not measured)
+};
+Paired compare_runs(const RunTime& a, const RunTime& b, double floor_rel = kNoiseFloor);
+inline Paired compare_runs(double a, double a_noise, double b, double b_noise, double floor_rel = kNoiseFloor) {
+  return compare_runs(RunTime{a, a_noise, 0}, RunTime{b, b_noise, 0}, floor_rel);
+}
+
+// How far a run's medians move when measured again: over pairs (first, repeat) of one
+// quantity timed twice (a bucket's winner in the race and re-timed later in a fresh
+// worker), the relative moves |repeat - first| / first. Pairs where either time is not
+// positive (not measured) are skipped; nullopt when none is left.
+//   {(10, 10.1), (10, 9.8), (20, 21), (5, 0)}: moves 1%, 2%, 5% -> n 3, median 2%,
+//   p90 4.4% (quantile's interpolation), max 5%
+struct Repro {
+  int n = 0;              // pairs used
+  double median_rel = 0;  // median relative move
+  double p90_rel = 0;     // 90th percentile: the repro_rel a database stores
+  double max_rel = 0;
+};
+std::optional<Repro> reproducibility(const std::vector<std::pair<double, double>>& first_repeat);
 
 struct Contender {
   std::string name;

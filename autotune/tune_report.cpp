@@ -263,6 +263,8 @@ json::Value report_json(const Report& r) {
       o.set("speedup", num_or_null(out.speedup(), out.speedup() > 0));
       o.set("runner_up", name_at(out.runner_up));
       o.set("runner_up_us", num_or_null(out.runner_up_us, out.runner_up >= 0));
+      o.set("repeat_us", num_or_null(br.repeat_us, br.repeat_us > 0));
+      if (r.repeated && br.repeat_us <= 0 && out.winner >= 0) o.set("repeat_error", br.repeat_error);
       if (out.winner >= 0) {
         const Achieved a = achieved(b, out.winner_us, r.profile);
         json::Value ach = json::Value::object();
@@ -334,6 +336,19 @@ json::Value report_json(const Report& r) {
   sum.set("candidates_failed", failed);
   const double gm = geomean_speedup(r.buckets);
   sum.set("geomean_speedup", num_or_null(gm, gm > 0));
+  // plx tune --repeat: how far the winners' times moved when re-timed in a fresh worker.
+  if (r.repeated) {
+    json::Value rp = json::Value::object();
+    rp.set("budget_s", r.repeat_budget_s);
+    rp.set("seconds", r.repeat_seconds);
+    rp.set("buckets", r.repro ? r.repro->n : 0);
+    rp.set("median_rel", r.repro ? json::Value(r.repro->median_rel) : json::Value());
+    rp.set("p90_rel", r.repro ? json::Value(r.repro->p90_rel) : json::Value());
+    rp.set("max_rel", r.repro ? json::Value(r.repro->max_rel) : json::Value());
+    sum.set("repro", std::move(rp));
+  } else {
+    sum.set("repro", json::Value());
+  }
   j.set("summary", std::move(sum));
   j.set("buckets", std::move(buckets));
   return j;

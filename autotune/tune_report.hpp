@@ -24,6 +24,8 @@ struct BucketReport {
   std::vector<Ranked> ranked;            // every variant serving it, model order
   std::vector<Candidate> candidates;     // the ones raced (GPU), in candidates_for order
   std::optional<BucketOutcome> outcome;  // measured (GPU); parallel to candidates
+  double repeat_us = 0;                  // plx tune --repeat: the winner re-timed (0: not)
+  std::string repeat_error;              // --repeat: why it was not
 };
 
 struct Report {
@@ -35,6 +37,10 @@ struct Report {
   std::optional<Ceilings> ceilings;
   double budget_s = 0;             // the timing budget asked for
   double seconds = 0;              // wall time of the whole tune
+  bool repeated = false;           // plx tune --repeat ran
+  double repeat_budget_s = 0;      // its timing budget
+  double repeat_seconds = 0;       // its wall time
+  std::optional<measure::Repro> repro;  // over the buckets' (winner_us, repeat_us)
   std::vector<BucketReport> buckets;
 };
 

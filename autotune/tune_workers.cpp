@@ -287,6 +287,51 @@ std::vector<BucketOutcome> run_tune_workers(const std::vector<WorkerBucket>& buc
   return outs;
 }
 
+std::vector<Repeat> run_repeat_workers(const std::vector<WorkerBucket>& buckets,
+                                       const std::vector<BucketOutcome>& outs, const WorkerOptions& o,
+                                       const WorkerEvents& ev) {
+  std::vector<Repeat> rep(buckets.size());
+  std::vector<WorkerBucket> job;
+  std::vector<std::size_t> from;  // job bucket -> bucket
+  for (std::size_t i = 0; i < buckets.size(); ++i) {
+    const int w = i < outs.size() ? outs[i].winner : -1;
+    if (w < 0 || std::size_t(w) >= buckets[i].candidates.size()) {
+      rep[i].error = "no winner to repeat";
+      continue;
+    }
+    WorkerBucket wb;
+    wb.bucket = buckets[i].bucket;
+    wb.key = buckets[i].key;
+    wb.candidates = {buckets[i].candidates[std::size_t(w)]};
+    job.push_back(std::move(wb));
+    from.push_back(i);
+  }
+  if (job.empty()) return rep;
+  WorkerOptions ro = o;
+  ro.tune.check = false;  // checked in the race
+  WorkerEvents rev;  // events in the caller's bucket numbering, candidate = the winner's index
+  if (ev.begin)
+    rev.begin = [&](int b, int, const std::string& phase) { ev.begin(int(from[std::size_t(b)]), outs[from[std::size_t(b)]].winner, phase); };
+  if (ev.result)
+    rev.result = [&](int b, int, const CandidateResult& r) { ev.result(int(from[std::size_t(b)]), outs[from[std::size_t(b)]].winner, r); };
+  if (ev.done) rev.done = [&](int b, const BucketOutcome& out) { ev.done(int(from[std::size_t(b)]), out); };
+  const std::vector<BucketOutcome> got = run_tune_workers(job, ro, rev);
+  for (std::size_t k = 0; k < got.size(); ++k) {
+    Repeat& r = rep[from[k]];
+    const BucketOutcome& g = got[k];
+    if (g.winner == 0 && g.winner_us > 0) {
+      r.us = g.winner_us;
+    } else if (!g.error.empty()) {
+      r.error = g.error;
+    } else if (!g.results.empty() && !g.results[0].error.empty()) {
+      r.error = g.results[0].error;
+    } else {
+      r.error = "not measured";
+    }
+  }
+  return rep;
+}
+
 Ceilings run_ceilings_worker(const std::vector<std::string>& command, double timeout_s, std::string* wgmma_error_out) {
   TempDir tmp;
   json::Value job = json::Value::object();

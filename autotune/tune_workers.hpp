@@ -50,6 +50,22 @@ struct WorkerEvents {
 std::vector<BucketOutcome> run_tune_workers(const std::vector<WorkerBucket>& buckets, const WorkerOptions& o,
                                             const WorkerEvents& ev);
 
+// The reproducibility pass of `plx tune --repeat`: after the race, each bucket's winner is
+// re-timed in a fresh worker (new process, new allocations, minutes later) through the
+// same path as the race: run_tune_workers on a job of one candidate per bucket, the
+// winner, without the oracle check (it passed it in the race). With one candidate,
+// tune_bucket times it alone and then "interleaved" on its own; the interleaved median is
+// what the race recorded as winner_us, so repeat_us is the same quantity measured again.
+// No protocol change: the worker sees an ordinary tune job.
+// `outs` are run_tune_workers' outcomes for `buckets`; `o` carries the repeat's budget.
+struct Repeat {
+  double us = 0;      // the winner's median, re-timed; 0 when not
+  std::string error;  // why not ("no winner to repeat", the worker's reason)
+};
+std::vector<Repeat> run_repeat_workers(const std::vector<WorkerBucket>& buckets,
+                                       const std::vector<BucketOutcome>& outs, const WorkerOptions& o,
+                                       const WorkerEvents& ev = {});
+
 // Measures the GPU's ceilings in a worker subprocess (`command` + job file; the wgmma
 // kernel is ours: a fault there must not kill the caller). Throws plx::Error with the
 // worker's reason. *wgmma_error: why the wgmma rate is missing, if it is.

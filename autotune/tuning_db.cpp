@@ -159,6 +159,11 @@ std::string dump_db(const DbFile& f) {
   id.set("project_version", i.project_version);
   r.set("identity", std::move(id));
   if (f.ceilings) r.set("ceilings", ceilings_to_json(*f.ceilings));
+  if (f.repro) {
+    r.set("repro_rel", f.repro->rel);
+    r.set("repro_median_rel", f.repro->median_rel);
+    r.set("repro_buckets", f.repro->buckets);
+  }
   json::Value entries = json::Value::object();
   for (const auto& [bucket, e] : f.entries) {  // std::map: sorted, so files diff cleanly
     json::Value o = json::Value::object();
@@ -168,6 +173,7 @@ std::string dump_db(const DbFile& f) {
     o.set("runner_up_us", e.runner_up.empty() ? json::Value() : json::Value(e.runner_up_us));
     o.set("predicted_us", e.predicted_us);
     if (e.noise_us > 0) o.set("noise_us", e.noise_us);
+    if (e.repeat_us > 0) o.set("repeat_us", e.repeat_us);
     o.set("measured_at", e.measured_at);
     o.set("notes", e.notes);
     entries.set(bucket, std::move(o));
@@ -205,6 +211,15 @@ DbFile parse_db(const std::string& text) {
     if (!x.valid()) bad("db.ceilings has a zero bandwidth or tensor-core rate");
     f.ceilings = x;
   }
+  // Optional fields (added with plx tune --repeat; version 1 files without them load as
+  // before, and binaries before them ignore them).
+  if (const json::Value* rr = r.find("repro_rel"); rr && !rr->is_null()) {
+    DbRepro x;
+    x.rel = get_num(r, "repro_rel", "db");
+    if (r.find("repro_median_rel")) x.median_rel = get_num(r, "repro_median_rel", "db");
+    if (r.find("repro_buckets")) x.buckets = int(get_int(r, "repro_buckets", "db"));
+    f.repro = x;
+  }
   const json::Value& entries = field(r, "entries", "db");
   if (!entries.is_object()) bad("db.entries is not an object");
   for (const auto& [bucket, o] : entries.as_object()) {
@@ -221,6 +236,7 @@ DbFile parse_db(const std::string& text) {
     }
     e.predicted_us = get_num(o, "predicted_us", where);
     if (o.find("noise_us")) e.noise_us = get_num(o, "noise_us", where);
+    if (o.find("repeat_us")) e.repeat_us = get_num(o, "repeat_us", where);
     e.measured_at = get_int(o, "measured_at", where);
     e.notes = get_str(o, "notes", where);
     f.entries.emplace(bucket, std::move(e));
@@ -262,6 +278,7 @@ void TuningDb::warn(const std::string& line) const {
 DbStatus TuningDb::load() {
   entries_.clear();
   ceilings_.reset();
+  repro_.reset();
   file_identity_.reset();
   try {
     Read r = read_db(path_, identity_);
@@ -285,6 +302,7 @@ DbStatus TuningDb::load() {
       if (r.status == DbStatus::ok) {
         entries_ = std::move(r.db->entries);
         ceilings_ = r.db->ceilings;
+        repro_ = r.db->repro;
       }
     }
     status_ = r.status;
@@ -303,7 +321,8 @@ std::optional<DbEntry> TuningDb::lookup(const std::string& bucket) const {
   return it->second;
 }
 
-void TuningDb::record(const std::vector<DbEntry>& entries, const std::optional<Ceilings>& ceilings) {
+void TuningDb::record(const std::vector<DbEntry>& entries, const std::optional<Ceilings>& ceilings,
+                      const std::optional<DbRepro>& repro) {
   std::error_code ec;
   fs::create_directories(path_.parent_path(), ec);
   if (ec) throw IoError(fmt::format("cannot create {}: {}", path_.parent_path().string(), ec.message()), ec.value());
@@ -311,9 +330,11 @@ void TuningDb::record(const std::vector<DbEntry>& entries, const std::optional<C
   Read r = read_db(path_, identity_);
   std::map<std::string, DbEntry> merged;
   std::optional<Ceilings> merged_ceilings = ceilings;
+  std::optional<DbRepro> merged_repro = repro;
   if (r.status == DbStatus::ok) {
     merged = std::move(r.db->entries);
     if (!merged_ceilings) merged_ceilings = r.db->ceilings;
+    if (!merged_repro) merged_repro = r.db->repro;
   } else if (r.status != DbStatus::missing) {
     // Corrupt, or measured on other code: keep it for post-mortems, start afresh.
     const fs::path away = aside_name(path_, r.status == DbStatus::corrupt ? "corrupt" : "replaced");
@@ -328,9 +349,10 @@ void TuningDb::record(const std::vector<DbEntry>& entries, const std::optional<C
     auto [it, inserted] = merged.emplace(e.bucket, e);
     if (!inserted) it->second = DbEntry(faster(it->second, e));
   }
-  write_file_atomic(path_, dump_db({identity_, merged, merged_ceilings}));
+  write_file_atomic(path_, dump_db({identity_, merged, merged_ceilings, merged_repro}));
   entries_ = std::move(merged);
   ceilings_ = merged_ceilings;
+  repro_ = merged_repro;
   file_identity_ = identity_;
   status_ = DbStatus::ok;
 }
@@ -339,7 +361,7 @@ void TuningDb::export_to(const fs::path& file) const {
   if (status_ != DbStatus::ok)
     throw Error(fmt::format("no usable tuning database for {} at {} ({}): run plx tune first", identity_.describe(),
                             path_.string(), to_string(status_)));
-  write_file_atomic(file, dump_db({identity_, entries_, ceilings_}));
+  write_file_atomic(file, dump_db({identity_, entries_, ceilings_, repro_}));
 }
 
 std::size_t TuningDb::import_from(const fs::path& file, bool force) {
@@ -350,7 +372,8 @@ std::size_t TuningDb::import_from(const fs::path& file, bool force) {
                             file.string(), f.identity.describe(), identity_.describe()));
   std::vector<DbEntry> entries;
   for (auto& [bucket, e] : f.entries) entries.push_back(std::move(e));
-  record(entries, ceilings_ ? std::nullopt : f.ceilings);  // the GPU's own measurement stays
+  // The GPU's own measurements stay.
+  record(entries, ceilings_ ? std::nullopt : f.ceilings, repro_ ? std::nullopt : f.repro);
   return entries.size();
 }
 
@@ -366,6 +389,7 @@ bool TuningDb::clear() {
   if (ec) throw IoError(fmt::format("cannot remove {}: {}", path_.string(), ec.message()), ec.value());
   entries_.clear();
   ceilings_.reset();
+  repro_.reset();
   file_identity_.reset();
   status_ = DbStatus::missing;
   return removed;

@@ -66,9 +66,22 @@ struct DbEntry {
   double runner_up_us = 0;
   double predicted_us = 0;  // the roofline model's time for the winner
   double noise_us = 0;      // the measurement noise the winner was decided with (0: unknown)
+  double repeat_us = 0;     // the winner re-timed by `plx tune --repeat` (0: not repeated)
   std::int64_t measured_at = 0;  // unix seconds
   std::string notes;  // e.g. the spec and the bucket's flags
   bool operator==(const DbEntry&) const = default;
+};
+
+// How far this GPU's medians move between runs of the tuner's harness, measured by
+// `plx tune --repeat` (measure::reproducibility over its buckets' (winner_us, repeat_us)).
+// Stored per database as "repro_rel" (the p90: the term `plx db compare` adds to the
+// noise), "repro_median_rel" and "repro_buckets". Absent in databases of tunes without
+// --repeat (and of binaries before it): they load as before, with no such term.
+struct DbRepro {
+  double rel = 0;         // p90 of |repeat - winner| / winner
+  double median_rel = 0;
+  int buckets = 0;        // pairs it was computed over
+  bool operator==(const DbRepro&) const = default;
 };
 
 enum class DbStatus {
@@ -100,11 +113,15 @@ class TuningDb {
   // Merges `entries` into the file under its lock: re-read, keep the faster winner per
   // bucket, atomic replace. A corrupt or other-identity file is set aside first. The
   // in-memory view becomes the merged file. Throws IoError when the disk refuses.
-  // `ceilings`, when given, replace the file's (they are the GPU's, not a bucket's).
-  void record(const std::vector<DbEntry>& entries, const std::optional<Ceilings>& ceilings = std::nullopt);
+  // `ceilings`, when given, replace the file's (they are the GPU's, not a bucket's); so
+  // does `repro` (the latest --repeat tune's measurement of this GPU's reproducibility).
+  void record(const std::vector<DbEntry>& entries, const std::optional<Ceilings>& ceilings = std::nullopt,
+              const std::optional<DbRepro>& repro = std::nullopt);
 
   // The GPU's measured ceilings (autotune/ceilings.hpp), when a tune has stored them.
   const std::optional<Ceilings>& ceilings() const { return ceilings_; }
+  // The reproducibility a `plx tune --repeat` stored, if any.
+  const std::optional<DbRepro>& repro() const { return repro_; }
 
   // Writes this database (identity and entries, as loaded) to `file`. Throws plx::Error
   // when there is nothing usable to export.
@@ -128,6 +145,7 @@ class TuningDb {
   std::optional<GpuIdentity> file_identity_;
   std::map<std::string, DbEntry> entries_;
   std::optional<Ceilings> ceilings_;
+  std::optional<DbRepro> repro_;
   std::function<void(const std::string&)> sink_;
 };
 
@@ -137,6 +155,7 @@ struct DbFile {
   GpuIdentity identity;
   std::map<std::string, DbEntry> entries;
   std::optional<Ceilings> ceilings;  // "ceilings" object; absent in files of older tunes
+  std::optional<DbRepro> repro;      // "repro_rel" & co.; absent unless a tune ran --repeat
 };
 std::string dump_db(const DbFile& f);
 DbFile parse_db(const std::string& text);

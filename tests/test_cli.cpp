@@ -120,7 +120,8 @@ TEST_CASE("usage mistakes exit 2 with one line on stderr", "[cli]") {
                            "cache", "cache shred", "cache explain not_a_variant", "tune --top 0", "db", "db shred",
                            "db export", "db show extra", "db clear --force", "db compare a.json",
                            "db compare a.json b.json c.json", "db show --json x.json", "tune --budget-s 0",
-                           "tune --buckets ,", "tune --arch sm_70", "tune --profile b200", "tune --out a --json b",
+                           "tune --buckets ,", "tune --arch sm_70", "tune --repeat-budget-s 5",
+                           "tune --repeat --repeat-budget-s 0", "tune --repeat --repeat-budget-s x", "tune --profile b200", "tune --out a --json b",
                            "bench", "bench frobnicate", "bench decode --batch x", "bench decode --batch 1,",
                            "bench decode --head-dim 96", "bench prefill --q-len 4", "bench decode --op prefill",
                            "bench decode --variant nope", "bench decode --json --csv", "bench decode --budget-s -1",
@@ -385,8 +386,11 @@ TEST_CASE("plx db compare: agree, disagree, one-sided buckets, corrupt files", "
   CHECK(r.rc == 0);
   CHECK(r.err.empty());
   CHECK(r.out.find("NVIDIA H200 (sm 9.0, 132 SMs") != std::string::npos);
-  CHECK(count_lines(r.out, std::regex(k1 + R"(\s+same\s+12\.00\s+12\.05\s+\+0\.42%\s+1\.00%\s+)" + v1 + R"(\s+=)")) ==
-        1);
+  CHECK(count_lines(r.out, std::regex(k1 + R"(\s+same\s+12\.00\s+12\.05\s+\+0\.42%\s+1\.00%\s+noise_b\s+)" + v1 +
+                                      R"(\s+=)")) == 1);
+  // (B's recorded noise, 1% of 12.05, is above the floor, 1% of 12.00.)
+  CHECK(r.out.find("A: no reproducibility measured (tuned without --repeat)") != std::string::npos);
+  CHECK(r.out.find("noise decided by") == std::string::npos);
   CHECK(r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1) ==
         "agree 2/2 buckets (same winner 2, tied 0), disagree 0\n");
 
@@ -405,6 +409,23 @@ TEST_CASE("plx db compare: agree, disagree, one-sided buckets, corrupt files", "
   CHECK(j.at("disagree").as_int() == 1);
   CHECK(j.at("all_agree").as_bool() == false);
   CHECK(j.at("buckets").size() == 2);
+
+  // With a reproducibility measured (plx tune --repeat), 8% apart is tied by A's 10%.
+  {
+    plx::DbFile f = plx::read_db_file(t.path / "apart.json");
+    f.repro = plx::DbRepro{0.10, 0.04, 2};
+    plx::write_file_atomic(t.path / "apart_repro.json", plx::dump_db(f));
+  }
+  r = run_plx(t, "db compare '" + (t.path / "apart_repro.json").string() + "' " + a);
+  INFO(r.out << r.err);
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("A: reproducibility repro_rel 10.00% (p90 of |repeat - winner| / winner over 2 buckets, median "
+                   "4.00%)") != std::string::npos);
+  CHECK(r.out.find("B: no reproducibility measured") != std::string::npos);
+  CHECK(count_lines(r.out, std::regex(k1 + R"(\s+tied\s+13\.00\s+12\.00\s+-8\.33%\s+10\.00%\s+repro_a\s+.*)")) == 1);
+  CHECK(r.out.find("noise decided by: repro_a 2\n") != std::string::npos);  // 10% of either time
+  CHECK(r.out.find("the reproducibility term tied 1 disagreement") != std::string::npos);
+  CHECK(r.out.find("agree 2/2 buckets (same winner 1, tied 1), disagree 0\n") != std::string::npos);
 
   r = run_plx(t, "db compare " + a + " " + fewer);
   CHECK(r.rc == 1);
@@ -439,6 +460,15 @@ TEST_CASE("plx tune --buckets keeps the matching buckets; --arch picks the dry r
         "decode_parallax_bf16_d64_causal_bh8_kv1024_g4_q1");
   CHECK(report.at("buckets").as_array()[1].at("key").as_string() ==
         "decode_parallax_bf16_d64_causal_bh256_kv32768_g4_q1");
+  // --repeat in a dry run: said plainly, nothing measured, exit 0, no database.
+  r = run_plx(t, "tune '" + spec.string() + "' --buckets '*_bh8_kv1024_*' --repeat --repeat-budget-s 3 --out '" +
+                     json.string() + "'");
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("plx tune: --repeat: a dry run does not measure, so no winner is re-timed and no reproducibility") !=
+        std::string::npos);
+  CHECK(r.out.find("dry run") != std::string::npos);
+  CHECK(!fs::exists(t.path / "cache" / "tuning"));
+  CHECK(plx::json::parse(slurp(json)).at("summary").at("repro").is_null());
   r = run_plx(t, "tune '" + spec.string() + "' --buckets 'prefill_*'");
   CHECK(r.rc == 1);
   CHECK(one_error_line(r));

@@ -117,6 +117,58 @@ TEST_CASE("compare_runs: the tuner's noise across two runs, never below the floo
   CHECK(!compare_runs(10.0, within.noise, 10.0 + 2 * within.noise, 0).tied);
 }
 
+TEST_CASE("compare_runs with reproducibility: the between-run term, and which term decided", "[measure][repro]") {
+  // The worked example of measure.hpp: 3% apart, 1% noise; run A's repro_rel 5%.
+  Paired p = compare_runs(RunTime{10, 0.1, 0.05}, RunTime{10.3, 0.1, 0});
+  CHECK(p.noise == Approx(0.5));
+  CHECK(p.by == NoiseTerm::repro_a);
+  CHECK(p.tied);
+  // Without it: the within-run rule as before (the floor ties with the recorded noises
+  // and, as the first term, is named).
+  p = compare_runs(RunTime{10, 0.1, 0}, RunTime{10.3, 0.1, 0});
+  CHECK(p.noise == Approx(0.1));
+  CHECK(p.by == NoiseTerm::floor);
+  CHECK(!p.tied);
+  CHECK(compare_runs(10, 0.1, 10.3, 0.1).tied == p.tied);  // the old signature is this rule
+  // The term scales with the faster time and comes from either side; the larger decides.
+  p = compare_runs(RunTime{20, 0, 0.01}, RunTime{10, 0, 0.03});
+  CHECK(p.noise == Approx(0.3));
+  CHECK(p.by == NoiseTerm::repro_b);
+  CHECK(!p.tied);  // 10 apart
+  p = compare_runs(RunTime{10, 0.4, 0.02}, RunTime{10.3, 0.1, 0});
+  CHECK(p.by == NoiseTerm::noise_a);  // 0.4 > 0.2 (repro) > 0.1
+  CHECK(p.tied);
+  CHECK(compare_runs(RunTime{10, 0, 0}, RunTime{10.3, 0.5, 0}).by == NoiseTerm::noise_b);
+  // compare_paired names its terms too.
+  CHECK(compare_paired({10, 10, 10, 10}, {10.05, 10.05, 10.05, 10.05}).by == NoiseTerm::floor);
+  CHECK(compare_paired({10, 10, 10, 10, 10, 10}, {10, 14, 10, 14, 10, 14}).by == NoiseTerm::paired);
+  CHECK(std::string(to_string(NoiseTerm::repro_b)) == "repro_b");
+}
+
+TEST_CASE("reproducibility: median and p90 of the relative moves; nothing measured, nothing", "[measure][repro]") {
+  // The worked example of measure.hpp.
+  auto r = reproducibility({{10, 10.1}, {10, 9.8}, {20, 21}, {5, 0}});
+  REQUIRE(r);
+  CHECK(r->n == 3);
+  CHECK(r->median_rel == Approx(0.02));
+  CHECK(r->p90_rel == Approx(0.044));
+  CHECK(r->max_rel == Approx(0.05));
+  // Direction does not matter; order does not matter.
+  auto s = reproducibility({{20, 19}, {10, 9.9}, {10, 10.2}});
+  REQUIRE(s);
+  CHECK(s->median_rel == Approx(r->median_rel));
+  CHECK(s->p90_rel == Approx(r->p90_rel));
+  // One pair: every statistic is its move.
+  r = reproducibility({{8, 8.4}});
+  REQUIRE(r);
+  CHECK(r->n == 1);
+  CHECK(r->median_rel == Approx(0.05));
+  CHECK(r->p90_rel == Approx(0.05));
+  // No usable pair: no statistic (not a 0 that would claim perfect reproduction).
+  CHECK(!reproducibility({}));
+  CHECK(!reproducibility({{0, 10}, {10, 0}, {-1, 5}}));
+}
+
 TEST_CASE("tie order: the model's choice, then fewer registers, then the name", "[measure]") {
   Contender m{"zeta", true, 200, {}}, r96{"beta", false, 96, {}}, r64{"gamma", false, 64, {}},
       r64b{"alpha", false, 64, {}}, unk{"aaa", false, -1, {}};
@@ -598,6 +650,73 @@ TEST_CASE("tuning workers: a worker that cannot start fails every bucket once, w
     // with nothing in flight, and the tune stops instead of looping.
     CHECK(o.error.find("not tuned: worker exited with status 1: no CUDA driver") == 0);
   }
+}
+
+// A fake worker for the repeat pass: records its job in $1, then per bucket of the job
+// (one candidate each) reports a winner of 10 us, or crashes when the candidate is s3.
+constexpr const char* kFakeRepeatWorker = R"(
+jobs=$1; job=$2; cat "$job" >> "$jobs"
+b=-1; named=0
+flush() {
+  [ "$b" -ge 0 ] || return 0
+  if [ $named = 1 ]; then
+    echo "{\"ev\":\"done\",\"b\":$b,\"winner\":0,\"untuned\":0,\"runner_up\":-1,\"winner_us\":10,\"noise_us\":0.1,\"results\":[{\"status\":\"timed\",\"first\":{\"n\":3,\"median_us\":10},\"final\":{\"n\":10,\"median_us\":10},\"finalist\":true}]}"
+  else
+    echo "{\"ev\":\"done\",\"b\":$b,\"winner\":-1,\"untuned\":-1,\"runner_up\":-1,\"results\":[]}"
+  fi
+}
+for t in $(grep -o '"b":[0-9]*\|"name":"[^"]*"' "$job"); do
+  case $t in
+    '"b":'*) flush; b=${t#\"b\":}; named=0 ;;
+    *) echo "{\"ev\":\"begin\",\"b\":$b,\"c\":0,\"phase\":\"time\"}"
+       case $t in *_s3_*) kill -SEGV $$ ;; esac
+       named=1 ;;
+  esac
+done
+flush
+)";
+
+TEST_CASE("tuning workers: the repeat pass re-times each winner alone, in a fresh worker", "[tune][workers][repro]") {
+  const std::filesystem::path script =
+      std::filesystem::temp_directory_path() / fmt::format("plx-fake-repeat-worker-{}.sh", ::getpid());
+  const std::filesystem::path jobs = script.string() + ".jobs";
+  write_file_atomic(script, kFakeRepeatWorker);
+  const auto buckets = fake_buckets();
+  std::vector<tune::BucketOutcome> outs(2);
+  outs[0].winner = 0;  // s2 won bucket 0
+  outs[0].winner_us = 9;
+  outs[1].winner = -1;  // nothing won bucket 1
+  tune::WorkerOptions o;
+  o.command = {"/bin/bash", script.string(), jobs.string()};
+  o.stall_s = 5;
+  std::vector<std::string> done;
+  tune::WorkerEvents ev;
+  ev.done = [&](int b, const tune::BucketOutcome&) { done.push_back(std::to_string(b)); };
+  auto rep = tune::run_repeat_workers(buckets, outs, o, ev);
+  REQUIRE(rep.size() == 2);
+  CHECK(rep[0].us == 10);  // the worker's time, not the race's 9
+  CHECK(rep[0].error.empty());
+  CHECK(rep[1].us == 0);
+  CHECK(rep[1].error == "no winner to repeat");
+  CHECK(done == std::vector<std::string>{"0"});  // in the caller's numbering
+  // One job: the winner alone, without the oracle check.
+  const json::Value job = json::parse(*read_file(jobs));
+  REQUIRE(job.at("buckets").size() == 1);
+  const json::Value& jb = job.at("buckets").as_array()[0];
+  REQUIRE(jb.at("candidates").size() == 1);
+  CHECK(jb.at("candidates").as_array()[0].at("name").as_string() == buckets[0].candidates[0].name());
+  CHECK(job.at("options").at("check").as_bool() == false);
+
+  // The winner is what is sent: s3 won bucket 1 and crashes the worker; bucket 0 keeps
+  // its time, bucket 1 says why it has none.
+  std::filesystem::remove(jobs);
+  outs[1].winner = 1;
+  rep = tune::run_repeat_workers(buckets, outs, o);
+  CHECK(rep[0].us == 10);
+  CHECK(rep[1].us == 0);
+  CHECK(rep[1].error.find("crashed") == 0);
+  std::filesystem::remove(script);
+  std::filesystem::remove(jobs);
 }
 
 // ---- GPU -------------------------------------------------------------------------------

@@ -611,3 +611,142 @@ TEST_CASE("db compare: files that are not databases are named in one clear error
   CHECK_THROWS_WITH(read_db_file(t.path / "missing.json"), Catch::StartsWith("cannot read"));
   CHECK_THROWS_WITH(read_db_file(t.path), Catch::StartsWith("cannot read"));  // a directory
 }
+
+// ---- plx tune --repeat: reproducibility in the database and in the comparison ------------
+
+TEST_CASE("tuning db: repeat_us and repro_rel round trip, merge and export", "[tuning_db][repro]") {
+  DbFile f = run_db({{"b1", "x", 10.0, 0.1}, {"b2", "y", 20.0, 0.2}});
+  f.entries["b1"].repeat_us = 10.3;
+  f.repro = DbRepro{0.04, 0.015, 2};
+  const std::string text = dump_db(f);
+  CHECK(text.find("\"repro_rel\": 0.04") != std::string::npos);
+  CHECK(text.find("\"repeat_us\": 10.3") != std::string::npos);
+  const DbFile back = parse_db(text);
+  REQUIRE(back.repro);
+  CHECK(*back.repro == DbRepro{0.04, 0.015, 2});
+  CHECK(back.entries.at("b1").repeat_us == 10.3);
+  CHECK(back.entries.at("b2").repeat_us == 0);  // not repeated: no key written, 0 read
+  CHECK(back.entries == f.entries);
+
+  // Through the database: record stores it, a record without one keeps it, a new one
+  // replaces it; export carries it; an import never overrides this GPU's own.
+  TempDir t;
+  TuningDb db = open_db(t.path, h200());
+  db.record({f.entries["b1"]}, std::nullopt, DbRepro{0.04, 0.015, 2});
+  TuningDb again = open_db(t.path, h200());
+  REQUIRE(again.load() == DbStatus::ok);
+  REQUIRE(again.repro());
+  CHECK(again.repro()->rel == 0.04);
+  CHECK(again.lookup("b1")->repeat_us == 10.3);
+  again.record({f.entries["b2"]});
+  REQUIRE(again.repro());
+  CHECK(again.repro()->rel == 0.04);
+  again.record({}, std::nullopt, DbRepro{0.02, 0.01, 5});
+  CHECK(again.repro()->rel == 0.02);
+  const fs::path out = t.path / "export.json";
+  again.export_to(out);
+  REQUIRE(read_db_file(out).repro);
+  CHECK(read_db_file(out).repro->buckets == 5);
+  DbFile other = run_db({{"b3", "z", 5.0, 0.05}});
+  other.repro = DbRepro{0.5, 0.3, 1};
+  write(t.path / "other.json", dump_db(other));
+  again.import_from(t.path / "other.json");
+  CHECK(again.repro()->rel == 0.02);
+  TempDir fresh;  // a GPU without its own takes the import's
+  TuningDb empty = open_db(fresh.path, h200());
+  empty.import_from(t.path / "other.json");
+  REQUIRE(empty.repro());
+  CHECK(empty.repro()->rel == 0.5);
+
+  // A bad value is a bad file.
+  CHECK_THROWS_WITH(parse_db(std::regex_replace(text, std::regex(R"("repro_rel": [0-9.]+)"), R"("repro_rel": -0.1)")),
+                    Catch::Contains("repro_rel"));
+}
+
+TEST_CASE("tuning db: a version-1 file from before --repeat loads unchanged", "[tuning_db][repro]") {
+  // As dump_db wrote it before repeat_us / repro_rel existed (written out by hand, so this
+  // does not depend on today's writer).
+  const std::string old = std::string(R"({
+  "schema": "parallax-jit tuning database",
+  "version": 1,
+  "identity": {"name": "NVIDIA H200", "cc_major": 9, "cc_minor": 0, "sm_count": 132, "driver_version": 13000,
+               "nvrtc_version": "13.0", "template_hash": ")") +
+                          template_hash() + R"(", "project_version": ")" PLX_VERSION R"("},
+  "entries": {
+    "decode_parallax_bf16_d128_causal_bh8_kv8192_g4_q1": {
+      "winner": "plx_decode_parallax_bf16_d128_causal_m8_n64_w4_s3_kauto_sm90a", "winner_us": 12.5,
+      "runner_up": null, "runner_up_us": null, "predicted_us": 11.0, "noise_us": 0.125,
+      "measured_at": 1767225600, "notes": "plx tune"
+    }
+  }
+}
+)";
+  const DbFile f = parse_db(old);
+  CHECK(!f.repro);
+  REQUIRE(f.entries.size() == 1);
+  const DbEntry& e = f.entries.begin()->second;
+  CHECK(e.winner_us == 12.5);
+  CHECK(e.noise_us == 0.125);
+  CHECK(e.repeat_us == 0);
+  // And the engine's database reads it as its own.
+  TempDir t;
+  write(TuningDb::dir(t.path) / (h200().key() + ".json"), old);
+  TuningDb db = open_db(t.path, h200());
+  CHECK(db.load() == DbStatus::ok);
+  CHECK(!db.repro());
+  CHECK(db.entries().size() == 1);
+  // Written back, it has no repro fields (nothing was measured).
+  const std::string again = dump_db(f);
+  CHECK(again.find("repro") == std::string::npos);
+  CHECK(again.find("repeat_us") == std::string::npos);
+}
+
+TEST_CASE("db compare: the reproducibility term ties what the within-run noise cannot", "[tuning_db][compare][repro]") {
+  // Other winners 3% apart, 1% recorded noise on both sides: without repro_rel they
+  // disagree; with repro_rel 5% in either file they are tied, and the term is named.
+  const DbFile a = run_db({{"b1", "x", 10.0, 0.1}, {"b2", "x", 10.0, 0.1}, {"b3", "x", 10.0, 0.1}});
+  const DbFile b = run_db({{"b1", "y", 10.3, 0.1}, {"b2", "x", 10.3, 0.1}, {"b3", "y", 10.8, 0.1}});
+  const DbComparison plain = compare_dbs(a, b);
+  CHECK(!plain.repro_a);
+  CHECK(plain.both[0].verdict == Agreement::disagree);
+  CHECK(plain.both[0].noise_us == Approx(0.1));
+  CHECK(plain.both[0].noise_by == measure::NoiseTerm::floor);  // ties go to the floor: 0.1 each
+  CHECK(plain.both[1].beyond_noise);
+  CHECK(plain.both[2].verdict == Agreement::disagree);
+  CHECK(plain.tied_by_repro == 0);
+  CHECK(plain.same_within_by_repro == 0);
+  for (const BucketComparison& x : plain.both) {
+    CHECK(x.verdict_within_run == x.verdict);
+    CHECK(x.beyond_within_run_noise == x.beyond_noise);
+  }
+
+  DbFile a5 = a;
+  a5.repro = DbRepro{0.05, 0.02, 3};
+  const DbComparison c = compare_dbs(a5, b);
+  REQUIRE(c.both.size() == 3);
+  CHECK(c.both[0].verdict == Agreement::tied);
+  CHECK(c.both[0].verdict_within_run == Agreement::disagree);
+  CHECK(c.both[0].noise_us == Approx(0.5));  // 5% of the faster (10)
+  CHECK(c.both[0].noise_by == measure::NoiseTerm::repro_a);
+  CHECK(c.both[1].verdict == Agreement::same_winner);
+  CHECK(!c.both[1].beyond_noise);
+  CHECK(c.both[1].beyond_within_run_noise);
+  CHECK(c.both[2].verdict == Agreement::disagree);  // 8% is beyond 5% too
+  CHECK(c.tied_by_repro == 1);
+  CHECK(c.same_within_by_repro == 1);
+  CHECK(c.same_beyond_noise == 0);
+  CHECK(c.summary() == "agree 2/3 buckets (same winner 1, tied 1), disagree 1");
+  // B's term counts the same way, and the larger of the two decides.
+  DbFile b2 = b;
+  b2.repro = DbRepro{0.09, 0.03, 3};
+  const DbComparison d = compare_dbs(a5, b2);
+  CHECK(d.both[2].verdict == Agreement::tied);
+  CHECK(d.both[2].noise_by == measure::NoiseTerm::repro_b);
+  CHECK(d.both[2].noise_us == Approx(0.9));
+  const json::Value j = to_json(d);
+  CHECK(j.at("repro_rel_a").as_double() == 0.05);
+  CHECK(j.at("repro_rel_b").as_double() == 0.09);
+  CHECK(j.at("buckets").as_array()[2].at("noise_by").as_string() == "repro_b");
+  CHECK(j.at("buckets").as_array()[2].at("verdict_within_run").as_string() == "disagree");
+  CHECK(to_json(plain).at("repro_rel_a").is_null());
+}

@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <ctime>
+#include <map>
 #include <optional>
 #include <utility>
 
 #include "args.hpp"
 #include "autotune/db_compare.hpp"
+#include "autotune/measure.hpp"
 #include "autotune/tuning_db.hpp"
 #include "commands.hpp"
 #include "common/fs_atomic.hpp"
@@ -40,7 +42,10 @@ never used: the engine takes the model's choices until `plx tune` runs again.
                   *.json or plx db export output). Per bucket in both: "same" winner;
                   "tied": other winners whose times differ by no more than the noise the
                   tuner recorded (the larger of the two, at least 1% of the faster, as
-                  the tuner ties candidates); else "disagree". Buckets in one file only
+                  the tuner ties candidates; a database from `plx tune --repeat` adds its
+                  measured between-run reproducibility, repro_rel x the faster time);
+                  else "disagree". Column "by" names the term that set the noise:
+                  floor, noise_a/noise_b (recorded), repro_a/repro_b. Buckets in one file only
                   are listed apart. Exit 0 when every bucket of either file is in both
                   and agrees, 1 otherwise. Tune the two runs into separate cache dirs
                   (PLX_CACHE_DIR): a tune merges into the file there, keeping the faster
@@ -106,6 +111,9 @@ int show() {
                         : db.identity.key() == mine->key() ? "this GPU, other driver/NVRTC/templates/version: NOT used"
                                                            : "another GPU";
     fmt::print("  {}\n  {}; {} buckets\n", db.identity.describe(), match, db.entries.size());
+    if (db.repro)
+      fmt::print("  reproducibility (plx tune --repeat): repro_rel {:.2f}% (p90), median {:.2f}%, {} buckets\n",
+                 100 * db.repro->rel, 100 * db.repro->median_rel, db.repro->buckets);
     std::size_t wb = 6, ww = 6;
     for (const auto& [b, e] : db.entries) {
       wb = std::max(wb, b.size());
@@ -138,6 +146,14 @@ int compare(const std::string& path_a, const std::string& path_b, const std::opt
     fmt::print("note: A and B were tuned on different GPUs; their winners need not agree\n");
   else if (!(a.identity == b.identity))
     fmt::print("note: same GPU, but other driver/NVRTC/templates/version: the kernels timed differ\n");
+  for (const auto& [name, f] : {std::pair{"A", &a}, std::pair{"B", &b}}) {
+    if (f->repro)
+      fmt::print("{}: reproducibility repro_rel {:.2f}% (p90 of |repeat - winner| / winner over {} buckets, median "
+                 "{:.2f}%): part of the noise\n",
+                 name, 100 * f->repro->rel, f->repro->buckets, 100 * f->repro->median_rel);
+    else
+      fmt::print("{}: no reproducibility measured (tuned without --repeat): recorded noise and the floor only\n", name);
+  }
   const DbComparison c = compare_dbs(a, b);
   if (!c.both.empty()) {
     std::size_t kw = 6, wa = 8;
@@ -145,8 +161,8 @@ int compare(const std::string& path_a, const std::string& path_b, const std::opt
       kw = std::max(kw, x.bucket.size());
       wa = std::max(wa, x.a.winner.size());
     }
-    fmt::print("\n{:<{}}  {:<8}  {:>9}  {:>9}  {:>8}  {:>7}  {:<{}}  {}\n", "bucket", kw, "verdict", "us_A", "us_B",
-               "B-A", "noise", "winner A", wa, "winner B (= same)");
+    fmt::print("\n{:<{}}  {:<8}  {:>9}  {:>9}  {:>8}  {:>7}  {:<7}  {:<{}}  {}\n", "bucket", kw, "verdict", "us_A",
+               "us_B", "B-A", "noise", "by", "winner A", wa, "winner B (= same)");
     for (const BucketComparison& x : c.both) {
       const double base = std::min(x.a.winner_us, x.b.winner_us);
       // Both as a percentage of the faster time; "-" when a time is unknown (0).
@@ -155,9 +171,10 @@ int compare(const std::string& path_a, const std::string& path_b, const std::opt
         return sign ? fmt::format("{:+.2f}%", 100 * v / base) : fmt::format("{:.2f}%", 100 * v / base);
       };
       const std::string note = verdict_note(x);
-      fmt::print("{:<{}}  {:<8}  {:>9.2f}  {:>9.2f}  {:>8}  {:>7}  {:<{}}  {}{}\n", x.bucket, kw, to_string(x.verdict),
-                 x.a.winner_us, x.b.winner_us, pct(x.diff_us, true), pct(x.noise_us, false), x.a.winner, wa,
-                 x.verdict == Agreement::same_winner ? "=" : x.b.winner, note.empty() ? "" : "  (" + note + ")");
+      fmt::print("{:<{}}  {:<8}  {:>9.2f}  {:>9.2f}  {:>8}  {:>7}  {:<7}  {:<{}}  {}{}\n", x.bucket, kw,
+                 to_string(x.verdict), x.a.winner_us, x.b.winner_us, pct(x.diff_us, true), pct(x.noise_us, false),
+                 measure::to_string(x.noise_by), x.a.winner, wa, x.verdict == Agreement::same_winner ? "=" : x.b.winner,
+                 note.empty() ? "" : "  (" + note + ")");
     }
   }
   for (const auto& [name, keys] : {std::pair{"A", &c.only_a}, std::pair{"B", &c.only_b}}) {
@@ -176,6 +193,17 @@ int compare(const std::string& path_a, const std::string& path_b, const std::opt
   if (c.same_beyond_noise > 0)
     fmt::print("{} bucket{} kept the winner, but its time moved by more than the noise between the runs\n",
                c.same_beyond_noise, c.same_beyond_noise == 1 ? "" : "s");
+  if (c.repro_a || c.repro_b) {
+    std::map<std::string, int> by;
+    for (const BucketComparison& x : c.both) ++by[measure::to_string(x.noise_by)];
+    std::string terms;
+    for (const auto& [t, n] : by) terms += fmt::format("{}{} {}", terms.empty() ? "" : ", ", t, n);
+    fmt::print("noise decided by: {}\n", terms.empty() ? "-" : terms);
+    fmt::print("the reproducibility term tied {} disagreement{} of the within-run rule and kept {} same winner{} "
+               "within the noise\n",
+               c.tied_by_repro, c.tied_by_repro == 1 ? "" : "s", c.same_within_by_repro,
+               c.same_within_by_repro == 1 ? "" : "s");
+  }
   if (!c.only_a.empty() || !c.only_b.empty())
     fmt::print("only in A: {} buckets, only in B: {} buckets\n", c.only_a.size(), c.only_b.size());
   if (c.both.empty()) fmt::print("no bucket is in both databases: nothing to compare\n");

@@ -79,6 +79,14 @@ Measurement:
                    is added when not among them); dry run: rows printed per bucket (3)
   --timeout-s N    a candidate silent this long is killed as hung (default 90)
   --no-check       skip the oracle check (not recommended)
+  --repeat         after the race, re-time each bucket's winner in a fresh worker (new
+                   process and allocations, minutes later; same harness, no check) and
+                   record how far the times moved: per bucket repeat_us, per database
+                   repro_rel = p90 of |repeat - winner| / winner (plx db compare adds
+                   repro_rel x time to the noise); summary and --out report show median
+                   and p90. Off by default. Dry run: nothing is measured or repeated
+  --repeat-budget-s N   seconds of timing for the repeat pass (default: 10% of
+                   --budget-s, at least 1), shared out as 0.02..0.5 s a bucket
   --remeasure-ceilings   measure the ceilings again even when the database has them
   --require-gpu    exit 1 (before compiling) when there is no usable GPU
   -j, --jobs N     compile on N threads (default: the number of hardware threads)
@@ -174,7 +182,7 @@ int cmd_tune(const std::vector<std::string>& argv) {
                        {{"profile", true}, {"arch", true}, {"require-gpu", false}, {"top", true}, {"json", true},
                         {"out", true}, {"csv", true}, {"svg", true}, {"jobs", true, 'j'}, {"budget-s", true},
                         {"buckets", true}, {"timeout-s", true}, {"no-check", false}, {"remeasure-ceilings", false},
-                        {"worker", true}},
+                        {"repeat", false}, {"repeat-budget-s", true}, {"worker", true}},
                        "tune");
   if (a.has("help")) {
     fmt::print("{}", kHelp);
@@ -185,6 +193,9 @@ int cmd_tune(const std::vector<std::string>& argv) {
   const int jobs = a.get_int("jobs", default_jobs(), 1, 1024);
   const int budget_s = a.get_int("budget-s", 160, 1, 1000000);
   const int timeout_s = a.get_int("timeout-s", 90, 1, 86400);
+  const bool repeat = a.has("repeat");
+  if (a.has("repeat-budget-s") && !repeat) throw UsageError("tune: --repeat-budget-s applies to --repeat only");
+  const int repeat_budget_s = a.get_int("repeat-budget-s", std::max(1, budget_s / 10), 1, 1000000);
   if (a.has("json") && a.has("out")) throw UsageError("tune: --out and --json name the same report; give one");
   const std::optional<std::string> out_path = a.has("out") ? a.get("out") : a.get("json");
   std::optional<std::string> svg_path = a.get("svg");
@@ -330,6 +341,9 @@ int cmd_tune(const std::vector<std::string>& argv) {
     fmt::print("model ceilings ({}, {}): {:.0f} GB/s, {:.0f} TFLOP/s bf16 dense, ridge {:.0f} FLOP/B -- predictions, "
                "not measurements\n",
                g.name, g.source, g.hbm_GBps, g.tc_tflops_bf16, g.tc_tflops_bf16 * 1e3 / g.hbm_GBps);
+    if (repeat)
+      fmt::print("plx tune: --repeat: a dry run does not measure, so no winner is re-timed and no reproducibility "
+                 "(repeat_us, repro_rel) is computed or recorded\n");
   }
 
   // Buckets, ranked by the model.
@@ -443,14 +457,49 @@ int cmd_tune(const std::vector<std::string>& argv) {
     if (tty) fmt::print(stderr, "\n");
     for (std::size_t i = 0; i < rep.buckets.size(); ++i) rep.buckets[i].outcome = outs[i];
 
+    // --repeat: every winner again, in a fresh worker, after all buckets were raced.
+    if (repeat) {
+      std::size_t n_win = 0;
+      for (const auto& o : outs) n_win += o.winner >= 0;
+      fmt::print("\nrepeat: re-timing the {} winners in a fresh worker (budget {} s of timing)\n", n_win,
+                 repeat_budget_s);
+      tune::WorkerOptions ro = wo;
+      ro.budget_s = repeat_budget_s;
+      ro.bucket_min_s = 0.02;
+      ro.bucket_max_s = 0.5;
+      std::size_t rdone = 0;
+      tune::WorkerEvents rev;
+      rev.done = [&](int, const tune::BucketOutcome&) {
+        ++rdone;
+        if (tty) {
+          fmt::print(stderr, "\r\033[Ktune: repeat {}/{}", rdone, n_win);
+          std::fflush(stderr);
+        }
+      };
+      const auto t_rep = std::chrono::steady_clock::now();
+      const auto again = tune::run_repeat_workers(wbs, outs, ro, rev);
+      if (tty) fmt::print(stderr, "\n");
+      rep.repeated = true;
+      rep.repeat_budget_s = repeat_budget_s;
+      rep.repeat_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_rep).count();
+      std::vector<std::pair<double, double>> pairs;
+      for (std::size_t i = 0; i < rep.buckets.size(); ++i) {
+        rep.buckets[i].repeat_us = again[i].us;
+        rep.buckets[i].repeat_error = again[i].error;
+        if (outs[i].winner >= 0) pairs.emplace_back(outs[i].winner_us, again[i].us);
+      }
+      rep.repro = measure::reproducibility(pairs);
+    }
+
     // Summary.
     std::size_t kw = 6, ww = 6;
     for (const auto& br : rep.buckets) {
       kw = std::max(kw, br.key.size());
       if (br.outcome->winner >= 0) ww = std::max(ww, br.candidates[std::size_t(br.outcome->winner)].name().size());
     }
-    fmt::print("\n{:<{}}  {:<{}}  {:>10}  {:>8}  {:>14}  {:>7}  {:>10}  {:>7}\n", "bucket", kw, "winner", ww, "time_us",
-               "noise_us", "achieved", "of_ceil", "untuned_us", "speedup");
+    fmt::print("\n{:<{}}  {:<{}}  {:>10}  {:>8}  {:>14}  {:>7}  {:>10}  {:>7}{}\n", "bucket", kw, "winner", ww,
+               "time_us", "noise_us", "achieved", "of_ceil", "untuned_us", "speedup",
+               repeat ? fmt::format("  {:>9}  {:>7}", "repeat_us", "moved") : "");
     int with_winner = 0, same_as_untuned = 0;
     for (const auto& br : rep.buckets) {
       const tune::BucketOutcome& o = *br.outcome;
@@ -461,16 +510,43 @@ int cmd_tune(const std::vector<std::string>& argv) {
       ++with_winner;
       same_as_untuned += o.winner == o.untuned;
       const tune::Achieved ach = tune::achieved(br.bucket, o.winner_us, g);
-      fmt::print("{:<{}}  {:<{}}  {:>10.2f}  {:>8.2f}  {:>6.2f} {:<7}  {:>6.0f}%  {:>10}  {:>7}\n", br.key, kw,
+      std::string again;
+      if (repeat)
+        again = br.repeat_us > 0 ? fmt::format("  {:>9.2f}  {:>+6.2f}%", br.repeat_us,
+                                               100 * (br.repeat_us - o.winner_us) / o.winner_us)
+                                 : fmt::format("  {:>9}  {:>7}", "-", "-");
+      fmt::print("{:<{}}  {:<{}}  {:>10.2f}  {:>8.2f}  {:>6.2f} {:<7}  {:>6.0f}%  {:>10}  {:>7}{}\n", br.key, kw,
                  br.candidates[std::size_t(o.winner)].name(), ww, o.winner_us, o.noise_us, ach.value, ach.unit,
                  100 * ach.fraction, o.untuned_us > 0 ? fmt::format("{:.2f}", o.untuned_us) : "-",
-                 o.speedup() > 0 ? fmt::format("{:.3f}x", o.speedup()) : "-");
+                 o.speedup() > 0 ? fmt::format("{:.3f}x", o.speedup()) : "-", again);
     }
     const double gm = tune::geomean_speedup(rep.buckets);
     fmt::print("\n{} of {} buckets tuned; the winner is the untuned choice in {}; geometric mean speedup over the "
                "untuned choice: {}\n",
                with_winner, rep.buckets.size(), same_as_untuned, gm > 0 ? fmt::format("{:.3f}x", gm) : "n/a");
     fmt::print("ceilings for the fractions: {} ({:.0f} GB/s, {:.0f} TFLOP/s)\n", g.name, g.hbm_GBps, g.tc_tflops_bf16);
+    if (repeat) {
+      int beyond = 0, not_repeated = 0;
+      for (const auto& br : rep.buckets) {
+        const tune::BucketOutcome& o = *br.outcome;
+        if (o.winner < 0) continue;
+        if (br.repeat_us <= 0) {
+          ++not_repeated;
+          continue;
+        }
+        beyond += std::abs(br.repeat_us - o.winner_us) > o.noise_us;
+      }
+      if (rep.repro)
+        fmt::print("reproducibility (--repeat: each winner re-timed alone in a fresh worker after the race, {} "
+                   "wall): |repeat - winner| / winner over {} buckets: median {:.2f}%, p90 {:.2f}% (repro_rel), max "
+                   "{:.2f}%; {} moved by more than their recorded noise{}\n",
+                   duration(rep.repeat_seconds), rep.repro->n,
+                   100 * rep.repro->median_rel, 100 * rep.repro->p90_rel, 100 * rep.repro->max_rel, beyond,
+                   not_repeated ? fmt::format("; {} winners not re-timed", not_repeated) : "");
+      else
+        fmt::print("reproducibility (--repeat): no winner could be re-timed ({} tried); nothing recorded\n",
+                   not_repeated);
+    }
     if (!failures.empty()) {
       fmt::print("\n{} candidate failures (recorded, skipped):\n", failures.size());
       for (const std::string& f : failures) fmt::print("{}\n", f);
@@ -492,6 +568,7 @@ int cmd_tune(const std::vector<std::string>& argv) {
       }
       e.predicted_us = br.candidates[std::size_t(o.winner)].p.us;
       e.noise_us = o.noise_us;
+      e.repeat_us = br.repeat_us;
       e.measured_at = now;
       e.notes = fmt::format("plx tune: {}", br.bucket.flags());
       entries.push_back(std::move(e));
@@ -511,9 +588,14 @@ int cmd_tune(const std::vector<std::string>& argv) {
     }
     // Last, after the reports: a database the disk refuses still leaves them written.
     if (!entries.empty()) {
-      db->record(entries);  // merges with other tuners; the faster winner stays per bucket
-      fmt::print("\ntuning database: {} winners recorded in {} ({} buckets in all)\n", entries.size(),
-                 db->path().string(), db->entries().size());
+      std::optional<DbRepro> repro;
+      if (rep.repro) repro = DbRepro{rep.repro->p90_rel, rep.repro->median_rel, rep.repro->n};
+      // Merges with other tuners; the faster winner stays per bucket; repro, when measured,
+      // replaces the file's (it is this GPU's latest).
+      db->record(entries, std::nullopt, repro);
+      fmt::print("\ntuning database: {} winners recorded in {} ({} buckets in all){}\n", entries.size(),
+                 db->path().string(), db->entries().size(),
+                 repro ? fmt::format("; repro_rel {:.2f}%", 100 * repro->rel) : "");
     } else {
       fmt::print("\ntuning database: nothing recorded (no bucket has a measured winner)\n");
     }
