@@ -83,12 +83,12 @@ constexpr int ctas_per_sm_by_smem(long smem_bytes, Arch arch) {
 //            families) or 64 queries (softmax) per consumer warpgroup; training forwards
 //            (stats) too. On the H200 (docs/PERFORMANCE.md, 2026-11-29, second session):
 //            - head_dim 128: 2 consumers + 1 producer (12 warps, block_m 64 / 128) taking
-//              ping-pong turns; a third consumer does not fit (O 64 + S 64 + 40 > 160
+//              ping-pong turns; a third consumer does not fit (O 64 + S 64 + 40 > 152
 //              registers). Parallax: wgmma-pp, 2 stages (483 / 630 / 547 TFLOP/s on the
 //              issue-5 shapes, within 1% of the best variant of each); softmax:
 //              wgmma-pipe-pp, 3 stages (358 / 562 / 460, 2-4% ahead of wgmma-pp);
 //            - head_dim 64: 3 consumers (16 warps, block_m 96 / 192), plain wgmma (the
-//              pipelined loop does not fit 160 registers): 489 vs 437 TFLOP/s for
+//              pipelined loop does not fit 152 registers): 489 vs 437 TFLOP/s for
 //              Parallax at 2 x 8192 x 32 heads with 2 consumers.
 //   prefill, mma.sync: 8 warps x one m-tile each: block_m 64 for the Parallax families
 //            (8 q + 8 r rows per tile), 128 for softmax

@@ -57,8 +57,8 @@ std::optional<std::string> why_illegal_wgmma(const Variant& v) {
   // Per consumer thread: O = d / 2 fp32 accumulators, S = block_n / 2, plus about 40 for
   // the online state, addresses and descriptors; the pipelined loop also keeps the packed
   // P of the previous tile (block_n / 4 registers) while the next S lands.
-  //   wgmma,      d 128, block_n 128: 64 + 64 + 40 = 168 <= 232 (2 consumers), > 160 (3)
-  //   wgmma,      d 64,  block_n 128: 32 + 64 + 40 = 136 <= 160
+  //   wgmma,      d 128, block_n 128: 64 + 64 + 40 = 168 <= 232 (2 consumers), > 152 (3)
+  //   wgmma,      d 64,  block_n 128: 32 + 64 + 40 = 136 <= 152
   //   wgmma-pipe, d 128, block_n 128: 64 + 64 + 32 + 40 = 200 <= 232
   const bool pipe = is_pipelined(t.mma);
   const int need = d / 2 + t.block_n / 2 + (pipe ? t.block_n / 4 : 0) + 40;
