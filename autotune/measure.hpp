@@ -175,6 +175,8 @@ class Harness {
   std::vector<double> time(const Call& call, const TimingOptions& o);
   // Round-robin rounds over `calls` (rotating which goes first, so none is always first
   // after the spin) until o.budget_s; each round adds one sample to every call's list.
+  // `rep` counts launches across all calls (0, 1, 2, ... in enqueue order), so no call
+  // reuses the input set the previous launch just pulled into the L2.
   std::vector<std::vector<double>> interleave(const std::vector<Call>& calls, const TimingOptions& o);
 
   // Uniform values of magnitude in [1/32, 1) with random signs, written on the GPU, in

@@ -741,12 +741,21 @@ TEST_CASE("harness on the GPU: fill timing, interleave, ceilings", "[gpu][measur
   INFO("fill 1 MiB: median " << st.median << " us, p10 " << st.p10 << " p90 " << st.p90);
   CHECK(st.median > 0.5);
   CHECK(st.median < 200);
-  const auto both = h.interleave({[&](int, void*) { h.fill_random(buf.data(), buf.size(), DType::bf16, 1); },
-                                  [&](int, void*) { h.fill_random(buf.data(), buf.size() / 2, DType::fp16, 2); }},
+  std::vector<int> reps;  // in enqueue order: must be 0, 1, 2, ... across both calls
+  const auto both = h.interleave({[&](int rep, void*) {
+                                    reps.push_back(rep);
+                                    h.fill_random(buf.data(), buf.size(), DType::bf16, 1);
+                                  },
+                                  [&](int rep, void*) {
+                                    reps.push_back(rep);
+                                    h.fill_random(buf.data(), buf.size() / 2, DType::fp16, 2);
+                                  }},
                                  o);
   REQUIRE(both.size() == 2);
   CHECK(both[0].size() == both[1].size());
   CHECK(both[0].size() >= 5);
+  REQUIRE(reps.size() == 2 * both[0].size() + 2);  // + one untimed call each
+  for (std::size_t i = 0; i < reps.size(); ++i) CHECK(reps[i] == int(i));
 
   std::string wg;
   const Ceilings c = measure_ceilings(dev, &wg);
