@@ -51,6 +51,7 @@ int guarded(F&& f) {
 constexpr int kMinArgsSize = static_cast<int>(offsetof(plx_attention_args, block_table));
 constexpr std::size_t kAbi2Size = offsetof(plx_attention_args, max_pages) + sizeof(int);
 constexpr std::size_t kAbi3Size = offsetof(plx_attention_args, barv) + sizeof(void*);
+constexpr std::size_t kAbi4Size = offsetof(plx_attention_args, cu_seqlens_k) + sizeof(void*);
 
 // plx_attention_args -> AttentionArgs, reading only the fields struct_size covers.
 plx::AttentionArgs convert(const plx_attention_args& a) {
@@ -80,6 +81,10 @@ plx::AttentionArgs convert(const plx_attention_args& a) {
   if (std::size_t(a.struct_size) >= kAbi3Size) {
     x.stats = a.stats;
     x.barv = a.barv;
+  }
+  if (std::size_t(a.struct_size) >= kAbi4Size) {
+    x.cu_seqlens_q = a.cu_seqlens_q;
+    x.cu_seqlens_k = a.cu_seqlens_k;
   }
   return x;
 }
