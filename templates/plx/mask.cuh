@@ -32,8 +32,10 @@ struct SeqView {
 };
 __device__ __forceinline__ SeqView seq_view(const AttnParams& p, int b) {
   if (!p.cu_seqlens_q) return {p.q_len, live_len(p, b), b * p.q_stride_b, b * p.o_stride_b, b * p.k_stride_b};
+  // Varlen: the device reads the offsets (the host cannot validate them). A sequence with
+  // cu[b + 1] <= cu[b] is empty (its CTAs exit); the keys are clamped to [0, length].
   const int qs = p.cu_seqlens_q[b], ks = p.cu_seqlens_k[b];
-  int L = p.cu_seqlens_k[b + 1] - ks;
+  int L = max(p.cu_seqlens_k[b + 1] - ks, 0);
   if (p.seqused_k) L = min(max(p.seqused_k[b], 0), L);
   return {p.cu_seqlens_q[b + 1] - qs, L, qs * p.q_stride_t, qs * p.o_stride_t, ks * p.k_stride_t};
 }

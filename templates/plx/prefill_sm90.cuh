@@ -129,7 +129,7 @@ template <int kThreads, class Tile>
 struct WholeTileRows {
   static constexpr int kRowStep = kThreads / Tile::kChunks;
   static_assert(kRowStep % 8 == 0, "a thread's rows must share their swizzle phase");
-  const unsigned short* src;  // this thread's chunk in key 0's row of the (batch, head)
+  const unsigned short* src;  // this thread's chunk in key 0's row of the (sequence, head)
   unsigned dst;               // its byte offset inside a tile
   long long step;             // elements between two of its rows (kRowStep keys)
 
@@ -189,7 +189,9 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   const int hkv = h / p.group;
   const int row0 = rb * C::kBM;
   const SeqView sv = seq_view(p, b);
-  if (row0 >= sv.q_len) return;  // varlen: a sequence shorter than the longest (whole CTA)
+  // Varlen: a row block past its sequence's length (the grid covers the longest). sv and
+  // row0 depend on blockIdx only, so every thread leaves here, before any barrier.
+  if (row0 >= sv.q_len) return;
   const int L = sv.L;
   const int cta_last = min(row0 + C::kBM, sv.q_len) - 1;
   const BlockKeys cta_keys = block_keys<C::kCausal, C::kWindow>(L, sv.q_len, row0, cta_last, p.window);
@@ -216,8 +218,9 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
     const long long kv_off = hkv * p.k_stride_h;
     const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_off;
     const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_off;
-    const long long b_off = sv.k0;
-    const WholeTileRows<128, KvTile> k_rows(kg + b_off, p.k_stride_t, tid), v_rows(vg + b_off, p.k_stride_t, tid);
+    // Whole tiles of the sequence's keys (padded batch or varlen: SeqView::k0 is its first
+    // key row) take the fast path; the tile crossing L and paged caches the per-row one.
+    const WholeTileRows<128, KvTile> k_rows(kg + sv.k0, p.k_stride_t, tid), v_rows(vg + sv.k0, p.k_stride_t, tid);
     for (int i = 0; i < n_tiles; ++i) {
       const int s = i % S, key0 = tile_key(i);
       const bool whole = !p.block_table && key0 + BN <= L;
