@@ -53,12 +53,20 @@ void validate(const AttentionArgs& a, bool pointers) {
                       a.kv_len));
     if (pointers && !a.block_table) bad("page_size is set but block_table is null");
   }
+  // Varlen (cu_seqlens): the host checks what it can see without reading device memory:
+  // both pointers or neither, no paged cache, int32 alignment. The offsets themselves
+  // (monotonic, within the tensors, no sequence longer than q_len / kv_len) are the
+  // caller's promise: the kernels only treat a decreasing pair as an empty sequence.
   if (a.cu_seqlens_q || a.cu_seqlens_k) {
     if (!a.cu_seqlens_q || !a.cu_seqlens_k)
       bad(fmt::format("cu_seqlens_q = {} and cu_seqlens_k = {}: a varlen batch needs both (or neither)",
                       static_cast<const void*>(a.cu_seqlens_q), static_cast<const void*>(a.cu_seqlens_k)));
     if (a.block_table || a.page_size || a.max_pages)
       bad("cu_seqlens with a paged cache (block_table): varlen batches need contiguous packed k and v");
+    for (const int* c : {a.cu_seqlens_q, a.cu_seqlens_k})
+      if (reinterpret_cast<std::uintptr_t>(c) % alignof(int) != 0)
+        bad(fmt::format("cu_seqlens_{} = {} is not 4-byte aligned (int32 offsets)", c == a.cu_seqlens_q ? 'q' : 'k',
+                        static_cast<const void*>(c)));
   }
   if (!pointers) return;
   check_pointer(a.q, "q");
