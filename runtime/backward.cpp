@@ -25,6 +25,7 @@ void validate_backward(const AttentionArgs& a, const BackwardArgs& g, bool point
   validate(a, /*pointers=*/false);
   if (a.block_table || a.page_size || a.max_pages)
     bad("paged K/V (block_table) has no backward: pass contiguous k and v");
+  if (a.cu_seqlens_q || a.cu_seqlens_k) bad("varlen batches (cu_seqlens) have no backward yet: pass a padded batch");
   if (!pointers) return;
   const bool probe = has_probe(a.family);
   check_pointer(a.q, "q");

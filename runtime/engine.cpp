@@ -98,7 +98,7 @@ struct Engine::Impl {
   // `stream` (which may be null, the legacy stream), so PLX_TUNE=sync may tune it now;
   // false for queries such as variant_for.
   Variant choose(const AttentionArgs& a, bool call = false, void* stream = nullptr) {
-    const bool may_tune = call && sync_tune && db && !a.stats;
+    const bool may_tune = call && sync_tune && db && !a.stats && !a.cu_seqlens_q;
     if (!tuned && !may_tune) return default_variant(a, device.arch());
     const tune::BucketId b = tune::bucket_of(a);
     std::optional<Variant> v;
@@ -126,8 +126,8 @@ struct Engine::Impl {
         choices.emplace(b, v);
       }
     }
-    // A training forward (stats set) needs a kernel that writes the statistics.
-    if (v && a.stats && v->op != Op::prefill) v.reset();
+    // A training forward (stats set) or a varlen batch needs a prefill kernel.
+    if (v && (a.stats || a.cu_seqlens_q) && v->op != Op::prefill) v.reset();
     return v ? *v : default_variant(a, device.arch());
   }
 

@@ -53,6 +53,21 @@ void validate(const AttentionArgs& a, bool pointers) {
                       a.kv_len));
     if (pointers && !a.block_table) bad("page_size is set but block_table is null");
   }
+  // Varlen (cu_seqlens): the host checks what it can see without reading device memory:
+  // both pointers or neither, no paged cache, int32 alignment. The offsets themselves
+  // (monotonic, within the tensors, no sequence longer than q_len / kv_len) are the
+  // caller's promise: the kernels only treat a decreasing pair as an empty sequence.
+  if (a.cu_seqlens_q || a.cu_seqlens_k) {
+    if (!a.cu_seqlens_q || !a.cu_seqlens_k)
+      bad(fmt::format("cu_seqlens_q = {} and cu_seqlens_k = {}: a varlen batch needs both (or neither)",
+                      static_cast<const void*>(a.cu_seqlens_q), static_cast<const void*>(a.cu_seqlens_k)));
+    if (a.block_table || a.page_size || a.max_pages)
+      bad("cu_seqlens with a paged cache (block_table): varlen batches need contiguous packed k and v");
+    for (const int* c : {a.cu_seqlens_q, a.cu_seqlens_k})
+      if (reinterpret_cast<std::uintptr_t>(c) % alignof(int) != 0)
+        bad(fmt::format("cu_seqlens_{} = {} is not 4-byte aligned (int32 offsets)", c == a.cu_seqlens_q ? 'q' : 'k',
+                        static_cast<const void*>(c)));
+  }
   if (!pointers) return;
   check_pointer(a.q, "q");
   if (has_probe(a.family)) check_pointer(a.r, "r");
@@ -81,13 +96,18 @@ void check_fits(const Variant& v, const AttentionArgs& a) {
     throw UnsupportedError(fmt::format("variant {} does not write the backward's statistics (stats is set): only "
                                        "prefill kernels do",
                                        v.name()));
+  if (a.cu_seqlens_q && v.op != Op::prefill)
+    throw UnsupportedError(fmt::format("variant {} cannot read a varlen batch (cu_seqlens is set): only prefill "
+                                       "kernels do",
+                                       v.name()));
   if (auto why = why_illegal(v)) throw UnsupportedError(fmt::format("variant {} is illegal: {}", v.name(), *why));
 }
 
 Variant default_variant(const AttentionArgs& a, Arch arch) {
   Variant v;
-  // Only the prefill kernels write the training statistics, whatever q_len is.
-  v.op = a.stats ? Op::prefill : heuristics::choose_op(a.q_len);
+  // Only the prefill kernels write the training statistics or read varlen batches, whatever
+  // q_len is.
+  v.op = a.stats || a.cu_seqlens_q ? Op::prefill : heuristics::choose_op(a.q_len);
   v.family = a.family;
   v.dtype = a.dtype;
   v.head_dim = a.head_dim;
@@ -134,6 +154,8 @@ LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count) {
   p.seqused_k = a.seqused_k;
   p.stats = a.stats;
   p.barv = a.family == Family::parallax ? a.barv : nullptr;
+  p.cu_seqlens_q = a.cu_seqlens_q;
+  p.cu_seqlens_k = a.cu_seqlens_k;
   const long long hd = a.head_dim;
   p.q_stride_h = hd;
   p.q_stride_t = hd * a.heads_q;

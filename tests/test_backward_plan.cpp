@@ -112,6 +112,15 @@ TEST_CASE("backward: arguments are refused by name", "[backward]") {
   CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("paged"));
   a.block_table = nullptr;
   a.page_size = a.max_pages = 0;
+  // Varlen packed batches have no backward yet: refused by name, pointers or not.
+  alignas(16) static int cu[3] = {0, 500, 1000};
+  a.cu_seqlens_q = a.cu_seqlens_k = cu;
+  CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("varlen") && Catch::Contains("no backward"));
+  CHECK_THROWS_WITH(validate_backward(a, BackwardArgs{}, false), Catch::Contains("varlen"));
+  a.cu_seqlens_k = nullptr;  // the forward's own both-or-neither rule comes first
+  CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("needs both"));
+  a.cu_seqlens_q = nullptr;
+  CHECK_NOTHROW(validate_backward(a, g));
   // A variant for another mask, or a forward variant, is refused by name.
   Variant v = default_backward_variant(a, Arch::sm90a);
   v.causal = !v.causal;

@@ -10,6 +10,8 @@
 
 #include "gpu_harness.hpp"
 #include "parallax/parallax.h"
+#include "runtime/c_args.hpp"
+#include "runtime/launch.hpp"
 
 using namespace plx;
 using namespace plx::testing;
@@ -163,6 +165,95 @@ TEST_CASE("plx_attention_args layout is the one FFI mirrors pack", "[capi]") {
   CHECK(offsetof(plx_attention_args, block_table) == 96);
   CHECK(offsetof(plx_attention_args, max_pages) == 108);
   CHECK(sizeof(plx_attention_args) >= 112);
+}
+
+// ABI 4 appends cu_seqlens_q / cu_seqlens_k. A caller built against an older parallax.h
+// passes a smaller struct_size; the library must not read past it, so an ABI 3 struct
+// (whatever bytes follow it in the caller's memory) means "no varlen batch".
+TEST_CASE("struct_size selects the fields read: ABI 3 means no varlen, ABI 4 reads cu_seqlens", "[capi][varlen]") {
+  using namespace plx::cabi;
+  CHECK(offsetof(plx_attention_args, stats) == 112);
+  CHECK(offsetof(plx_attention_args, barv) == 120);
+  CHECK(offsetof(plx_attention_args, cu_seqlens_q) == 128);
+  CHECK(offsetof(plx_attention_args, cu_seqlens_k) == 136);
+  CHECK(kAbi1Size == 96);
+  CHECK(kAbi2Size == 112);
+  CHECK(kAbi3Size == 128);
+  CHECK(kAbi4Size == 144);
+  CHECK(sizeof(plx_attention_args) == kAbi4Size);
+  STATIC_REQUIRE(PLX_ABI_VERSION == 4);
+
+  alignas(16) static int cu_q[3] = {0, 5, 9}, cu_k[3] = {0, 7, 20};
+  alignas(16) static char buf[16];
+  plx_attention_args a{};
+  a.variant = PLX_SOFTMAX;
+  a.batch = 2;
+  a.q_len = 5;
+  a.kv_len = 13;
+  a.stats = reinterpret_cast<float*>(buf);
+  a.barv = buf;
+  a.block_table = cu_q;
+  a.page_size = 16;
+  a.max_pages = 1;
+  a.cu_seqlens_q = cu_q;
+  a.cu_seqlens_k = cu_k;
+  a.struct_size = sizeof a;
+  AttentionArgs x = from_c_args(a);
+  CHECK(x.cu_seqlens_q == cu_q);
+  CHECK(x.cu_seqlens_k == cu_k);
+  CHECK(x.stats == a.stats);
+  CHECK(x.block_table == cu_q);
+  CHECK(x.batch == 2);
+  CHECK(x.kv_len == 13);
+  a.struct_size = int(kAbi3Size);  // an ABI 3 caller: the bytes after barv are not its own
+  x = from_c_args(a);
+  CHECK(x.cu_seqlens_q == nullptr);
+  CHECK(x.cu_seqlens_k == nullptr);
+  CHECK(x.stats == a.stats);
+  CHECK(x.barv == a.barv);
+  a.struct_size = int(kAbi4Size) - 1;  // a partial cu_seqlens_k is not read either
+  x = from_c_args(a);
+  CHECK(x.cu_seqlens_q == nullptr);
+  CHECK(x.cu_seqlens_k == nullptr);
+  a.struct_size = int(kAbi2Size);
+  x = from_c_args(a);
+  CHECK(x.stats == nullptr);
+  CHECK(x.barv == nullptr);
+  CHECK(x.block_table == cu_q);
+  CHECK(x.page_size == 16);
+  a.struct_size = int(kAbi1Size);
+  x = from_c_args(a);
+  CHECK(x.block_table == nullptr);
+  CHECK(x.page_size == 0);
+  CHECK(x.cu_seqlens_q == nullptr);
+
+  // The engine's validation of the converted arguments: one of the pair is refused by
+  // name from an ABI 4 caller; the same bytes from an ABI 3 caller are no varlen at all.
+  plx_attention_args b{};
+  b.struct_size = sizeof b;
+  b.variant = PLX_PARALLAX;
+  b.batch = 2;
+  b.q_len = b.kv_len = 64;
+  b.heads_q = b.heads_kv = 1;
+  b.head_dim = 128;
+  b.window_left = -1;
+  b.q = b.r = b.k = b.v = buf;
+  b.o = buf;
+  b.cu_seqlens_q = cu_q;
+  CHECK_THROWS_WITH(plx::validate(from_c_args(b)), Catch::Contains("needs both"));
+  b.struct_size = int(kAbi3Size);
+  CHECK_NOTHROW(plx::validate(from_c_args(b)));
+  // ... and so does the library (only where an engine can be created: a GPU).
+  const CApi& c = capi();
+  REQUIRE(c.create);
+  std::string why;
+  if (!cu::available(&why)) return;
+  plx_engine* e = nullptr;
+  REQUIRE(c.create(&e, 0) == PLX_OK);
+  b.struct_size = sizeof b;
+  CHECK(c.attention(e, &b, nullptr) == PLX_ERROR_INVALID_ARGUMENT);
+  CHECK(std::string(c.last_error()).find("needs both") != std::string::npos);
+  c.destroy(e);
 }
 
 TEST_CASE("plx_abi_version and plx_version say what the library reads and is", "[capi]") {

@@ -8,11 +8,14 @@
 #include <filesystem>
 #include <thread>
 
+#include "autotune/heuristics.hpp"
 #include "generator/expand.hpp"
+#include "generator/legality.hpp"
 #include "generator/render.hpp"
 #include "generator/spec.hpp"
 #include "gpu_engine.hpp"
 #include "gpu_harness.hpp"
+#include "gpu_varlen.hpp"
 #include "runtime/jit.hpp"
 
 using namespace plx;
@@ -310,4 +313,71 @@ TEST_CASE("bad arguments are refused before any launch", "[gpu]") {
   a.max_pages = 0;
   CHECK_THROWS_AS(e->attention(a, "plx_decode_softmax_bf16_d128_causal_m16_n64_w4_s2_kauto_sm90a", nullptr),
                   UnsupportedError);
+}
+
+// Varlen packed batches (cu_seqlens) through the mma.sync prefill (prefill.cuh; the wgmma
+// kernel has its own group in test_gpu_prefill_sm90): sequences of 1, 7, 0 (empty), 64, 65,
+// 300 and 1000 queries against as many or more keys, one with keys and no queries; every
+// family, dtype and head dim, causal, causal + window, non-causal, GQA 1/2/4. gpu_varlen.hpp:
+// per-sequence oracle, bitwise equality with batch-1 calls, poisoned guard rows.
+TEST_CASE("varlen packed batches (cu_seqlens), mma.sync prefill", "[gpu][varlen]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  const Arch arch = *parse_arch(e->arch());
+  auto sync_prefill = [&](Family f, DType dt, int d, bool causal, bool window, bool small_tile) {
+    Variant v;
+    v.op = Op::prefill;
+    v.family = f;
+    v.dtype = dt;
+    v.head_dim = d;
+    v.causal = causal;
+    v.window = window;
+    v.arch = arch;
+    v.tile = heuristics::default_tile(Op::prefill, f, 0, /*wgmma_prefill=*/false, d);  // mma.sync
+    if (small_tile) {
+      Variant s = v;
+      s.tile.block_m = 64;
+      s.tile.block_n = 32;
+      s.tile.warps = 4;
+      if (!why_illegal(s)) v = s;
+    }
+    INFO(v.name());
+    REQUIRE(!why_illegal(v));
+    return v;
+  };
+  const std::vector<int> q = {1, 7, 0, 64, 65, 300, 1000, 0};
+  const std::vector<int> k_eq = {1, 7, 0, 64, 65, 300, 1000, 50};
+  const std::vector<int> k_le = {1, 40, 0, 64, 193, 301, 1000, 50};
+  const int gqa[][2] = {{2, 2}, {2, 1}, {4, 1}};
+  std::vector<VarlenCase> cases;
+  int i = 0;
+  auto add = [&](const Variant& v, const std::vector<int>& k, int window = -1) {
+    const int* g = gqa[i++ % 3];
+    cases.push_back({v, q, k, g[0], g[1], window});
+  };
+  for (Family f : kFamilies)
+    for (DType dt : kDtypes)
+      for (int d : {64, 128}) add(sync_prefill(f, dt, d, true, false, i % 2), i % 2 ? k_le : k_eq);
+  for (Family f : kFamilies) {
+    add(sync_prefill(f, DType::bf16, 64 << (i % 2), false, false, false), k_le);
+    add(sync_prefill(f, i % 2 ? DType::fp16 : DType::bf16, 128, true, true, i % 2), i % 2 ? k_eq : k_le, 37 + 63 * (i % 2));
+  }
+  VarlenCase own{sync_prefill(Family::parallax, DType::bf16, 128, true, false, false), {1, 3, 0, 2}, {9, 3, 5, 700}, 4, 1};
+  own.engine_choice = true;  // the engine's own choice (on sm_90a: the wgmma kernel)
+  cases.push_back(own);
+  std::vector<Variant> vs;
+  for (const VarlenCase& c : cases) vs.push_back(c.v);
+  warm_cache(vs, e->arch());
+  const std::uint64_t seed = fresh_seed();
+  std::vector<VarlenRun> runs(cases.size());
+  for (std::size_t j = 0; j < cases.size(); ++j) {
+    runs[j].seed = seed + j;
+    varlen_launch(*e, cases[j], runs[j]);
+  }
+  varlen_oracles(runs);
+  for (std::size_t j = 0; j < cases.size(); ++j) {
+    const VarlenVerdict v = varlen_judge(cases[j], runs[j]);
+    INFO(v.line << " (PLX_SEED=" << seed << ": case " << j << " uses PLX_SEED + " << j << ")");
+    CHECK(v.ok);
+  }
 }

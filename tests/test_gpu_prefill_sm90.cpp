@@ -29,6 +29,7 @@
 #include "generator/render.hpp"
 #include "gpu_engine.hpp"
 #include "gpu_harness.hpp"
+#include "gpu_varlen.hpp"
 #include "runtime/compiler.hpp"
 #include "runtime/jit.hpp"
 
@@ -196,6 +197,55 @@ std::vector<Case> tile_cases() {
   return c;
 }
 
+// Group 5: varlen packed batches (cu_seqlens): sequences of 1, 7, 0 (empty), 64, 65, 300
+// and 1000 queries, against as many keys (self-attention) or more (chunked prefill), one
+// sequence with keys but no queries; every family, dtype and head dim, causal, causal +
+// window (widths dividing no tile), non-causal, GQA 1/2/4, 1-3 consumers and every
+// consumer loop. The variants are the other groups' (compiled once). gpu_varlen.hpp says
+// what is checked: per-sequence oracle, bitwise equal to batch-1 calls, guard rows.
+const std::vector<int> kVarQ = {1, 7, 0, 64, 65, 300, 1000, 0};
+const std::vector<int> kVarKEq = {1, 7, 0, 64, 65, 300, 1000, 50};
+const std::vector<int> kVarKLe = {1, 40, 0, 64, 193, 301, 1000, 50};
+std::vector<VarlenCase> varlen_cases() {
+  std::vector<VarlenCase> c;
+  int i = 0;
+  const int gqa[][2] = {{2, 2}, {2, 1}, {4, 1}};  // heads_q / heads_kv: GQA 1, 2, 4
+  auto add = [&](const Variant& v, const std::vector<int>& k, int window = -1) {
+    const int* g = gqa[i++ % 3];
+    c.push_back({v, kVarQ, k, g[0], g[1], window});
+  };
+  for (int d : {64, 128})
+    for (DType dt : kDtypes)
+      for (Family f : kFamilies) {
+        // The consumer loop rotates (ping-pong only in bf16, as in the causal group).
+        Mma mma = kLoops[i % 4];
+        if (is_pingpong(mma) && dt != DType::bf16) mma = is_pipelined(mma) ? kPipe : Mma::wgmma;
+        const Variant v = wgmma_variant(f, dt, d, true, false, 2, 128, is_pipelined(mma) ? 3 : 2, mma);
+        add(v, i % 2 ? kVarKLe : kVarKEq);
+      }
+  for (Family f : kFamilies) {
+    const Mma full_mma = kLoops[i % 4];
+    add(wgmma_variant(f, DType::bf16, 64 << (i % 2), false, false, 2, 128, is_pipelined(full_mma) ? 3 : 2, full_mma),
+        kVarKLe);
+    const Mma cw_mma = kLoops[(i + 1) % 4];
+    add(wgmma_variant(f, DType::bf16, 128, true, true, 2, 128, is_pipelined(cw_mma) ? 3 : 2, cw_mma), kVarKEq, 37);
+    add(wgmma_variant(f, DType::bf16, 128, true, true, 2, 128, 2, Mma::wgmma), kVarKLe, 100);
+  }
+  add(wgmma_variant(Family::parallax, DType::fp16, 64, true, true, 2, 128, 2, Mma::wgmma), kVarKLe, 100);
+  for (Family f : {Family::parallax, Family::softmax}) {
+    add(wgmma_variant(f, DType::bf16, 128, true, false, 1, 128), kVarKLe);                      // 1 consumer
+    add(wgmma_variant(f, DType::bf16, 128, true, false, 1, 128, 3, kPipe), kVarKEq);             // 1, pipelined
+    add(wgmma_variant(f, DType::bf16, 64, true, false, 3, 128), kVarKEq);                        // 3 consumers
+    add(wgmma_variant(f, DType::bf16, 64, true, false, 3, 128, 2, kPp), kVarKLe);                // 3, ping-pong
+    add(wgmma_variant(f, DType::fp16, 64, true, false, 3, 64, 3, kPipePp), kVarKEq);             // 3, pipe-pp
+  }
+  // The engine's own choice for a varlen call (a prefill kernel whatever q_len is).
+  VarlenCase own{wgmma_variant(Family::parallax, DType::bf16, 128, true, false), {1, 3, 0, 2}, {9, 3, 5, 700}, 4, 1};
+  own.engine_choice = true;
+  c.push_back(own);
+  return c;
+}
+
 std::vector<Variant> variants_of(const std::vector<std::vector<Case>>& groups) {
   std::vector<Variant> out;
   std::set<std::string> seen;
@@ -229,7 +279,11 @@ std::vector<Variant> bench_variants(int d) {
   return out;
 }
 
-std::vector<std::vector<Case>> all_groups() { return {smoke_cases(), causal_cases(), mask_cases(), tile_cases()}; }
+std::vector<std::vector<Case>> all_groups() {
+  std::vector<Case> varlen;  // their variants, so that [nvrtc] and warm_cache cover them
+  for (const VarlenCase& v : varlen_cases()) varlen.push_back({v.v, {}});
+  return {smoke_cases(), causal_cases(), mask_cases(), tile_cases(), varlen};
+}
 
 // ------------------------------------------------------------------ GPU plumbing
 Engine* sm90_engine_or_skip() {
@@ -546,6 +600,57 @@ void run_group(const char* title, const std::vector<Case>& cases) {
   CHECK(failed == 0);
 }
 
+// Group 5's runner: launches one by one (watchdog), oracles in parallel, one line per
+// failure as run_group.
+void run_varlen_group(const char* title, const std::vector<VarlenCase>& cases) {
+  Engine* e = sm90_engine_or_skip();
+  if (!e) return;
+  warm_cache(variants_of(all_groups()));
+  const std::uint64_t base_seed = fresh_seed();
+  std::printf("\n== %s: %zu cases, PLX_SEED=%llu (case i uses seed PLX_SEED + i)\n", title, cases.size(),
+              static_cast<unsigned long long>(base_seed));
+  std::fflush(stdout);
+  std::vector<VarlenRun> runs(cases.size());
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    runs[i].seed = base_seed + i;
+    if (verbose()) {
+      std::printf("   launch %zu: %s | %s\n", i, cases[i].v.name().c_str(), describe_varlen(cases[i]).c_str());
+      std::fflush(stdout);
+    }
+    if (g_context_dead) {
+      runs[i].error = "skipped: an earlier launch left the context unusable";
+      continue;
+    }
+    varlen_launch(*e, cases[i], runs[i], [](const std::string& what, const std::function<void()>& f) {
+      Watchdog w(30, what);
+      f();
+    });
+    if (!runs[i].error.empty()) g_context_dead = cu::api().cuCtxSynchronize() != CUDA_SUCCESS;
+  }
+  varlen_oracles(runs);
+  int failed = 0;
+  double worst = 0;
+  std::string worst_line;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const VarlenVerdict v = varlen_judge(cases[i], runs[i]);
+    if (!v.ok) {
+      ++failed;
+      std::printf("%s\n", v.line.c_str());
+    } else {
+      if (verbose()) std::printf("%s\n", v.line.c_str());
+      if (v.worst_rel >= worst) {
+        worst = v.worst_rel;
+        worst_line = v.line;
+      }
+    }
+  }
+  if (!worst_line.empty()) std::printf("   largest error among passing cases: %s\n", worst_line.c_str());
+  std::printf("== %s: %d of %zu failed\n", title, failed, cases.size());
+  std::fflush(stdout);
+  INFO(title << ": " << failed << " of " << cases.size() << " cases failed (lines above)");
+  CHECK(failed == 0);
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ tests
@@ -594,6 +699,9 @@ TEST_CASE("wgmma prefill: causal, every family, dtype and head dim", "[gpu]") { 
 TEST_CASE("wgmma prefill: non-causal, windows, seqused_k, paged K/V", "[gpu]") { run_group("masks", mask_cases()); }
 TEST_CASE("wgmma prefill: other tiles (1 and 3 consumers, block_n 64, 3 stages)", "[gpu]") {
   run_group("tiles", tile_cases());
+}
+TEST_CASE("wgmma prefill: varlen packed batches (cu_seqlens)", "[gpu][varlen]") {
+  run_varlen_group("varlen", varlen_cases());
 }
 
 // ------------------------------------------------------------------ bench

@@ -184,3 +184,98 @@ TEST_CASE("a named variant that does not fit the arguments is refused", "[launch
   v.window = true;
   CHECK_THROWS_WITH(check_fits(v, a), Catch::Contains("window"));
 }
+
+// Varlen packed batches (cu_seqlens): the host sees only the two pointers, never the
+// offsets behind them (device memory), so it checks both-or-neither, no paged cache and
+// int32 alignment; q_len / kv_len are the longest sequence and must be given (>= 1): they
+// size the grid. Monotonic offsets within the tensors are the caller's promise.
+TEST_CASE("varlen: what the host validates", "[launch][varlen]") {
+  alignas(16) static int cu[8] = {0, 3, 3, 10};
+  auto msg = [](auto f) {
+    AttentionArgs a = decode_args();
+    a.q_len = 1000;
+    a.kv_len = 1000;
+    a.cu_seqlens_q = cu;
+    a.cu_seqlens_k = cu;
+    f(a);
+    try {
+      validate(a);
+    } catch (const UnsupportedError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(msg([](AttentionArgs&) {}).empty());
+  CHECK_THAT(msg([](AttentionArgs& a) { a.cu_seqlens_k = nullptr; }),
+             Catch::Contains("cu_seqlens_k = ") && Catch::Contains("needs both (or neither)"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.cu_seqlens_q = nullptr; }), Catch::Contains("needs both (or neither)"));
+  CHECK(msg([](AttentionArgs& a) { a.cu_seqlens_q = a.cu_seqlens_k = nullptr; }).empty());
+  CHECK_THAT(msg([](AttentionArgs& a) { a.cu_seqlens_k = reinterpret_cast<const int*>(g_dummy + 2); }),
+             Catch::Contains("cu_seqlens_k = ") && Catch::Contains("4-byte aligned"));
+  // Paged caches locate keys per batch row; varlen packs them: not both.
+  CHECK_THAT(msg([](AttentionArgs& a) {
+               a.block_table = reinterpret_cast<const int*>(g_dummy);
+               a.page_size = 64;
+               a.max_pages = 16;
+             }),
+             Catch::Contains("cu_seqlens with a paged cache"));
+  // The longest lengths size the grid: they must be given, not derived on the host.
+  CHECK_THAT(msg([](AttentionArgs& a) { a.q_len = 0; }), Catch::Contains("q_len = 0"));
+  CHECK_THAT(msg([](AttentionArgs& a) { a.kv_len = 0; }), Catch::Contains("kv_len = 0"));
+  // Shape-only validation (variant_for) checks the same, without the tensor pointers.
+  AttentionArgs a = decode_args();
+  a.q = nullptr;
+  a.cu_seqlens_q = cu;
+  CHECK_THROWS_WITH(validate(a, false), Catch::Contains("needs both"));
+  a.cu_seqlens_k = cu;
+  CHECK_NOTHROW(validate(a, false));
+  a.page_size = 64;  // a paged shape, no table yet
+  a.max_pages = 64;
+  CHECK_THROWS_WITH(validate(a, false), Catch::Contains("cu_seqlens with a paged cache"));
+  a.page_size = a.max_pages = 0;
+  // Offsets the host cannot read are not checked: a decreasing pair (here 10 -> 3) is the
+  // caller's error; the kernels treat it as an empty sequence (SeqView in mask.cuh).
+  static int bad[4] = {0, 10, 3, 12};
+  a.cu_seqlens_q = a.cu_seqlens_k = bad;
+  CHECK_NOTHROW(validate(a, false));
+}
+
+TEST_CASE("varlen: a prefill kernel whatever q_len (never decode), grid over the longest sequence",
+          "[launch][varlen]") {
+  alignas(16) static int cu_q[4] = {0, 1, 1, 2}, cu_k[4] = {0, 700, 700, 4096};
+  for (Family f : {Family::softmax, Family::parallax, Family::parallax_uncentered})
+    for (int q_len : {1, 3, 16, 17, 1000})
+      for (Arch arch : {Arch::sm80, Arch::sm90a}) {
+        AttentionArgs a = decode_args();  // 32 / 8 heads: GQA 4
+        a.family = f;
+        a.batch = 3;
+        a.q_len = q_len;
+        a.cu_seqlens_q = cu_q;
+        a.cu_seqlens_k = cu_k;
+        const Variant v = default_variant(a, arch);
+        INFO(v.name());
+        CHECK(v.op == Op::prefill);  // decode kernels cannot read a packed batch
+        CHECK(is_wgmma(v.tile.mma) == (arch == Arch::sm90a));
+        CHECK(!why_illegal(v));
+        CHECK_NOTHROW(check_fits(v, a));
+        // A decode variant asked for by name is refused, by name.
+        AttentionArgs plain = a;
+        plain.cu_seqlens_q = plain.cu_seqlens_k = nullptr;
+        Variant d = default_variant(plain, arch);
+        if (q_len <= 16) {
+          REQUIRE(d.op == Op::decode);
+          CHECK_NOTHROW(check_fits(d, plain));
+          CHECK_THROWS_WITH(check_fits(d, a), Catch::Contains("cannot read a varlen batch") &&
+                                                  Catch::Contains(d.name()));
+        }
+        const LaunchPlan lp = plan_launch(v, a, 132);
+        CHECK(lp.grid.x == unsigned((q_len + v.tile.block_m - 1) / v.tile.block_m));
+        CHECK(lp.grid.y == 32);
+        CHECK(lp.grid.z == 3);  // one z per sequence
+        CHECK(lp.params.cu_seqlens_q == cu_q);
+        CHECK(lp.params.cu_seqlens_k == cu_k);
+        CHECK(lp.params.q_stride_t == 32 * 128);  // packed rows [total, heads, dim]
+        CHECK(lp.params.k_stride_t == 8 * 128);
+        CHECK(plan_launch(d, plain, 132).params.cu_seqlens_q == nullptr);
+      }
+}

@@ -33,6 +33,12 @@ typedef struct {
   void *barv;                      /* (m, d1, d2/d1, lse per row) and, for PLX_PARALLAX, barv     */
                                    /* like o; both are what plx_attention_backward reads. Setting */
                                    /* stats runs a prefill kernel whatever q_len is.             */
+  /* --- added in ABI 4 (read only when struct_size covers them) --- */
+  const int *cu_seqlens_q;         /* optional varlen packed batch, both or neither: device     */
+  const int *cu_seqlens_k;         /* int32[batch + 1] prefix sums; q, r, o are then            */
+                                   /* [total_q, heads_q, head_dim], k, v [total_k, heads_kv,    */
+                                   /* head_dim]; q_len / kv_len the longest sequence. Prefill   */
+                                   /* kernels only; not with block_table; no backward yet.      */
 } plx_attention_args;
 
 /* ABI 3: the gradients of one plx_attention call (plx_attention_backward). Device pointers,
@@ -63,9 +69,10 @@ int  plx_attention(plx_engine *e, const plx_attention_args *a, void *cuda_stream
 const char *plx_last_error(void);                              /* thread-local message */
 
 /* --- added after ABI 2 (absent from older libraries: look them up, do not assume) --- */
-#define PLX_ABI_VERSION 3
+#define PLX_ABI_VERSION 4
 /* The newest plx_attention_args layout this library reads: 1 = fields up to seqused_k,
- * 2 = also block_table, page_size, max_pages, 3 = also stats, barv (and the backward).
+ * 2 = also block_table, page_size, max_pages, 3 = also stats, barv (and the backward),
+ * 4 = also cu_seqlens_q, cu_seqlens_k.
  * An FFI caller that sets later fields must check it: an older library would silently
  * ignore them. */
 int plx_abi_version(void);

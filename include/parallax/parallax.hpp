@@ -50,6 +50,16 @@ struct AttentionArgs {
   //          like o, the softmax mean of v (sum_j p_j v_j) that the Parallax backward reads
   float* stats = nullptr;
   void* barv = nullptr;
+  // Variable-length packed batch (prefill; both or neither): device int32[batch + 1]
+  // prefix sums of the sequence lengths. q, r, o (and barv) are then [total_q, heads_q,
+  // head_dim] with sequence b in rows cu_seqlens_q[b] .. cu_seqlens_q[b + 1] - 1; k, v are
+  // [total_k, heads_kv, head_dim] likewise. q_len / kv_len give the longest sequence
+  // (they size the grid and choose the kernel); a sequence may be empty. The causal
+  // diagonal aligns with the end of each sequence's keys, as for a padded batch;
+  // seqused_k still clamps; stats keep the [batch, heads_q, q_len, 4] layout (rows past a
+  // sequence's end unwritten). Not with a paged cache; no backward yet.
+  const int* cu_seqlens_q = nullptr;
+  const int* cu_seqlens_k = nullptr;
 };
 
 // The gradients of one attention call (Engine::attention_backward). Device pointers,

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "parallax/parallax.hpp"
+#include "runtime/c_args.hpp"
 
 struct plx_engine {
   plx::Engine engine;
@@ -47,42 +48,10 @@ int guarded(F&& f) {
 }
 
 // The prefix of plx_attention_args every struct_size must cover (the fields of ABI 1);
-// later fields are read only when the caller's struct_size includes them.
-constexpr int kMinArgsSize = static_cast<int>(offsetof(plx_attention_args, block_table));
-constexpr std::size_t kAbi2Size = offsetof(plx_attention_args, max_pages) + sizeof(int);
-constexpr std::size_t kAbi3Size = offsetof(plx_attention_args, barv) + sizeof(void*);
-
-// plx_attention_args -> AttentionArgs, reading only the fields struct_size covers.
-plx::AttentionArgs convert(const plx_attention_args& a) {
-  plx::AttentionArgs x;
-  x.family = static_cast<plx::Family>(a.variant);
-  x.dtype = static_cast<plx::DType>(a.dtype);
-  x.batch = a.batch;
-  x.q_len = a.q_len;
-  x.kv_len = a.kv_len;
-  x.heads_q = a.heads_q;
-  x.heads_kv = a.heads_kv;
-  x.head_dim = a.head_dim;
-  x.causal = a.causal != 0;
-  x.window_left = a.window_left;
-  x.qk_scale = a.qk_scale;
-  x.q = a.q;
-  x.r = a.r;
-  x.k = a.k;
-  x.v = a.v;
-  x.o = a.o;
-  x.seqused_k = a.seqused_k;
-  if (std::size_t(a.struct_size) >= kAbi2Size) {
-    x.block_table = a.block_table;
-    x.page_size = a.page_size;
-    x.max_pages = a.max_pages;
-  }
-  if (std::size_t(a.struct_size) >= kAbi3Size) {
-    x.stats = a.stats;
-    x.barv = a.barv;
-  }
-  return x;
-}
+// later fields are read only when the caller's struct_size includes them
+// (runtime/c_args.hpp).
+constexpr int kMinArgsSize = static_cast<int>(plx::cabi::kAbi1Size);
+using plx::cabi::from_c_args;
 }  // namespace
 
 extern "C" {
@@ -105,7 +74,7 @@ __attribute__((visibility("default"))) int plx_attention(plx_engine* e, const pl
                             "oldest plx_attention_args ({} bytes); set it to sizeof(plx_attention_args)",
                             a->struct_size, kMinArgsSize));
   return guarded([&] {
-    const plx::AttentionArgs x = convert(*a);
+    const plx::AttentionArgs x = from_c_args(*a);
     e->engine.attention(x, cuda_stream);
   });
 }
@@ -135,7 +104,7 @@ __attribute__((visibility("default"))) int plx_attention_backward(plx_engine* e,
     b.dr = g->dr;
     b.dk = g->dk;
     b.dv = g->dv;
-    e->engine.attention_backward(convert(*a), b, cuda_stream);
+    e->engine.attention_backward(from_c_args(*a), b, cuda_stream);
   });
 }
 

@@ -22,15 +22,34 @@ __device__ __forceinline__ int live_len(const AttnParams& p, int b) {
   return p.seqused_k ? min(max(p.seqused_k[b], 0), p.kv_len) : p.kv_len;
 }
 
+// One sequence of the batch as a prefill kernel sees it: its query count, its live keys,
+// and the element offsets of its first query row (q, r, o, barv) and first key row (k, v).
+// A padded batch [batch, len, heads, d] and a packed varlen batch (cu_seqlens) differ only
+// here; for the padded one every field is what the kernels computed before varlen.
+struct SeqView {
+  int q_len, L;
+  long long q0, o0, k0;
+};
+__device__ __forceinline__ SeqView seq_view(const AttnParams& p, int b) {
+  if (!p.cu_seqlens_q) return {p.q_len, live_len(p, b), b * p.q_stride_b, b * p.o_stride_b, b * p.k_stride_b};
+  // Varlen: the device reads the offsets (the host cannot validate them). A sequence with
+  // cu[b + 1] <= cu[b] is empty (its CTAs exit); the keys are clamped to [0, length].
+  const int qs = p.cu_seqlens_q[b], ks = p.cu_seqlens_k[b];
+  int L = max(p.cu_seqlens_k[b + 1] - ks, 0);
+  if (p.seqused_k) L = min(max(p.seqused_k[b], 0), L);
+  return {p.cu_seqlens_q[b + 1] - qs, L, qs * p.q_stride_t, qs * p.o_stride_t, ks * p.k_stride_t};
+}
+
 // Loads rows [key0, key0 + rows) of one head of K (or V) into `tile`, zero-filling keys at
 // or past L. `head` points at the head's first element of batch 0 (contiguous) or of the
-// pool (paged: key j of batch b lives in page block_table[b * max_pages + j >> shift]).
-// The paged/contiguous branch is taken once per tile, outside the row loop.
+// pool (paged: key j of batch b lives in page block_table[b * max_pages + j >> shift]);
+// k0: the sequence's first key row (SeqView::k0; contiguous only). The paged/contiguous
+// branch is taken once per tile, outside the row loop.
 template <int kThreads, int D>
 __device__ __forceinline__ void load_kv_tile(const AttnParams& p, SmemTile<D> tile, const unsigned short* head,
-                                             int b, int key0, int rows, int L) {
+                                             int b, long long k0, int key0, int rows, int L) {
   if (!p.block_table) {
-    const unsigned short* g = head + b * p.k_stride_b + (long long)key0 * p.k_stride_t;
+    const unsigned short* g = head + k0 + (long long)key0 * p.k_stride_t;
     tile.template load_rows<kThreads>(rows, [&](int row) -> const unsigned short* {
       return key0 + row < L ? g + (long long)row * p.k_stride_t : nullptr;
     });

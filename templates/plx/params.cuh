@@ -46,6 +46,13 @@ struct AttnParams {
   // Hopper prefill CTA order (prefill_sm90.cuh): 0 every head's longest row block first,
   // 1 head-major. The engine sets 1 under PLX_PREFILL_ORDER=head, kept to measure the two.
   int cta_order;
+  // Variable-length packed batch (prefill kernels; null: none). Sequence b's queries are
+  // rows cu_seqlens_q[b] .. cu_seqlens_q[b + 1] - 1 of q, r, o and barv ([total_q, heads,
+  // head_dim]; the *_stride_b are unused), its keys rows cu_seqlens_k[b] .. of k and v.
+  // q_len / kv_len are then the longest sequence (the grid); stats stay [batch][heads_q]
+  // [q_len][4], rows past a sequence's length unwritten. seqused_k still clamps.
+  const int* cu_seqlens_q;
+  const int* cu_seqlens_k;
 };
 
 }  // namespace plx

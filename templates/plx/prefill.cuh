@@ -32,8 +32,10 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
 
   const int row0 = blockIdx.x * C::kBM;
   const int h = blockIdx.y, b = blockIdx.z, hkv = h / p.group;
+  const SeqView sv = seq_view(p, b);
+  if (row0 >= sv.q_len) return;  // varlen: a sequence shorter than the longest (whole CTA)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int L = live_len(p, b);
+  const int L = sv.L;
 
   const unsigned q_base = smem_addr(smem);
   auto cta_tile = [&](int mt) { return SmemTile<D>{q_base + unsigned(mt * 16 * D * 2)}; };
@@ -41,11 +43,11 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
   const KvRing<D, C::kBN, C::kStages> ring{q_base + C::kQBytes};
 
   auto position = [&](int cta_mt, int i) { return row0 + cta_mt * RPT + (Traits::probe ? (i & 7) : i); };
-  const long long q_off = b * p.q_stride_b + h * p.q_stride_h;
+  const long long q_off = sv.q0 + h * p.q_stride_h;
   for (int mt = 0; mt < C::kMTiles; ++mt) {
     cta_tile(mt).template load_rows<C::kThreads>(16, [&](int i) -> const unsigned short* {
       const int pos = position(mt, i);
-      if (pos >= p.q_len) return nullptr;
+      if (pos >= sv.q_len) return nullptr;
       const void* base = (Traits::probe && i >= 8) ? p.r : p.q;
       return static_cast<const unsigned short*>(base) + q_off + pos * p.q_stride_t;
     });
@@ -56,15 +58,15 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
   for (int mt = 0; mt < MT; ++mt)
     for (int r = 0; r < R; ++r) {
       const int pos = position(warp * MT + mt, (lane >> 2) + 8 * r);
-      rows[mt][r] = pos < p.q_len ? visible_keys<C::kCausal, C::kWindow>(L, p.q_len, pos, p.window) : RowRange{0, 0};
+      rows[mt][r] = pos < sv.q_len ? visible_keys<C::kCausal, C::kWindow>(L, sv.q_len, pos, p.window) : RowRange{0, 0};
     }
-  const int cta_last = min(row0 + C::kBM, p.q_len) - 1;
-  const BlockKeys cta_keys = block_keys<C::kCausal, C::kWindow>(L, p.q_len, row0, cta_last, p.window);
+  const int cta_last = min(row0 + C::kBM, sv.q_len) - 1;
+  const BlockKeys cta_keys = block_keys<C::kCausal, C::kWindow>(L, sv.q_len, row0, cta_last, p.window);
   const int warp_first = row0 + warp * MT * RPT;
-  const int warp_last = min(warp_first + MT * RPT, p.q_len) - 1;
-  const bool warp_live = warp_first < p.q_len;
+  const int warp_last = min(warp_first + MT * RPT, sv.q_len) - 1;
+  const bool warp_live = warp_first < sv.q_len;
   const BlockKeys warp_keys =
-      block_keys<C::kCausal, C::kWindow>(L, p.q_len, warp_first, max(warp_last, warp_first), p.window);
+      block_keys<C::kCausal, C::kWindow>(L, sv.q_len, warp_first, max(warp_last, warp_first), p.window);
 
   const long long kv_off = hkv * p.k_stride_h;
   const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_off;
@@ -77,8 +79,8 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
   ring.run(
       n_tiles,
       [&](int i, int slot) {
-        load_kv_tile<C::kThreads>(p, ring.k(slot), kg, b, tile_key(i), C::kBN, L);
-        load_kv_tile<C::kThreads>(p, ring.v(slot), vg, b, tile_key(i), C::kBN, L);
+        load_kv_tile<C::kThreads>(p, ring.k(slot), kg, b, sv.k0, tile_key(i), C::kBN, L);
+        load_kv_tile<C::kThreads>(p, ring.v(slot), vg, b, sv.k0, tile_key(i), C::kBN, L);
       },
       [&](int i, int slot) {
         const int key0 = tile_key(i);
@@ -97,13 +99,13 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
   st.reduce_rows();
 
   const int g = lane >> 2, t4 = lane & 3;
-  const long long o_off = b * p.o_stride_b + h * p.o_stride_h;
+  const long long o_off = sv.o0 + h * p.o_stride_h;
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const int pos = position(warp * MT + mt, g + 8 * r);
-      if (pos >= p.q_len) continue;
+      if (pos >= sv.q_len) continue;
       T* out = static_cast<T*>(p.o) + o_off + pos * p.o_stride_t + 2 * t4;
       const float d1 = st.d1[mt][r], d2 = Traits::d2 ? st.d2[mt] : 0.f;
       // Training forward: the quad's four lanes hold the same row totals; one writes them.

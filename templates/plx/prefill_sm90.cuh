@@ -95,12 +95,13 @@ struct PrefillSm90Config {
 
 // Rows [key0, key0 + tile rows) of one K or V head into `tile`, zero-filling keys at or past
 // L (contiguous or paged exactly as load_kv_tile in mask.cuh). `head`: the head's first
-// element of batch 0 (contiguous) or of the page pool (paged).
+// element of batch 0 (contiguous) or of the page pool (paged); k0: the sequence's first
+// key row (SeqView::k0, contiguous only).
 template <int kThreads, class Tile>
 __device__ __forceinline__ void load_kv_rows_sm90(const AttnParams& p, Tile tile, const unsigned short* head, int b,
-                                                  int key0, int L, int tid) {
+                                                  long long k0, int key0, int L, int tid) {
   if (!p.block_table) {
-    const unsigned short* g = head + b * p.k_stride_b + (long long)key0 * p.k_stride_t;
+    const unsigned short* g = head + k0 + (long long)key0 * p.k_stride_t;
     tile.template load_rows<kThreads>(tid, Tile::kRows, [&](int row) -> const unsigned short* {
       return key0 + row < L ? g + (long long)row * p.k_stride_t : nullptr;
     });
@@ -128,7 +129,7 @@ template <int kThreads, class Tile>
 struct WholeTileRows {
   static constexpr int kRowStep = kThreads / Tile::kChunks;
   static_assert(kRowStep % 8 == 0, "a thread's rows must share their swizzle phase");
-  const unsigned short* src;  // this thread's chunk in key 0's row of the (batch, head)
+  const unsigned short* src;  // this thread's chunk in key 0's row of the (sequence, head)
   unsigned dst;               // its byte offset inside a tile
   long long step;             // elements between two of its rows (kRowStep keys)
 
@@ -187,9 +188,13 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   }
   const int hkv = h / p.group;
   const int row0 = rb * C::kBM;
-  const int L = live_len(p, b);
-  const int cta_last = min(row0 + C::kBM, p.q_len) - 1;
-  const BlockKeys cta_keys = block_keys<C::kCausal, C::kWindow>(L, p.q_len, row0, cta_last, p.window);
+  const SeqView sv = seq_view(p, b);
+  // Varlen: a row block past its sequence's length (the grid covers the longest). sv and
+  // row0 depend on blockIdx only, so every thread leaves here, before any barrier.
+  if (row0 >= sv.q_len) return;
+  const int L = sv.L;
+  const int cta_last = min(row0 + C::kBM, sv.q_len) - 1;
+  const BlockKeys cta_keys = block_keys<C::kCausal, C::kWindow>(L, sv.q_len, row0, cta_last, p.window);
   const int span = cta_keys.any.hi - cta_keys.any.lo;
   const int n_tiles = span > 0 ? (span + BN - 1) / BN : 0;
   auto tile_key = [&](int i) { return cta_keys.any.lo + i * BN; };
@@ -213,18 +218,19 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
     const long long kv_off = hkv * p.k_stride_h;
     const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_off;
     const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_off;
-    const long long b_off = (long long)b * p.k_stride_b;
-    const WholeTileRows<128, KvTile> k_rows(kg + b_off, p.k_stride_t, tid), v_rows(vg + b_off, p.k_stride_t, tid);
+    // Whole tiles of the sequence's keys (padded batch or varlen: SeqView::k0 is its first
+    // key row) take the fast path; the tile crossing L and paged caches the per-row one.
+    const WholeTileRows<128, KvTile> k_rows(kg + sv.k0, p.k_stride_t, tid), v_rows(vg + sv.k0, p.k_stride_t, tid);
     for (int i = 0; i < n_tiles; ++i) {
       const int s = i % S, key0 = tile_key(i);
       const bool whole = !p.block_table && key0 + BN <= L;
       sm90::mbar_wait(empty(s), ((i / S) & 1) ^ 1);  // round i / S - 1 released (round 0: free)
       if (whole) k_rows.copy(k_tile(s), key0, p.k_stride_t);
-      else load_kv_rows_sm90<128>(p, k_tile(s), kg, b, key0, L, tid);
+      else load_kv_rows_sm90<128>(p, k_tile(s), kg, b, sv.k0, key0, L, tid);
       sm90::mbar_arrive_cp_async(full_k(s));
       sm90::mbar_arrive(full_k(s));
       if (whole) v_rows.copy(v_tile(s), key0, p.k_stride_t);
-      else load_kv_rows_sm90<128>(p, v_tile(s), vg, b, key0, L, tid);
+      else load_kv_rows_sm90<128>(p, v_tile(s), vg, b, sv.k0, key0, L, tid);
       sm90::mbar_arrive_cp_async(full_v(s));
       sm90::mbar_arrive(full_v(s));
     }
@@ -242,10 +248,10 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   // Query position of m64 tile row i (Parallax: rows 16w + 8.. of a warp slab are probes).
   auto position = [&](int i) { return Traits::probe ? q_first + 8 * (i >> 4) + (i & 7) : q_first + i; };
 
-  const long long q_off = b * p.q_stride_b + h * p.q_stride_h;
+  const long long q_off = sv.q0 + h * p.q_stride_h;
   qt.template load_rows<128>(ctid, 64, [&](int i) -> const unsigned short* {
     const int pos = position(i);
-    if (pos >= p.q_len) return nullptr;
+    if (pos >= sv.q_len) return nullptr;
     const void* src = (Traits::probe && (i & 8)) ? p.r : p.q;
     return static_cast<const unsigned short*>(src) + q_off + (long long)pos * p.q_stride_t;
   });
@@ -260,11 +266,11 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const int pos = my_pos(r);
-    rows[r] = pos < p.q_len ? visible_keys<C::kCausal, C::kWindow>(L, p.q_len, pos, p.window) : RowRange{0, 0};
+    rows[r] = pos < sv.q_len ? visible_keys<C::kCausal, C::kWindow>(L, sv.q_len, pos, p.window) : RowRange{0, 0};
   }
-  const bool wg_live = q_first < p.q_len;
-  const int wg_last = min(q_first + RW, p.q_len) - 1;
-  const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, p.q_len, q_first, max(wg_last, q_first), p.window);
+  const bool wg_live = q_first < sv.q_len;
+  const int wg_last = min(q_first + RW, sv.q_len) - 1;
+  const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, sv.q_len, q_first, max(wg_last, q_first), p.window);
 
   OnlineState<C::kFamily, T, 1, D> st;
   st.init();
@@ -413,11 +419,11 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   if (C::kPingPong && cw == 0) sm90::named_barrier_sync(C::kTurnBar, 256);
   st.reduce_rows();
 
-  const long long o_off = b * p.o_stride_b + h * p.o_stride_h;
+  const long long o_off = sv.o0 + h * p.o_stride_h;
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const int pos = my_pos(r);
-    if (pos >= p.q_len) continue;
+    if (pos >= sv.q_len) continue;
     T* out = static_cast<T*>(p.o) + o_off + pos * p.o_stride_t + 2 * t4;
     const float d1 = st.d1[0][r], d2 = Traits::d2 ? st.d2[0] : 0.f;
     // Training forward, as prefill.cuh: the quad's four lanes hold the same row totals.
