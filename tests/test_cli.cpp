@@ -120,7 +120,7 @@ TEST_CASE("usage mistakes exit 2 with one line on stderr", "[cli]") {
                            "cache", "cache shred", "cache explain not_a_variant", "tune --top 0", "db", "db shred",
                            "db export", "db show extra", "db clear --force", "db compare a.json",
                            "db compare a.json b.json c.json", "db show --json x.json", "tune --budget-s 0",
-                           "tune --buckets ,", "tune --arch sm_70", "tune --repeat-budget-s 5",
+                           "tune --buckets ,", "tune --arch sm_70", "tune --no-repeat --repeat-budget-s 5", "tune --repeat --no-repeat",
                            "tune --repeat --repeat-budget-s 0", "tune --repeat --repeat-budget-s x", "tune --profile b200", "tune --out a --json b",
                            "bench", "bench frobnicate", "bench decode --batch x", "bench decode --batch 1,",
                            "bench decode --head-dim 96", "bench prefill --q-len 4", "bench decode --op prefill",
@@ -389,7 +389,7 @@ TEST_CASE("plx db compare: agree, disagree, one-sided buckets, corrupt files", "
   CHECK(count_lines(r.out, std::regex(k1 + R"(\s+same\s+12\.00\s+12\.05\s+\+0\.42%\s+1\.00%\s+noise_b\s+)" + v1 +
                                       R"(\s+=)")) == 1);
   // (B's recorded noise, 1% of 12.05, is above the floor, 1% of 12.00.)
-  CHECK(r.out.find("A: no reproducibility measured (tuned without --repeat)") != std::string::npos);
+  CHECK(r.out.find("A: no reproducibility measured (tuned with --no-repeat)") != std::string::npos);
   CHECK(r.out.find("noise decided by") == std::string::npos);
   CHECK(r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1) ==
         "agree 2/2 buckets (same winner 2, tied 0), disagree 0\n");

@@ -152,7 +152,7 @@ int compare(const std::string& path_a, const std::string& path_b, const std::opt
                  "{:.2f}%): part of the noise\n",
                  name, 100 * f->repro->rel, f->repro->buckets, 100 * f->repro->median_rel);
     else
-      fmt::print("{}: no reproducibility measured (tuned without --repeat): recorded noise and the floor only\n", name);
+      fmt::print("{}: no reproducibility measured (tuned with --no-repeat): recorded noise and the floor only\n", name);
   }
   const DbComparison c = compare_dbs(a, b);
   if (!c.both.empty()) {

@@ -79,12 +79,14 @@ Measurement:
                    is added when not among them); dry run: rows printed per bucket (3)
   --timeout-s N    a candidate silent this long is killed as hung (default 90)
   --no-check       skip the oracle check (not recommended)
-  --repeat         after the race, re-time each bucket's winner in a fresh worker (new
-                   process and allocations, minutes later; same harness, no check) and
-                   record how far the times moved: per bucket repeat_us, per database
-                   repro_rel = p90 of |repeat - winner| / winner (plx db compare adds
-                   repro_rel x time to the noise); summary and --out report show median
-                   and p90. Off by default. Dry run: nothing is measured or repeated
+  --no-repeat      skip the repeat pass. By default, after the race each bucket's winner is
+                   re-timed in a fresh worker (new process and allocations, minutes later;
+                   same harness, no check) and how far the times moved is recorded: per
+                   bucket repeat_us, per database repro_rel = p90 of |repeat - winner| /
+                   winner (plx db compare adds repro_rel x time to the noise; without it
+                   two tunes differ by more than the within-run noise). Summary and --out
+                   report show median and p90. Dry run: nothing is measured or repeated
+  --repeat         the default (kept so older command lines still parse)
   --repeat-budget-s N   seconds of timing for the repeat pass (default: 10% of
                    --budget-s, at least 1), shared out as 0.02..0.5 s a bucket
   --remeasure-ceilings   measure the ceilings again even when the database has them
@@ -182,7 +184,7 @@ int cmd_tune(const std::vector<std::string>& argv) {
                        {{"profile", true}, {"arch", true}, {"require-gpu", false}, {"top", true}, {"json", true},
                         {"out", true}, {"csv", true}, {"svg", true}, {"jobs", true, 'j'}, {"budget-s", true},
                         {"buckets", true}, {"timeout-s", true}, {"no-check", false}, {"remeasure-ceilings", false},
-                        {"repeat", false}, {"repeat-budget-s", true}, {"worker", true}},
+                        {"repeat", false}, {"no-repeat", false}, {"repeat-budget-s", true}, {"worker", true}},
                        "tune");
   if (a.has("help")) {
     fmt::print("{}", kHelp);
@@ -193,8 +195,10 @@ int cmd_tune(const std::vector<std::string>& argv) {
   const int jobs = a.get_int("jobs", default_jobs(), 1, 1024);
   const int budget_s = a.get_int("budget-s", 160, 1, 1000000);
   const int timeout_s = a.get_int("timeout-s", 90, 1, 86400);
-  const bool repeat = a.has("repeat");
-  if (a.has("repeat-budget-s") && !repeat) throw UsageError("tune: --repeat-budget-s applies to --repeat only");
+  if (a.has("repeat") && a.has("no-repeat")) throw UsageError("tune: --repeat and --no-repeat contradict each other");
+  const bool repeat = !a.has("no-repeat");
+  if (a.has("repeat-budget-s") && !repeat)
+    throw UsageError("tune: --repeat-budget-s sets the repeat pass, which --no-repeat skips");
   const int repeat_budget_s = a.get_int("repeat-budget-s", std::max(1, budget_s / 10), 1, 1000000);
   if (a.has("json") && a.has("out")) throw UsageError("tune: --out and --json name the same report; give one");
   const std::optional<std::string> out_path = a.has("out") ? a.get("out") : a.get("json");
@@ -341,7 +345,7 @@ int cmd_tune(const std::vector<std::string>& argv) {
     fmt::print("model ceilings ({}, {}): {:.0f} GB/s, {:.0f} TFLOP/s bf16 dense, ridge {:.0f} FLOP/B -- predictions, "
                "not measurements\n",
                g.name, g.source, g.hbm_GBps, g.tc_tflops_bf16, g.tc_tflops_bf16 * 1e3 / g.hbm_GBps);
-    if (repeat)
+    if (a.has("repeat") || a.has("repeat-budget-s"))
       fmt::print("plx tune: --repeat: a dry run does not measure, so no winner is re-timed and no reproducibility "
                  "(repeat_us, repro_rel) is computed or recorded\n");
   }
