@@ -49,6 +49,12 @@ struct Engine::Impl {
     const char* e = std::getenv("PLX_PREFILL_ORDER");
     return e && std::string(e) == "head" ? 1 : 0;
   }();
+  // PLX_PREFILL_GRID=items: the Hopper prefill launches one CTA per work item instead of
+  // one persistent CTA per SM (AttnParams::persistent; kept to measure the two).
+  const bool prefill_persistent = [] {
+    const char* e = std::getenv("PLX_PREFILL_GRID");
+    return !(e && std::string(e) == "items");
+  }();
   // The tuning database of this GPU, read once at construction and written here only under
   // PLX_TUNE=sync; `tuned` is false without a usable one, and the choice is then the
   // model's, unlooked-up.
@@ -246,6 +252,10 @@ struct Engine::Impl {
       if (fused_merge) lp.params.ws_counter = counters(s, std::size_t(lp.grid.y) * lp.grid.z);
     }
     lp.params.cta_order = prefill_order;
+    if (lp.params.persistent && !prefill_persistent) {
+      lp.params.persistent = 0;
+      lp.grid = {unsigned((a.q_len + v.tile.block_m - 1) / v.tile.block_m), unsigned(a.heads_q), unsigned(a.batch)};
+    }
     void* args[] = {&lp.params};
     cu::launch(main.fn, lp.grid, lp.block, lp.smem_bytes, s, args);
     if (merge) {

@@ -194,6 +194,11 @@ LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count) {
       lp.ws_o_floats = std::size_t(lp.splits) * rows * 2 * a.head_dim;
       lp.ws_stats_floats = std::size_t(lp.splits) * rows * 4;
     }
+  } else if (is_wgmma(v.tile.mma) && sm_count > 0) {
+    // Persistent: one CTA per SM (the kernels take the whole SM), walking the work items.
+    const long long items = (long long)ceil_div(a.q_len, v.tile.block_m) * a.heads_q * a.batch;
+    p.persistent = 1;
+    lp.grid = {unsigned(std::min<long long>(items, sm_count)), 1, 1};
   } else {
     lp.grid = {unsigned(ceil_div(a.q_len, v.tile.block_m)), unsigned(a.heads_q), unsigned(a.batch)};
   }

@@ -150,15 +150,34 @@ TEST_CASE("launch plans: grids, splits and workspace", "[launch]") {
   CHECK(lp.params.k_stride_b == 0);
   CHECK(lp.params.block_table == a.block_table);
 
-  // Prefill: one CTA per (row block, q head, batch).
+  // Prefill, mma.sync: one CTA per (row block, q head, batch).
   a = decode_args();
   a.q_len = a.kv_len = 1000;
-  const Variant pv = default_variant(a, Arch::sm90a);
-  lp = plan_launch(pv, a, 132);
-  CHECK(lp.grid.x == unsigned((1000 + pv.tile.block_m - 1) / pv.tile.block_m));
+  const Variant pv80 = default_variant(a, Arch::sm80);
+  lp = plan_launch(pv80, a, 132);
+  CHECK(lp.grid.x == unsigned((1000 + pv80.tile.block_m - 1) / pv80.tile.block_m));
   CHECK(lp.grid.y == 32);
   CHECK(lp.grid.z == 2);
   CHECK(lp.splits == 1);
+  CHECK(lp.params.persistent == 0);
+  // wgmma: persistent, one CTA per SM while there are more items than SMs ...
+  const Variant pv = default_variant(a, Arch::sm90a);
+  REQUIRE(is_wgmma(pv.tile.mma));
+  lp = plan_launch(pv, a, 132);
+  const unsigned items = unsigned((1000 + pv.tile.block_m - 1) / pv.tile.block_m) * 32 * 2;
+  REQUIRE(items > 132);
+  CHECK(lp.grid.x == 132);
+  CHECK(lp.grid.y == 1);
+  CHECK(lp.grid.z == 1);
+  CHECK(lp.params.persistent == 1);
+  // ... and one per item when there are fewer.
+  a.q_len = a.kv_len = 64;
+  a.heads_q = 2;
+  a.heads_kv = 1;
+  a.batch = 1;
+  lp = plan_launch(default_variant(a, Arch::sm90a), a, 132);
+  CHECK(lp.grid.x == 2);
+  CHECK(lp.params.persistent == 1);
 }
 
 TEST_CASE("grids past the hardware limits are refused by name", "[launch]") {
@@ -269,9 +288,15 @@ TEST_CASE("varlen: a prefill kernel whatever q_len (never decode), grid over the
                                                   Catch::Contains(d.name()));
         }
         const LaunchPlan lp = plan_launch(v, a, 132);
-        CHECK(lp.grid.x == unsigned((q_len + v.tile.block_m - 1) / v.tile.block_m));
-        CHECK(lp.grid.y == 32);
-        CHECK(lp.grid.z == 3);  // one z per sequence
+        const unsigned rbs = unsigned((q_len + v.tile.block_m - 1) / v.tile.block_m);
+        if (lp.params.persistent) {  // wgmma: min(items, SMs) CTAs over rbs x 32 heads x 3 sequences
+          CHECK(lp.grid.x == std::min(rbs * 32 * 3, 132u));
+          CHECK(lp.grid.y * lp.grid.z == 1);
+        } else {
+          CHECK(lp.grid.x == rbs);
+          CHECK(lp.grid.y == 32);
+          CHECK(lp.grid.z == 3);  // one z per sequence
+        }
         CHECK(lp.params.cu_seqlens_q == cu_q);
         CHECK(lp.params.cu_seqlens_k == cu_k);
         CHECK(lp.params.q_stride_t == 32 * 128);  // packed rows [total, heads, dim]

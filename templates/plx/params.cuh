@@ -46,6 +46,10 @@ struct AttnParams {
   // Hopper prefill CTA order (prefill_sm90.cuh): 0 every head's longest row block first,
   // 1 head-major. The engine sets 1 under PLX_PREFILL_ORDER=head, kept to measure the two.
   int cta_order;
+  // Hopper prefill work distribution: 0 one CTA per work item, grid (row blocks, heads_q,
+  // batch); 1 persistent, grid (CTAs, 1, 1) with CTAs <= items, each CTA walking the items
+  // (WorkSchedule in prefill_sm90.cuh). Ignored by the other kernels.
+  int persistent;
   // Variable-length packed batch (prefill kernels; null: none). Sequence b's queries are
   // rows cu_seqlens_q[b] .. cu_seqlens_q[b + 1] - 1 of q, r, o and barv ([total_q, heads,
   // head_dim]; the *_stride_b are unused), its keys rows cu_seqlens_k[b] .. of k and v.

@@ -147,6 +147,69 @@ struct WholeTileRows {
   }
 };
 
+// One work item: BM consecutive query positions of one q head of one sequence, and the keys
+// they see. Items are numbered in the order they should start; row blocks go last-first:
+// under a causal mask the last rows see the most keys, and starting the longest first
+// shortens the tail.
+//   cta_order 0 (default), every head's longest row block first: the best tail (LPT);
+//     ~132 heads' K/V are live at once (ncu: 39% L2 hits on 8 x 4096 x 16 heads), which
+//     the H200 absorbs: head-major measured 0-22% slower on every issue-5 shape
+//     (docs/PERFORMANCE.md, 2026-11-29 run 10);
+//   cta_order 1 (PLX_PREFILL_ORDER=head), head-major: the items in flight at one time are
+//     the row blocks of a few heads and share their K/V through L2.
+template <class C>
+struct WorkItem {
+  int h, b, row0, n_tiles;
+  bool live;  // false: a row block past its (varlen) sequence's length, nothing to do
+  SeqView sv;
+  BlockKeys keys;  // of the item's rows
+
+  __device__ __forceinline__ WorkItem(const AttnParams& p, int index) {
+    const int rbs = (p.q_len + C::kBM - 1) / C::kBM, heads_batch = p.heads_q * p.batch;
+    int rb;
+    if (p.cta_order == 0) {
+      rb = rbs - 1 - index / heads_batch;
+      h = (index % heads_batch) % p.heads_q;
+      b = (index % heads_batch) / p.heads_q;
+    } else {
+      rb = rbs - 1 - index % rbs;
+      h = (index / rbs) % p.heads_q;
+      b = (index / rbs) / p.heads_q;
+    }
+    row0 = rb * C::kBM;
+    sv = seq_view(p, b);
+    live = row0 < sv.q_len;
+    const int last = min(row0 + C::kBM, sv.q_len) - 1;
+    keys = block_keys<C::kCausal, C::kWindow>(sv.L, sv.q_len, row0, max(last, row0), p.window);
+    const int span = keys.any.hi - keys.any.lo;
+    n_tiles = live && span > 0 ? (span + C::kBN - 1) / C::kBN : 0;
+  }
+  __device__ __forceinline__ int tile_key(int i) const { return keys.any.lo + i * C::kBN; }
+};
+
+// The items a CTA works through. AttnParams::persistent 0: one CTA per item (item =
+// linear block index). 1: gridDim.x CTAs (one per SM) take the items in waves of
+// gridDim.x, snaking: CTA c takes item c of even waves and gridDim.x - 1 - c of odd ones,
+// so no CTA always draws the longest item of a wave (items are sorted longest first; with
+// plain striding CTA 0 would do ~20% more work than CTA 131 on 1 x 4096 x 16 heads).
+// Persistence lets the producer stream the next item's K/V while the consumers finish the
+// previous one, and pays the CTA launch, barrier setup and register reallocation once.
+struct WorkSchedule {
+  int first, waves_stride, total;
+  __device__ __forceinline__ WorkSchedule(const AttnParams& p, int rbs) {
+    total = rbs * p.heads_q * p.batch;
+    first = p.persistent ? int(blockIdx.x)
+                         : int(blockIdx.x) + int(gridDim.x) * (int(blockIdx.y) + int(gridDim.y) * int(blockIdx.z));
+    waves_stride = p.persistent ? int(gridDim.x) : total;
+  }
+  // The k-th item of this CTA, or -1 past the end.
+  __device__ __forceinline__ int item(int k) const {
+    const int wave = k * waves_stride;
+    const int idx = (k & 1) ? wave + waves_stride - 1 - first : wave + first;
+    return (k == 0 || waves_stride < total) && idx < total ? idx : -1;
+  }
+};
+
 template <class C>
 __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const AttnParams p) {
   using T = typename C::Elem;
@@ -165,39 +228,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   auto full_v = [&](int s) { return bars + 8u * unsigned(S + s); };
   auto empty = [&](int s) { return bars + 8u * unsigned(2 * S + s); };
 
-  // Work item of this CTA, in launch order. Row blocks go last-first: under a causal mask
-  // the last rows see the most keys, and starting the longest CTAs first shortens the tail.
-  //   cta_order 0 (default), every head's longest row block first: the best tail (LPT);
-  //     ~132 heads' K/V are live at once (ncu: 39% L2 hits on 8 x 4096 x 16 heads), which
-  //     the H200 absorbs: head-major measured 0-22% slower on every issue-5 shape
-  //     (docs/PERFORMANCE.md, 2026-11-29 run 10);
-  //   cta_order 1 (PLX_PREFILL_ORDER=head), head-major: the CTAs resident at one time are
-  //     the row blocks of a few heads and share their K/V through L2.
-  const int linear = int(blockIdx.x) + int(gridDim.x) * (int(blockIdx.y) + int(gridDim.y) * int(blockIdx.z));
-  int rb, h, b;
-  if (p.cta_order == 0) {
-    const int heads_batch = int(gridDim.y * gridDim.z);
-    rb = int(gridDim.x) - 1 - linear / heads_batch;
-    h = (linear % heads_batch) % int(gridDim.y);
-    b = (linear % heads_batch) / int(gridDim.y);
-  } else {
-    const int head_batch = linear / int(gridDim.x);
-    rb = int(gridDim.x) - 1 - linear % int(gridDim.x);
-    h = head_batch % int(gridDim.y);
-    b = head_batch / int(gridDim.y);
-  }
-  const int hkv = h / p.group;
-  const int row0 = rb * C::kBM;
-  const SeqView sv = seq_view(p, b);
-  // Varlen: a row block past its sequence's length (the grid covers the longest). sv and
-  // row0 depend on blockIdx only, so every thread leaves here, before any barrier.
-  if (row0 >= sv.q_len) return;
-  const int L = sv.L;
-  const int cta_last = min(row0 + C::kBM, sv.q_len) - 1;
-  const BlockKeys cta_keys = block_keys<C::kCausal, C::kWindow>(L, sv.q_len, row0, cta_last, p.window);
-  const int span = cta_keys.any.hi - cta_keys.any.lo;
-  const int n_tiles = span > 0 ? (span + BN - 1) / BN : 0;
-  auto tile_key = [&](int i) { return cta_keys.any.lo + i * BN; };
+  const WorkSchedule sched(p, (p.q_len + C::kBM - 1) / C::kBM);
 
   const int wg = threadIdx.x / 128;  // 0: producer; 1..: consumers
   if (threadIdx.x == 0) {
@@ -211,28 +242,40 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   }
   __syncthreads();
 
+  // Ring slot and phase of the i-th tile of the item whose first tile is the CTA's it0-th
+  // (the ring runs on across items).
+  auto slot = [&](int it) { return it % S; };
+  auto parity = [&](int it) { return unsigned(it / S) & 1u; };
+
   if (wg == 0) {
     // ---------------------------------------------------------------- producer
     if constexpr (C::kConsumers > 1) sm90::regs_dealloc<C::kProducerRegs>();
     const int tid = threadIdx.x;
-    const long long kv_off = hkv * p.k_stride_h;
-    const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_off;
-    const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_off;
-    // Whole tiles of the sequence's keys (padded batch or varlen: SeqView::k0 is its first
-    // key row) take the fast path; the tile crossing L and paged caches the per-row one.
-    const WholeTileRows<128, KvTile> k_rows(kg + sv.k0, p.k_stride_t, tid), v_rows(vg + sv.k0, p.k_stride_t, tid);
-    for (int i = 0; i < n_tiles; ++i) {
-      const int s = i % S, key0 = tile_key(i);
-      const bool whole = !p.block_table && key0 + BN <= L;
-      sm90::mbar_wait(empty(s), ((i / S) & 1) ^ 1);  // round i / S - 1 released (round 0: free)
-      if (whole) k_rows.copy(k_tile(s), key0, p.k_stride_t);
-      else load_kv_rows_sm90<128>(p, k_tile(s), kg, b, sv.k0, key0, L, tid);
-      sm90::mbar_arrive_cp_async(full_k(s));
-      sm90::mbar_arrive(full_k(s));
-      if (whole) v_rows.copy(v_tile(s), key0, p.k_stride_t);
-      else load_kv_rows_sm90<128>(p, v_tile(s), vg, b, sv.k0, key0, L, tid);
-      sm90::mbar_arrive_cp_async(full_v(s));
-      sm90::mbar_arrive(full_v(s));
+    int it0 = 0;
+    for (int k = 0;; ++k) {
+      const int idx = sched.item(k);
+      if (idx < 0) break;
+      const WorkItem<C> w(p, idx);
+      const long long kv_off = (w.h / p.group) * p.k_stride_h;
+      const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_off;
+      const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_off;
+      // Whole tiles of the sequence's keys (padded batch or varlen: SeqView::k0 is its first
+      // key row) take the fast path; the tile crossing L and paged caches the per-row one.
+      const WholeTileRows<128, KvTile> k_rows(kg + w.sv.k0, p.k_stride_t, tid), v_rows(vg + w.sv.k0, p.k_stride_t, tid);
+      for (int i = 0; i < w.n_tiles; ++i) {
+        const int s = slot(it0 + i), key0 = w.tile_key(i);
+        const bool whole = !p.block_table && key0 + BN <= w.sv.L;
+        sm90::mbar_wait(empty(s), parity(it0 + i) ^ 1);  // the previous round released (round 0: free)
+        if (whole) k_rows.copy(k_tile(s), key0, p.k_stride_t);
+        else load_kv_rows_sm90<128>(p, k_tile(s), kg, w.b, w.sv.k0, key0, w.sv.L, tid);
+        sm90::mbar_arrive_cp_async(full_k(s));
+        sm90::mbar_arrive(full_k(s));
+        if (whole) v_rows.copy(v_tile(s), key0, p.k_stride_t);
+        else load_kv_rows_sm90<128>(p, v_tile(s), vg, w.b, w.sv.k0, key0, w.sv.L, tid);
+        sm90::mbar_arrive_cp_async(full_v(s));
+        sm90::mbar_arrive(full_v(s));
+      }
+      it0 += w.n_tiles;
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");  // leave no copy in flight
     return;
@@ -244,63 +287,6 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   const int ctid = threadIdx.x - 128 * wg;
   const int warp = ctid >> 5, lane = ctid & 31, g = lane >> 2, t4 = lane & 3;
   const QTile qt{base + unsigned(cw * QTile::kBytes)};
-  const int q_first = row0 + cw * RW;
-  // Query position of m64 tile row i (Parallax: rows 16w + 8.. of a warp slab are probes).
-  auto position = [&](int i) { return Traits::probe ? q_first + 8 * (i >> 4) + (i & 7) : q_first + i; };
-
-  const long long q_off = sv.q0 + h * p.q_stride_h;
-  qt.template load_rows<128>(ctid, 64, [&](int i) -> const unsigned short* {
-    const int pos = position(i);
-    if (pos >= sv.q_len) return nullptr;
-    const void* src = (Traits::probe && (i & 8)) ? p.r : p.q;
-    return static_cast<const unsigned short*>(src) + q_off + (long long)pos * p.q_stride_t;
-  });
-  cp_async_commit();
-  cp_async_wait<0>();
-  sm90::fence_proxy_async();  // the copies are generic-proxy writes; wgmma reads via the async proxy
-  sm90::named_barrier_sync(1 + cw, 128);
-
-  // The rows this thread finalizes: tile row 16 warp + g (+ 8 for softmax's second row).
-  auto my_pos = [&](int r) { return position(16 * warp + g + 8 * r); };
-  RowRange rows[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    const int pos = my_pos(r);
-    rows[r] = pos < sv.q_len ? visible_keys<C::kCausal, C::kWindow>(L, sv.q_len, pos, p.window) : RowRange{0, 0};
-  }
-  const bool wg_live = q_first < sv.q_len;
-  const int wg_last = min(q_first + RW, sv.q_len) - 1;
-  const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, sv.q_len, q_first, max(wg_last, q_first), p.window);
-
-  OnlineState<C::kFamily, T, 1, D> st;
-  st.init();
-  // The two wgmma chains of a tile, each closed by a commit (the caller fences and waits).
-  auto issue_s = [&](float (&sc)[BN / 8][4], int s) {
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk)
-      sm90::wgmma_ss<T, BN>(sc, qt.kmajor_desc(0, kk), k_tile(s).kmajor_desc(0, kk), kk > 0 ? 1 : 0);
-    sm90::wgmma_commit();
-  };
-  auto issue_pv = [&](const unsigned (&pa)[BN / 16][4], int s) {
-#pragma unroll
-    for (int ks = 0; ks < BN / 16; ++ks) sm90::wgmma_rs<T, D>(st.o[0], pa[ks], v_tile(s).mnmajor_desc(ks));
-    sm90::wgmma_commit();
-  };
-  // P in the A-register layout: the C layout of 16 keys (two n8 blocks) is exactly it.
-  auto pack_p = [&](const float (&sc)[BN / 8][4], unsigned (&pa)[BN / 16][4]) {
-#pragma unroll
-    for (int ks = 0; ks < BN / 16; ++ks) {
-      pa[ks][0] = pack2<T>(sc[2 * ks][0], sc[2 * ks][1]);
-      pa[ks][1] = pack2<T>(sc[2 * ks][2], sc[2 * ks][3]);
-      pa[ks][2] = pack2<T>(sc[2 * ks + 1][0], sc[2 * ks + 1][1]);
-      pa[ks][3] = pack2<T>(sc[2 * ks + 1][2], sc[2 * ks + 1][3]);
-    }
-  };
-  auto release = [&](int s) {
-    __syncwarp();
-    if (lane == 0) sm90::mbar_arrive(empty(s));
-  };
-  auto parity = [&](int i) { return unsigned(i / S) & 1u; };
 
   // Ping-pong turns (no-ops without PINGPONG). Each turn is a bar.sync of 256 threads: this
   // warpgroup's 128 plus the 128 arrivals of the previous consumer passing the turn on.
@@ -310,138 +296,205 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   auto turn_end = [&] {
     if constexpr (C::kPingPong) sm90::named_barrier_arrive(C::kTurnBar + (cw + 1) % C::kConsumers, 256);
   };
-  // Every consumer takes the same number of turns (every tile of the CTA's span, dead or
-  // not); the last consumer opens the first one.
+  // Every consumer takes the same number of turns (every tile of every item's span, dead
+  // or not), so the round robin runs on across items; the last consumer opens the first.
   if (C::kPingPong && cw == C::kConsumers - 1) sm90::named_barrier_arrive(C::kTurnBar, 256);
 
-  if constexpr (!C::kPipelined) {
-    // One tile at a time; the other consumer warpgroups fill the tensor cores meanwhile.
-    for (int i = 0; i < n_tiles; ++i) {
-      const int s = i % S, key0 = tile_key(i);
-      sm90::mbar_wait(full_k(s), parity(i));
-      // One branch around each tile's whole wgmma sequence: ptxas serialises every wgmma
-      // of the kernel when an issue and its wait sit in different divergent regions
-      // (C7518), so the dead-tile path repeats the turns instead of sharing them.
-      if (wg_live && !span_is_dead(wg_keys, key0, BN)) {
-        float sc[BN / 8][4];
-        unsigned pa[BN / 16][4];
-        float alpha[R];
+  int it0 = 0;
+  for (int k = 0;; ++k) {
+    const int idx = sched.item(k);
+    if (idx < 0) break;
+    const WorkItem<C> w(p, idx);
+    if (!w.live) continue;  // the same for every thread of the CTA: no barrier is skipped unevenly
+    const SeqView& sv = w.sv;
+    const int L = sv.L, h = w.h, b = w.b, n_tiles = w.n_tiles;
+    const int q_first = w.row0 + cw * RW;
+    // Query position of m64 tile row i (Parallax: rows 16w + 8.. of a warp slab are probes).
+    auto position = [&](int i) { return Traits::probe ? q_first + 8 * (i >> 4) + (i & 7) : q_first + i; };
+
+    // The Q tile is free: the previous item's last S wgmma has completed.
+    const long long q_off = sv.q0 + h * p.q_stride_h;
+    qt.template load_rows<128>(ctid, 64, [&](int i) -> const unsigned short* {
+      const int pos = position(i);
+      if (pos >= sv.q_len) return nullptr;
+      const void* src = (Traits::probe && (i & 8)) ? p.r : p.q;
+      return static_cast<const unsigned short*>(src) + q_off + (long long)pos * p.q_stride_t;
+    });
+    cp_async_commit();
+    cp_async_wait<0>();
+    sm90::fence_proxy_async();  // the copies are generic-proxy writes; wgmma reads via the async proxy
+    sm90::named_barrier_sync(1 + cw, 128);
+
+    // The rows this thread finalizes: tile row 16 warp + g (+ 8 for softmax's second row).
+    auto my_pos = [&](int r) { return position(16 * warp + g + 8 * r); };
+    RowRange rows[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int pos = my_pos(r);
+      rows[r] = pos < sv.q_len ? visible_keys<C::kCausal, C::kWindow>(L, sv.q_len, pos, p.window) : RowRange{0, 0};
+    }
+    const bool wg_live = q_first < sv.q_len;
+    const int wg_last = min(q_first + RW, sv.q_len) - 1;
+    const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, sv.q_len, q_first, max(wg_last, q_first), p.window);
+
+    OnlineState<C::kFamily, T, 1, D> st;
+    st.init();
+    // The two wgmma chains of a tile, each closed by a commit (the caller fences and waits).
+    auto issue_s = [&](float (&sc)[BN / 8][4], int s) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk)
+        sm90::wgmma_ss<T, BN>(sc, qt.kmajor_desc(0, kk), k_tile(s).kmajor_desc(0, kk), kk > 0 ? 1 : 0);
+      sm90::wgmma_commit();
+    };
+    auto issue_pv = [&](const unsigned (&pa)[BN / 16][4], int s) {
+#pragma unroll
+      for (int ks = 0; ks < BN / 16; ++ks) sm90::wgmma_rs<T, D>(st.o[0], pa[ks], v_tile(s).mnmajor_desc(ks));
+      sm90::wgmma_commit();
+    };
+    // P in the A-register layout: the C layout of 16 keys (two n8 blocks) is exactly it.
+    auto pack_p = [&](const float (&sc)[BN / 8][4], unsigned (&pa)[BN / 16][4]) {
+#pragma unroll
+      for (int ks = 0; ks < BN / 16; ++ks) {
+        pa[ks][0] = pack2<T>(sc[2 * ks][0], sc[2 * ks][1]);
+        pa[ks][1] = pack2<T>(sc[2 * ks][2], sc[2 * ks][3]);
+        pa[ks][2] = pack2<T>(sc[2 * ks + 1][0], sc[2 * ks + 1][1]);
+        pa[ks][3] = pack2<T>(sc[2 * ks + 1][2], sc[2 * ks + 1][3]);
+      }
+    };
+    auto release = [&](int s) {
+      __syncwarp();
+      if (lane == 0) sm90::mbar_arrive(empty(s));
+    };
+    if constexpr (!C::kPipelined) {
+      // One tile at a time; the other consumer warpgroups fill the tensor cores meanwhile.
+      for (int i = 0; i < n_tiles; ++i) {
+        const int s = slot(it0 + i), key0 = w.tile_key(i);
+        sm90::mbar_wait(full_k(s), parity(it0 + i));
+        // One branch around each tile's whole wgmma sequence: ptxas serialises every wgmma
+        // of the kernel when an issue and its wait sit in different divergent regions
+        // (C7518), so the dead-tile path repeats the turns instead of sharing them.
+        if (wg_live && !span_is_dead(wg_keys, key0, BN)) {
+          float sc[BN / 8][4];
+          unsigned pa[BN / 16][4];
+          float alpha[R];
+          turn_begin();
+          // Cheap insurance for the cp.async -> wgmma hand-off (CUTLASS's cp.async GMMA
+          // mainloop relies on the mbarrier alone); one fence per thread and chain.
+          sm90::fence_proxy_async();
+          sm90::wgmma_fence();
+          issue_s(sc, s);
+          turn_end();
+          sm90::wgmma_wait<0>();
+          sm90::fence_regs(sc);
+          if (span_needs_mask(wg_keys, key0, BN))
+            st.template update_weights_packed<BN, true>(0, sc, p.scale_log2, key0, rows, alpha, pa);
+          else st.template update_weights_packed<BN, false>(0, sc, p.scale_log2, key0, rows, alpha, pa);
+          st.rescale_o(0, alpha);
+          sm90::mbar_wait(full_v(s), parity(it0 + i));
+          turn_begin();
+          sm90::fence_proxy_async();
+          sm90::wgmma_fence();
+          issue_pv(pa, s);
+          turn_end();
+          sm90::wgmma_wait<0>();
+          sm90::fence_regs(st.o[0]);
+        } else {
+          turn_begin();
+          turn_end();
+          sm90::mbar_wait(full_v(s), parity(it0 + i));  // the slot is released only once it has landed
+          turn_begin();
+          turn_end();
+        }
+        release(s);
+      }
+    } else {
+      // Pipelined (FlashAttention-3's intra-warpgroup overlap): S of tile i and P.V of tile
+      // i - 1 are issued together, and the softmax of tile i runs while P.V is in flight. O
+      // is rescaled only after that P.V landed: it then holds the sum up to tile i - 1 at
+      // the old maximum, which alpha_i moves to the new one. Every tile of the CTA's span
+      // is computed (masked), so the pipeline has no holes. P.V reads pa asynchronously, so
+      // the next tile's weights stay in sc (floats) until it has landed.
+      float sc[BN / 8][4];
+      unsigned pa[BN / 16][4];
+      float alpha[R];
+      auto weights = [&](int key0) {
+        if (span_needs_mask(wg_keys, key0, BN)) st.template update_weights<BN, true>(0, sc, p.scale_log2, key0, rows, alpha);
+        else st.template update_weights<BN, false>(0, sc, p.scale_log2, key0, rows, alpha);
+      };
+      if (n_tiles > 0) {
+        sm90::mbar_wait(full_k(slot(it0)), parity(it0));
         turn_begin();
-        // Cheap insurance for the cp.async -> wgmma hand-off (CUTLASS's cp.async GMMA
-        // mainloop relies on the mbarrier alone); one fence per thread and chain.
         sm90::fence_proxy_async();
         sm90::wgmma_fence();
-        issue_s(sc, s);
+        issue_s(sc, slot(it0));
         turn_end();
         sm90::wgmma_wait<0>();
         sm90::fence_regs(sc);
-        if (span_needs_mask(wg_keys, key0, BN))
-          st.template update_weights_packed<BN, true>(0, sc, p.scale_log2, key0, rows, alpha, pa);
-        else st.template update_weights_packed<BN, false>(0, sc, p.scale_log2, key0, rows, alpha, pa);
+        weights(w.tile_key(0));  // O is still zero: nothing to rescale
+        pack_p(sc, pa);
+      }
+      for (int i = 1; i < n_tiles; ++i) {
+        const int s = slot(it0 + i), sp = slot(it0 + i - 1);
+        sm90::mbar_wait(full_k(s), parity(it0 + i));
+        sm90::mbar_wait(full_v(sp), parity(it0 + i - 1));
+        turn_begin();
+        sm90::fence_proxy_async();
+        sm90::wgmma_fence();  // sc, pa and O were last written by ordinary instructions
+        issue_s(sc, s);
+        issue_pv(pa, sp);
+        turn_end();
+        sm90::wgmma_wait<1>();  // groups retire in order: S of tile i is done
+        sm90::fence_regs(sc);
+        weights(w.tile_key(i));   // touches neither O nor pa, which P.V still reads
+        sm90::wgmma_wait<0>();
+        sm90::fence_regs(st.o[0]);
+        release(sp);
         st.rescale_o(0, alpha);
-        sm90::mbar_wait(full_v(s), parity(i));
+        pack_p(sc, pa);
+      }
+      if (n_tiles > 0) {
+        const int sp = slot(it0 + n_tiles - 1);
+        sm90::mbar_wait(full_v(sp), parity(it0 + n_tiles - 1));
         turn_begin();
         sm90::fence_proxy_async();
         sm90::wgmma_fence();
-        issue_pv(pa, s);
+        issue_pv(pa, sp);
         turn_end();
         sm90::wgmma_wait<0>();
         sm90::fence_regs(st.o[0]);
-      } else {
-        turn_begin();
-        turn_end();
-        sm90::mbar_wait(full_v(s), parity(i));  // the slot is released only once it has landed
-        turn_begin();
-        turn_end();
+        release(sp);
       }
-      release(s);
     }
-  } else {
-    // Pipelined (FlashAttention-3's intra-warpgroup overlap): S of tile i and P.V of tile
-    // i - 1 are issued together, and the softmax of tile i runs while P.V is in flight. O
-    // is rescaled only after that P.V landed: it then holds the sum up to tile i - 1 at
-    // the old maximum, which alpha_i moves to the new one. Every tile of the CTA's span
-    // is computed (masked), so the pipeline has no holes. P.V reads pa asynchronously, so
-    // the next tile's weights stay in sc (floats) until it has landed.
-    float sc[BN / 8][4];
-    unsigned pa[BN / 16][4];
-    float alpha[R];
-    auto weights = [&](int key0) {
-      if (span_needs_mask(wg_keys, key0, BN)) st.template update_weights<BN, true>(0, sc, p.scale_log2, key0, rows, alpha);
-      else st.template update_weights<BN, false>(0, sc, p.scale_log2, key0, rows, alpha);
-    };
-    if (n_tiles > 0) {
-      sm90::mbar_wait(full_k(0), 0);
-      turn_begin();
-      sm90::fence_proxy_async();
-      sm90::wgmma_fence();
-      issue_s(sc, 0);
-      turn_end();
-      sm90::wgmma_wait<0>();
-      sm90::fence_regs(sc);
-      weights(tile_key(0));  // O is still zero: nothing to rescale
-      pack_p(sc, pa);
+    it0 += n_tiles;
+    st.reduce_rows();
+
+    const long long o_off = sv.o0 + h * p.o_stride_h;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int pos = my_pos(r);
+      if (pos >= sv.q_len) continue;
+      T* out = static_cast<T*>(p.o) + o_off + pos * p.o_stride_t + 2 * t4;
+      const float d1 = st.d1[0][r], d2 = Traits::d2 ? st.d2[0] : 0.f;
+      // Training forward, as prefill.cuh: the quad's four lanes hold the same row totals.
+      if (p.stats && t4 == 0)
+        store_row_stats(p.stats, ((long long)b * p.heads_q + h) * p.q_len + pos, st.m[0][r], d1, d2);
+      T* barv = Traits::d2 && p.barv ? static_cast<T*>(p.barv) + o_off + pos * p.o_stride_t + 2 * t4 : nullptr;
+      const float inv = d1 > 0.f ? 1.f / d1 : 0.f;
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        // Parallax: O1 in c0 c1, O2 in c2 c3 of the same thread; softmax: row r's O in
+        // c(2r), c(2r+1) and no O2.
+        const float* c = st.o[0][n];
+        const float a = Traits::probe ? finalize<C::kFamily>(c[0], c[2], d1, d2) : finalize<C::kFamily>(c[2 * r], 0.f, d1, d2);
+        const float z = Traits::probe ? finalize<C::kFamily>(c[1], c[3], d1, d2) : finalize<C::kFamily>(c[2 * r + 1], 0.f, d1, d2);
+        *reinterpret_cast<unsigned*>(out + n * 8) = pack2<T>(a, z);
+        if (barv) *reinterpret_cast<unsigned*>(barv + n * 8) = pack2<T>(c[0] * inv, c[1] * inv);
+      }
     }
-    for (int i = 1; i < n_tiles; ++i) {
-      const int s = i % S, sp = (i - 1) % S;
-      sm90::mbar_wait(full_k(s), parity(i));
-      sm90::mbar_wait(full_v(sp), parity(i - 1));
-      turn_begin();
-      sm90::fence_proxy_async();
-      sm90::wgmma_fence();  // sc, pa and O were last written by ordinary instructions
-      issue_s(sc, s);
-      issue_pv(pa, sp);
-      turn_end();
-      sm90::wgmma_wait<1>();  // groups retire in order: S of tile i is done
-      sm90::fence_regs(sc);
-      weights(tile_key(i));   // touches neither O nor pa, which P.V still reads
-      sm90::wgmma_wait<0>();
-      sm90::fence_regs(st.o[0]);
-      release(sp);
-      st.rescale_o(0, alpha);
-      pack_p(sc, pa);
-    }
-    if (n_tiles > 0) {
-      const int sp = (n_tiles - 1) % S;
-      sm90::mbar_wait(full_v(sp), parity(n_tiles - 1));
-      turn_begin();
-      sm90::fence_proxy_async();
-      sm90::wgmma_fence();
-      issue_pv(pa, sp);
-      turn_end();
-      sm90::wgmma_wait<0>();
-      sm90::fence_regs(st.o[0]);
-      release(sp);
-    }
-  }
+  }  // items
   // The last consumer's final turn_end left an arrival on consumer 0's barrier: take it, so
   // no barrier phase is left open when the CTA exits.
   if (C::kPingPong && cw == 0) sm90::named_barrier_sync(C::kTurnBar, 256);
-  st.reduce_rows();
-
-  const long long o_off = sv.o0 + h * p.o_stride_h;
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    const int pos = my_pos(r);
-    if (pos >= sv.q_len) continue;
-    T* out = static_cast<T*>(p.o) + o_off + pos * p.o_stride_t + 2 * t4;
-    const float d1 = st.d1[0][r], d2 = Traits::d2 ? st.d2[0] : 0.f;
-    // Training forward, as prefill.cuh: the quad's four lanes hold the same row totals.
-    if (p.stats && t4 == 0)
-      store_row_stats(p.stats, ((long long)b * p.heads_q + h) * p.q_len + pos, st.m[0][r], d1, d2);
-    T* barv = Traits::d2 && p.barv ? static_cast<T*>(p.barv) + o_off + pos * p.o_stride_t + 2 * t4 : nullptr;
-    const float inv = d1 > 0.f ? 1.f / d1 : 0.f;
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      // Parallax: O1 in c0 c1, O2 in c2 c3 of the same thread; softmax: row r's O in
-      // c(2r), c(2r+1) and no O2.
-      const float* c = st.o[0][n];
-      const float a = Traits::probe ? finalize<C::kFamily>(c[0], c[2], d1, d2) : finalize<C::kFamily>(c[2 * r], 0.f, d1, d2);
-      const float z = Traits::probe ? finalize<C::kFamily>(c[1], c[3], d1, d2) : finalize<C::kFamily>(c[2 * r + 1], 0.f, d1, d2);
-      *reinterpret_cast<unsigned*>(out + n * 8) = pack2<T>(a, z);
-      if (barv) *reinterpret_cast<unsigned*>(barv + n * 8) = pack2<T>(c[0] * inv, c[1] * inv);
-    }
-  }
 }
 
 }  // namespace plx
