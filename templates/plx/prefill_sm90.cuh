@@ -91,6 +91,10 @@ struct PrefillSm90Config {
   // copy state); one consumer needs no reallocation (255 each).
   static constexpr int kProducerRegs = 40;
   static constexpr int kConsumerRegs = kConsumers == 3 ? 152 : 232;
+  // Persistent CTAs copy the next item's Q tile while finishing the current item; at 152
+  // registers the d 128 accumulators leave no room for that copy's address math (the
+  // pipelined loop spilled 12-80 bytes), so three d 128 consumers copy it after the epilogue.
+  static constexpr bool kPrefetchQ = !(kConsumers == 3 && D == 128);
 };
 
 // Rows [key0, key0 + tile rows) of one K or V head into `tile`, zero-filling keys at or past
@@ -300,30 +304,61 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   // or not), so the round robin runs on across items; the last consumer opens the first.
   if (C::kPingPong && cw == C::kConsumers - 1) sm90::named_barrier_arrive(C::kTurnBar, 256);
 
-  int it0 = 0;
-  for (int k = 0;; ++k) {
-    const int idx = sched.item(k);
-    if (idx < 0) break;
-    const WorkItem<C> w(p, idx);
-    if (!w.live) continue;  // the same for every thread of the CTA: no barrier is skipped unevenly
-    const SeqView& sv = w.sv;
-    const int L = sv.L, h = w.h, b = w.b, n_tiles = w.n_tiles;
-    const int q_first = w.row0 + cw * RW;
-    // Query position of m64 tile row i (Parallax: rows 16w + 8.. of a warp slab are probes).
-    auto position = [&](int i) { return Traits::probe ? q_first + 8 * (i >> 4) + (i & 7) : q_first + i; };
-
-    // The Q tile is free: the previous item's last S wgmma has completed.
-    const long long q_off = sv.q0 + h * p.q_stride_h;
+  // Query position of this consumer's m64 tile row i in an item whose rows start at row0
+  // (Parallax: rows 16w + 8.. of a warp slab are the probes of rows 16w..).
+  auto position_in = [&](int row0, int i) {
+    const int q_first = row0 + cw * RW;
+    return Traits::probe ? q_first + 8 * (i >> 4) + (i & 7) : q_first + i;
+  };
+  // Issues (does not wait for) the copy of an item's [Q; R] rows into this consumer's tile.
+  auto load_q = [&](const WorkItem<C>& w) {
+    const long long q_off = w.sv.q0 + w.h * p.q_stride_h;
     qt.template load_rows<128>(ctid, 64, [&](int i) -> const unsigned short* {
-      const int pos = position(i);
-      if (pos >= sv.q_len) return nullptr;
+      const int pos = position_in(w.row0, i);
+      if (pos >= w.sv.q_len) return nullptr;
       const void* src = (Traits::probe && (i & 8)) ? p.r : p.q;
       return static_cast<const unsigned short*>(src) + q_off + (long long)pos * p.q_stride_t;
     });
     cp_async_commit();
+  };
+  // This CTA's k-th item if live, else the next live one after it; -1 past the end. Items
+  // that are not live (varlen row blocks past their sequence) are the same for every
+  // thread of the CTA, so skipping them skips no barrier unevenly.
+  auto next_live = [&](int k) {
+    for (;; ++k) {
+      const int idx = sched.item(k);
+      if (idx < 0) return -1;
+      if (WorkItem<C>(p, idx).live) return k;
+    }
+  };
+
+  int it0 = 0;
+  int k = next_live(0);
+  if (k >= 0) load_q(WorkItem<C>(p, sched.item(k)));
+  while (k >= 0) {
+    const WorkItem<C> w(p, sched.item(k));
+    const int k_next = next_live(k + 1);
+    const SeqView& sv = w.sv;
+    const int L = sv.L, h = w.h, b = w.b, n_tiles = w.n_tiles;
+    const int q_first = w.row0 + cw * RW;
+    auto position = [&](int i) { return position_in(w.row0, i); };
     cp_async_wait<0>();
     sm90::fence_proxy_async();  // the copies are generic-proxy writes; wgmma reads via the async proxy
     sm90::named_barrier_sync(1 + cw, 128);
+    // The next item's Q is copied as soon as this item's last S wgmma has completed in all
+    // four warps (the barrier: one warp's wgmma wait says nothing of the others'), so its
+    // latency hides under this item's last softmax, P.V and epilogue. The call sites are
+    // uniform across the warpgroup (they depend on i and n_tiles only).
+    bool q_next_issued = false;
+    auto issue_next_q = [&] {
+      if (q_next_issued || k_next < 0) return;
+      q_next_issued = true;
+      sm90::named_barrier_sync(1 + cw, 128);
+      load_q(WorkItem<C>(p, sched.item(k_next)));
+    };
+    auto prefetch_q = [&] {
+      if constexpr (C::kPrefetchQ) issue_next_q();
+    };
 
     // The rows this thread finalizes: tile row 16 warp + g (+ 8 for softmax's second row).
     auto my_pos = [&](int r) { return position(16 * warp + g + 8 * r); };
@@ -386,6 +421,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
           turn_end();
           sm90::wgmma_wait<0>();
           sm90::fence_regs(sc);
+          if (i == n_tiles - 1) prefetch_q();
           if (span_needs_mask(wg_keys, key0, BN))
             st.template update_weights_packed<BN, true>(0, sc, p.scale_log2, key0, rows, alpha, pa);
           else st.template update_weights_packed<BN, false>(0, sc, p.scale_log2, key0, rows, alpha, pa);
@@ -401,6 +437,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
         } else {
           turn_begin();
           turn_end();
+          if (i == n_tiles - 1) prefetch_q();
           sm90::mbar_wait(full_v(s), parity(it0 + i));  // the slot is released only once it has landed
           turn_begin();
           turn_end();
@@ -430,6 +467,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
         turn_end();
         sm90::wgmma_wait<0>();
         sm90::fence_regs(sc);
+        if (n_tiles == 1) prefetch_q();
         weights(w.tile_key(0));  // O is still zero: nothing to rescale
         pack_p(sc, pa);
       }
@@ -445,6 +483,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
         turn_end();
         sm90::wgmma_wait<1>();  // groups retire in order: S of tile i is done
         sm90::fence_regs(sc);
+        if (i == n_tiles - 1) prefetch_q();
         weights(w.tile_key(i));   // touches neither O nor pa, which P.V still reads
         sm90::wgmma_wait<0>();
         sm90::fence_regs(st.o[0]);
@@ -491,6 +530,8 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
         if (barv) *reinterpret_cast<unsigned*>(barv + n * 8) = pack2<T>(c[0] * inv, c[1] * inv);
       }
     }
+    issue_next_q();  // not prefetched (kPrefetchQ false, or an item without tiles)
+    k = k_next;
   }  // items
   // The last consumer's final turn_end left an arrival on consumer 0's barrier: take it, so
   // no barrier phase is left open when the CTA exits.
