@@ -13,23 +13,6 @@ namespace plx::heuristics {
 inline constexpr int kMaxDecodeTokens = 16;
 constexpr Op choose_op(int q_len) { return q_len <= kMaxDecodeTokens ? Op::decode : Op::prefill; }
 
-// Hopper prefill work order 2 (grouped): the (batch, q head) pairs go in groups whose K and
-// V fit half the L2 together, each group longest row block first, so the items in flight
-// share K/V through the L2 instead of streaming every head's from HBM at once (ncu: 39% L2
-// hits on 8 x 4096 x 16 heads in order 0). Returns q heads x batch per group, a multiple
-// of the GQA group (siblings share their K/V), at least one kv head's worth.
-//   K+V of one kv head = 2 x kv_len x head_dim x 2 bytes; budget 24 MiB (H200 L2: 50 MiB):
-//   kv 4096,  d128, group 2: 2 MiB per kv head  -> 12 kv heads -> 24 q heads per group
-//   kv 16384, d128, group 2: 8 MiB              ->  3 kv heads ->  6
-//   kv 8192,  d64,  group 4: 2 MiB              -> 12 kv heads -> 48
-//   kv 1M,    d128, group 2: 512 MiB            ->  1 kv head  ->  2 (one head at a time)
-inline constexpr double kPrefillL2Budget = 24.0 * 1024 * 1024;
-constexpr int prefill_head_group(long long kv_len, int head_dim, int gqa_group, int elem_bytes = 2) {
-  const double per_kv_head = 2.0 * double(kv_len) * head_dim * elem_bytes;
-  const int kv_heads = std::max(1, int(kPrefillL2Budget / std::max(1.0, per_kv_head)));
-  return kv_heads * std::max(1, gqa_group);
-}
-
 // Decode CTA rows: the q heads of a GQA group x the new tokens, in as few m16 tiles as
 // possible. Parallax packs 8 rows (+ their 8 probes) per tile, softmax 16.
 //   parallax, group 4, q_len 1 -> 4 rows  -> block_m 8  (one m-tile)

@@ -43,18 +43,11 @@ struct Engine::Impl {
     const char* e = std::getenv("PLX_DECODE_MERGE");
     return !(e && std::string(e) == "kernel");
   }();
-  // PLX_PREFILL_ORDER=lpt|head|group: the Hopper prefill's work order (AttnParams::cta_order:
-  // every head's longest row block first, head by head, or L2-sized head groups).
+  // PLX_PREFILL_ORDER=head: the Hopper prefill goes head by head instead of starting every
+  // head's longest row block first (AttnParams::cta_order; kept to measure the two).
   const int prefill_order = [] {
     const char* e = std::getenv("PLX_PREFILL_ORDER");
-    const std::string o = e ? e : "";
-    return o == "head" ? 1 : o == "group" ? 2 : 0;
-  }();
-  // PLX_PREFILL_GROUP=N: (batch, q head) pairs per group of order 2 instead of the L2 rule
-  // (tests use small N so that their few heads still make several, uneven groups).
-  const int prefill_group = [] {
-    const char* e = std::getenv("PLX_PREFILL_GROUP");
-    return e ? std::max(0, std::atoi(e)) : 0;
+    return e && std::string(e) == "head" ? 1 : 0;
   }();
   // PLX_PREFILL_GRID=items: the Hopper prefill launches one CTA per work item instead of
   // one persistent CTA per SM (AttnParams::persistent; kept to measure the two).
@@ -259,7 +252,6 @@ struct Engine::Impl {
       if (fused_merge) lp.params.ws_counter = counters(s, std::size_t(lp.grid.y) * lp.grid.z);
     }
     lp.params.cta_order = prefill_order;
-    if (prefill_group > 0) lp.params.cta_group = prefill_group;
     if (lp.params.persistent && !prefill_persistent) {
       lp.params.persistent = 0;
       lp.grid = {unsigned((a.q_len + v.tile.block_m - 1) / v.tile.block_m), unsigned(a.heads_q), unsigned(a.batch)};

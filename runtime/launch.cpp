@@ -198,7 +198,6 @@ LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count) {
     // Persistent: one CTA per SM (the kernels take the whole SM), walking the work items.
     const long long items = (long long)ceil_div(a.q_len, v.tile.block_m) * a.heads_q * a.batch;
     p.persistent = 1;
-    p.cta_group = heuristics::prefill_head_group(a.kv_len, a.head_dim, a.heads_q / std::max(1, a.heads_kv));
     lp.grid = {unsigned(std::min<long long>(items, sm_count)), 1, 1};
   } else {
     lp.grid = {unsigned(ceil_div(a.q_len, v.tile.block_m)), unsigned(a.heads_q), unsigned(a.batch)};

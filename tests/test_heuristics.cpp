@@ -28,16 +28,6 @@ TEST_CASE("decode split counts follow the per-SM bandwidth model", "[heuristics]
     }
 }
 
-TEST_CASE("prefill head groups fit half the L2 (the worked examples)", "[heuristics]") {
-  using heuristics::prefill_head_group;
-  CHECK(prefill_head_group(4096, 128, 2) == 24);
-  CHECK(prefill_head_group(16384, 128, 2) == 6);
-  CHECK(prefill_head_group(8192, 64, 4) == 48);
-  CHECK(prefill_head_group(1 << 20, 128, 2) == 2);  // past the budget: one kv head's q heads
-  CHECK(prefill_head_group(4096, 128, 1) == 12);
-  CHECK(prefill_head_group(1, 64, 0) >= 1);          // degenerate inputs stay positive
-}
-
 TEST_CASE("op and block_m choices", "[heuristics]") {
   CHECK(choose_op(1) == Op::decode);
   CHECK(choose_op(16) == Op::decode);

@@ -43,11 +43,9 @@ struct AttnParams {
   //   barv  like o: sum_j p_j v_j (centered Parallax only; ignored by the other families)
   float* stats;
   void* barv;
-  // Hopper prefill work order (prefill_sm90.cuh, WorkItem): 0 every head's longest row
-  // block first, 1 head-major, 2 grouped (groups of cta_group (batch, q head) pairs whose
-  // K/V fit the L2, each longest first). PLX_PREFILL_ORDER=lpt|head|group picks one.
+  // Hopper prefill CTA order (prefill_sm90.cuh): 0 every head's longest row block first,
+  // 1 head-major. The engine sets 1 under PLX_PREFILL_ORDER=head, kept to measure the two.
   int cta_order;
-  int cta_group;  // cta_order 2: (batch, q head) pairs per group (heuristics::prefill_head_group)
   // Hopper prefill work distribution: 0 one CTA per work item, grid (row blocks, heads_q,
   // batch); 1 persistent, grid (CTAs, 1, 1) with CTAs <= items, each CTA walking the items
   // (WorkSchedule in prefill_sm90.cuh). Ignored by the other kernels.

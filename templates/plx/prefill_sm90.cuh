@@ -160,9 +160,7 @@ struct WholeTileRows {
 //     the H200 absorbs: head-major measured 0-22% slower on every issue-5 shape
 //     (docs/PERFORMANCE.md, 2026-11-29 run 10);
 //   cta_order 1 (PLX_PREFILL_ORDER=head), head-major: the items in flight at one time are
-//     the row blocks of a few heads and share their K/V through L2;
-//   cta_order 2 (PLX_PREFILL_ORDER=group), grouped: (batch, q head) pairs in groups of
-//     cta_group whose K/V fit half the L2, each group longest first.
+//     the row blocks of a few heads and share their K/V through L2.
 template <class C>
 struct WorkItem {
   int h, b, row0, n_tiles;
@@ -177,15 +175,6 @@ struct WorkItem {
       rb = rbs - 1 - index / heads_batch;
       h = (index % heads_batch) % p.heads_q;
       b = (index % heads_batch) / p.heads_q;
-    } else if (p.cta_order == 2) {
-      // Group g holds pairs g x G .. (the last group may hold fewer): its rbs x G items,
-      // longest row block first across its pairs.
-      const int G = max(1, p.cta_group), first_pair = (index / (rbs * G)) * G;
-      const int in_group = index - first_pair * rbs, pairs = min(G, heads_batch - first_pair);
-      rb = rbs - 1 - in_group / pairs;
-      const int hb = first_pair + in_group % pairs;
-      h = hb % p.heads_q;
-      b = hb / p.heads_q;
     } else {
       rb = rbs - 1 - index % rbs;
       h = (index / rbs) % p.heads_q;
