@@ -82,11 +82,13 @@ constexpr int ctas_per_sm_by_smem(long smem_bytes, Arch arch) {
 //   prefill, Hopper (wgmma): block_n 128, 2 stages, 32 queries + 32 probes (Parallax
 //            families) or 64 queries (softmax) per consumer warpgroup; training forwards
 //            (stats) too. On the H200 (docs/PERFORMANCE.md, 2026-11-29, second session):
-//            - head_dim 128: 2 consumers + 1 producer (12 warps, block_m 64 / 128) taking
-//              ping-pong turns; a third consumer does not fit (O 64 + S 64 + 40 > 152
-//              registers). Parallax: wgmma-pp, 2 stages (483 / 630 / 547 TFLOP/s on the
-//              issue-5 shapes, within 1% of the best variant of each); softmax:
-//              wgmma-pipe-pp, 3 stages (358 / 562 / 460, 2-4% ahead of wgmma-pp);
+//            - head_dim 128: 2 consumers + 1 producer (12 warps, block_m 64 / 128); a
+//              third consumer does not fit (O 64 + S 64 + 40 > 152 registers).
+//              Parallax: plain wgmma, 3 stages. Once the CTAs became persistent (third
+//              session, run 17) it measured 550 / 647 / 565 TFLOP/s on the issue-5
+//              shapes, the best of the 8 legal variants on each, and 1.5-2.5% ahead of
+//              wgmma-pp with 2 stages, the default before. Softmax: wgmma-pipe-pp, 3
+//              stages, still the best of 12 (460 / 565 / 476; run 17 again);
 //            - head_dim 64: 3 consumers (16 warps, block_m 96 / 192), plain wgmma (the
 //              pipelined loop does not fit 152 registers): 489 vs 437 TFLOP/s for
 //              Parallax at 2 x 8192 x 32 heads with 2 consumers.
@@ -106,9 +108,9 @@ inline Tile default_tile(Op op, Family f, int decode_rows, bool wgmma_prefill = 
     t.block_n = 128;
     t.warps = 4 * (consumers + 1);
     const bool pipe = consumers == 2 && !has_probe(f);
-    t.stages = pipe ? 3 : 2;
+    t.stages = consumers == 2 ? 3 : 2;
     t.split_kv = 1;
-    t.mma = consumers == 3 ? Mma::wgmma : pipe ? Mma::wgmma_pipe_pp : Mma::wgmma_pp;
+    t.mma = pipe ? Mma::wgmma_pipe_pp : Mma::wgmma;
   } else {
     t.block_m = has_probe(f) ? 64 : 128;
     t.block_n = 64;

@@ -40,7 +40,8 @@ TEST_CASE("op and block_m choices", "[heuristics]") {
   CHECK(default_tile(Op::prefill, Family::softmax, 0).block_m == 128);
   CHECK(default_tile(Op::prefill, Family::parallax, 0).mma == Mma::sync);
   const Tile hopper = default_tile(Op::prefill, Family::parallax, 0, /*wgmma_prefill=*/true);
-  CHECK(hopper.mma == Mma::wgmma_pp);  // head_dim 128: two consumers taking turns
+  CHECK(hopper.mma == Mma::wgmma);  // head_dim 128: two consumers, 3 stages (persistent, run 17)
+  CHECK(hopper.stages == 3);
   CHECK(hopper.warps == 12);
   CHECK(hopper.block_m == 64);
   const Tile hopper_sm = default_tile(Op::prefill, Family::softmax, 0, true);
@@ -50,5 +51,6 @@ TEST_CASE("op and block_m choices", "[heuristics]") {
   CHECK(d64.mma == Mma::wgmma);  // three consumers, no turns
   CHECK(d64.warps == 16);
   CHECK(d64.block_m == 192);
+  CHECK(d64.stages == 2);
   CHECK(default_tile(Op::decode, Family::parallax, 4, true).mma == Mma::sync);  // decode: mma.sync
 }
