@@ -540,17 +540,26 @@ bool verbose() {
   return v;
 }
 
+// What every group runner starts with: the engine (null: no sm_90a GPU, skipped), every
+// group's variants compiled, a fresh seed and the group's header line.
+Engine* begin_group(const char* title, std::size_t n_cases, std::uint64_t& base_seed) {
+  Engine* e = sm90_engine_or_skip();
+  if (!e) return nullptr;
+  warm_cache(variants_of(all_groups()));
+  base_seed = fresh_seed();
+  std::printf("\n== %s: %zu cases, PLX_SEED=%llu (case i uses seed PLX_SEED + i)\n", title, n_cases,
+              static_cast<unsigned long long>(base_seed));
+  std::fflush(stdout);
+  return e;
+}
+
 // Output kept short for a log read from its tail: per group, the first failures in full
 // (with the row dump), one line per variant that failed, and a summary line.
 // PLX_VERBOSE=1 adds a line before every launch and one per passing case.
 void run_group(const char* title, const std::vector<Case>& cases) {
-  Engine* e = sm90_engine_or_skip();
+  std::uint64_t base_seed = 0;
+  Engine* e = begin_group(title, cases.size(), base_seed);
   if (!e) return;
-  warm_cache(variants_of(all_groups()));
-  const std::uint64_t base_seed = fresh_seed();
-  std::printf("\n== %s: %zu cases, PLX_SEED=%llu (case i uses seed PLX_SEED + i)\n", title, cases.size(),
-              static_cast<unsigned long long>(base_seed));
-  std::fflush(stdout);
   std::vector<Run> runs(cases.size());
   for (std::size_t i = 0; i < cases.size(); ++i) {
     runs[i].seed = base_seed + i;
@@ -603,13 +612,9 @@ void run_group(const char* title, const std::vector<Case>& cases) {
 // Group 5's runner: launches one by one (watchdog), oracles in parallel, one line per
 // failure as run_group.
 void run_varlen_group(const char* title, const std::vector<VarlenCase>& cases) {
-  Engine* e = sm90_engine_or_skip();
+  std::uint64_t base_seed = 0;
+  Engine* e = begin_group(title, cases.size(), base_seed);
   if (!e) return;
-  warm_cache(variants_of(all_groups()));
-  const std::uint64_t base_seed = fresh_seed();
-  std::printf("\n== %s: %zu cases, PLX_SEED=%llu (case i uses seed PLX_SEED + i)\n", title, cases.size(),
-              static_cast<unsigned long long>(base_seed));
-  std::fflush(stdout);
   std::vector<VarlenRun> runs(cases.size());
   for (std::size_t i = 0; i < cases.size(); ++i) {
     runs[i].seed = base_seed + i;

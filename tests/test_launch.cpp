@@ -23,19 +23,21 @@ AttentionArgs decode_args() {
   a.o = g_dummy;
   return a;
 }
+// validate()'s message for `base` after `edit` ("" when it passes).
+template <class Edit>
+std::string validation_message(AttentionArgs base, Edit edit) {
+  edit(base);
+  try {
+    validate(base);
+  } catch (const UnsupportedError& e) {
+    return std::string(e.what());
+  }
+  return std::string();
+}
 }  // namespace
 
 TEST_CASE("validation names the field and the value", "[launch]") {
-  auto msg = [](auto f) {
-    AttentionArgs a = decode_args();
-    f(a);
-    try {
-      validate(a);
-    } catch (const UnsupportedError& e) {
-      return std::string(e.what());
-    }
-    return std::string();
-  };
+  auto msg = [](auto f) { return validation_message(decode_args(), f); };
   CHECK(msg([](AttentionArgs&) {}).empty());
   CHECK_THAT(msg([](AttentionArgs& a) { a.batch = 0; }), Catch::Contains("batch = 0"));
   CHECK_THAT(msg([](AttentionArgs& a) { a.kv_len = -3; }), Catch::Contains("kv_len = -3"));
@@ -216,13 +218,7 @@ TEST_CASE("varlen: what the host validates", "[launch][varlen]") {
     a.kv_len = 1000;
     a.cu_seqlens_q = cu;
     a.cu_seqlens_k = cu;
-    f(a);
-    try {
-      validate(a);
-    } catch (const UnsupportedError& e) {
-      return std::string(e.what());
-    }
-    return std::string();
+    return validation_message(a, f);
   };
   CHECK(msg([](AttentionArgs&) {}).empty());
   CHECK_THAT(msg([](AttentionArgs& a) { a.cu_seqlens_k = nullptr; }),
