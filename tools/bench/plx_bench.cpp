@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "autotune/host_overhead.hpp"
 #include "generator/render.hpp"
 #include "generator/variant.hpp"
 #include "runtime/compiler.hpp"
@@ -78,60 +79,12 @@ std::vector<int> ints(const std::string& s) {
 // Issue 3's host-side bars: cold NVRTC compile, load from the disk cache in a new engine,
 // and the host time a repeated call adds (the GPU work is tiny and queued).
 int overhead() {
-  using clk = std::chrono::steady_clock;
-  auto us = [](clk::duration d) { return std::chrono::duration<double, std::micro>(d).count(); };
   const std::string name = "plx_decode_parallax_bf16_d128_causal_m8_n64_w4_s2_kauto_sm90a";
-  const auto dir = std::filesystem::temp_directory_path() / fmt::format("plx-overhead-{}", ::getpid());
-  std::filesystem::remove_all(dir);
-  const Variant v = *parse_variant_name(name);
-  const RenderedKernel r = render(v);
-  auto t0 = clk::now();
-  const CompiledKernel ck = compile_kernel(r, "sm_90a");
-  const double compile_us = us(clk::now() - t0);
-  {  // publish it to the disk cache through a first engine
-    Engine e(0, EngineOptions{dir, true});
-    e.prepare(name);
-  }
-  Engine e(0, EngineOptions{dir, true});
-  t0 = clk::now();
-  e.prepare(name);  // a new engine: disk hit, verify, cuModuleLoadData
-  const double load_us = us(clk::now() - t0);
-  cu::Device dev(0);
-  dev.make_current();
-  cu::Stream stream;
-  AttentionArgs a;
-  a.heads_q = 4;
-  a.heads_kv = 1;
-  a.kv_len = 64;
-  std::vector<cu::Buffer> b;
-  for (int i = 0; i < 5; ++i) b.emplace_back(size_t(4) * 64 * 128 * 2);
-  a.q = b[0].data(); a.r = b[1].data(); a.k = b[2].data(); a.v = b[3].data(); a.o = b[4].data();
-  for (int i = 0; i < 100; ++i) e.attention(a, name, stream.handle());
-  for (int i = 0; i < 100; ++i) e.attention(a, stream.handle());  // compiles the default variant
-  stream.synchronize();
-  const int n = 2000;
-  t0 = clk::now();
-  for (int i = 0; i < n; ++i) e.attention(a, stream.handle());
-  const double auto_us = us(clk::now() - t0) / n;
-  stream.synchronize();
-  t0 = clk::now();
-  for (int i = 0; i < n; ++i) e.attention(a, name, stream.handle());
-  const double named_us = us(clk::now() - t0) / n;
-  stream.synchronize();
-  // The floor: cuLaunchKernel alone on the same stream.
-  cu::Module m(ck.cubin);
-  cu::Launchable f(m.function(ck.lowered_name));
-  LaunchPlan lp = plan_launch(v, a, dev.sm_count());
-  void* args[] = {&lp.params};
-  t0 = clk::now();
-  for (int i = 0; i < n; ++i) cu::launch(f, lp.grid, lp.block, lp.smem_bytes, stream.handle(), args);
-  const double raw_us = us(clk::now() - t0) / n;
-  stream.synchronize();
+  const measure::HostOverhead h = measure::host_overhead(*parse_variant_name(name));
   fmt::print("{{\"bench\":\"overhead\",\"variant\":\"{}\",\"cold_compile_ms\":{:.1f},\"disk_load_ms\":{:.2f},"
              "\"host_us_per_call_auto\":{:.2f},\"host_us_per_call_named\":{:.2f},\"host_us_raw_launch\":{:.2f},"
              "\"registers\":{}}}\n",
-             name, compile_us / 1e3, load_us / 1e3, auto_us, named_us, raw_us, ck.registers);
-  std::filesystem::remove_all(dir);
+             name, h.cold_compile_ms, h.disk_load_ms, h.auto_us, h.named_us, h.raw_us, h.registers);
   return 0;
 }
 

@@ -16,6 +16,7 @@
 #include "args.hpp"
 #include "autotune/ceilings.hpp"
 #include "autotune/heuristics.hpp"
+#include "autotune/host_overhead.hpp"
 #include "autotune/measure.hpp"
 #include "autotune/tune.hpp"
 #include "commands.hpp"
@@ -142,80 +143,27 @@ std::string row_text(const Row& r, const std::optional<Ceilings>& c) {
 }
 
 int overhead(const Args& a) {
-  using clk = std::chrono::steady_clock;
-  auto us = [](clk::duration d) { return std::chrono::duration<double, std::micro>(d).count(); };
   std::string why;
   if (!cu::available(&why)) throw Error(fmt::format("bench: no GPU ({}): nothing measured", why));
   const std::string name = a.get_or("variant", "plx_decode_parallax_bf16_d128_causal_m8_n64_w4_s2_kauto_sm90a");
   const auto v = parse_variant_name(name);
   if (!v) throw UsageError(fmt::format("bench: --variant '{}' is not a variant name", name));
-  const auto dir = std::filesystem::temp_directory_path() / fmt::format("plx-overhead-{}", ::getpid());
-  std::filesystem::remove_all(dir);
-  const RenderedKernel rk = render(*v);
-  auto t0 = clk::now();
-  const CompiledKernel ck = compile_kernel(rk, std::string(to_string(v->arch)));
-  const double compile_us = us(clk::now() - t0);
-  {  // publish it to the disk cache through a first engine
-    Engine e(0, EngineOptions{dir, true});
-    e.prepare(name);
-  }
-  Engine e(0, EngineOptions{dir, true});
-  t0 = clk::now();
-  e.prepare(name);  // a new engine: disk hit, verify, cuModuleLoadData
-  const double load_us = us(clk::now() - t0);
-  cu::Device dev(0);
-  dev.make_current();
-  cu::Stream stream;
-  AttentionArgs x;
-  x.family = v->family;
-  x.dtype = v->dtype;
-  x.head_dim = v->head_dim;
-  x.heads_q = 4;
-  x.heads_kv = 1;
-  x.kv_len = 64;
-  std::vector<cu::Buffer> b;
-  for (int i = 0; i < 5; ++i) b.emplace_back(std::size_t(4) * 64 * v->head_dim * 2);
-  x.q = b[0].data();
-  x.r = b[1].data();
-  x.k = b[2].data();
-  x.v = b[3].data();
-  x.o = b[4].data();
-  for (int i = 0; i < 100; ++i) e.attention(x, name, stream.handle());
-  for (int i = 0; i < 100; ++i) e.attention(x, stream.handle());  // loads the default variant
-  stream.synchronize();
-  const int n = 2000;
-  t0 = clk::now();
-  for (int i = 0; i < n; ++i) e.attention(x, stream.handle());
-  const double auto_us = us(clk::now() - t0) / n;
-  stream.synchronize();
-  t0 = clk::now();
-  for (int i = 0; i < n; ++i) e.attention(x, name, stream.handle());
-  const double named_us = us(clk::now() - t0) / n;
-  stream.synchronize();
-  cu::Module m(ck.cubin);  // the floor: cuLaunchKernel alone on the same stream
-  cu::Launchable f(m.function(ck.lowered_name));
-  LaunchPlan lp = plan_launch(*v, x, dev.sm_count());
-  void* args[] = {&lp.params};
-  t0 = clk::now();
-  for (int i = 0; i < n; ++i) cu::launch(f, lp.grid, lp.block, lp.smem_bytes, stream.handle(), args);
-  const double raw_us = us(clk::now() - t0) / n;
-  stream.synchronize();
-  std::filesystem::remove_all(dir);
+  const measure::HostOverhead h = measure::host_overhead(*v);
   json::Value o = json::Value::object();
   o.set("bench", "overhead");
   o.set("variant", name);
-  o.set("cold_compile_ms", compile_us / 1e3);
-  o.set("disk_load_ms", load_us / 1e3);
-  o.set("host_us_per_call_auto", auto_us);
-  o.set("host_us_per_call_named", named_us);
-  o.set("host_us_raw_launch", raw_us);
-  o.set("registers", ck.registers);
+  o.set("cold_compile_ms", h.cold_compile_ms);
+  o.set("disk_load_ms", h.disk_load_ms);
+  o.set("host_us_per_call_auto", h.auto_us);
+  o.set("host_us_per_call_named", h.named_us);
+  o.set("host_us_raw_launch", h.raw_us);
+  o.set("registers", h.registers);
   if (a.has("json")) {
     fmt::print("{}\n", o.dump());
   } else {
     fmt::print("overhead of {}: cold NVRTC compile {:.1f} ms, load from the disk cache {:.2f} ms, host time per call "
                "{:.2f} us (engine's choice) / {:.2f} us (named) / {:.2f} us (bare cuLaunchKernel), {} registers\n",
-               name, compile_us / 1e3, load_us / 1e3, auto_us, named_us, raw_us, ck.registers);
+               name, h.cold_compile_ms, h.disk_load_ms, h.auto_us, h.named_us, h.raw_us, h.registers);
   }
   return 0;
 }
