@@ -52,9 +52,12 @@ cache, and ranks the variants of each problem bucket by a roofline model. With a
   2. per bucket, races the model's --top variants plus the untuned choice: each is checked
      against the fp64 CPU oracle on a small problem, timed (CUDA events, a GPU spin before
      each launch, cold L2 by rotating inputs >= 2x L2), and the fastest few re-measured
-     interleaved (A B A B); candidates within noise of the fastest are tied, and ties go
-     to the untuned choice, then fewer registers, then the name;
-  3. records the winners in the tuning database (<cache dir>/tuning/v1/<gpu>.json, see
+     interleaved (A B A B, every launch on the next input set); candidates within noise
+     of the fastest are tied, and ties go to the untuned choice, then fewer registers,
+     then the name;
+  3. re-times every winner alone in a fresh worker (the repeat pass, --no-repeat skips
+     it) and keeps how far the times moved, the between-run noise plx db compare uses;
+  4. records the winners in the tuning database (<cache dir>/tuning/v1/<gpu>.json, see
      plx db), where plx::Engine finds them, and prints the summary.
 The race runs in a worker subprocess: a candidate that crashes or hangs is recorded with
 the reason and left out, and tuning carries on. Without a GPU: a dry run (the model's
