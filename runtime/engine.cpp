@@ -237,7 +237,7 @@ struct Engine::Impl {
                                          device.name(), device.arch_string()));
     const std::string name = v.name();
     LoadedKernel& main = kernel(name, [&] { return render(v); });
-    LaunchPlan lp = plan_launch(v, a, device.sm_count());
+    LaunchPlan lp = plan_launch(v, a, device.sm_count(), prefill_persistent);
     const CUstream s = static_cast<CUstream>(stream);
     LoadedKernel* merge = nullptr;
     if (lp.splits > 1 && !fused_merge) {
@@ -252,10 +252,6 @@ struct Engine::Impl {
       if (fused_merge) lp.params.ws_counter = counters(s, std::size_t(lp.grid.y) * lp.grid.z);
     }
     lp.params.cta_order = prefill_order;
-    if (lp.params.persistent && !prefill_persistent) {
-      lp.params.persistent = 0;
-      lp.grid = {unsigned((a.q_len + v.tile.block_m - 1) / v.tile.block_m), unsigned(a.heads_q), unsigned(a.batch)};
-    }
     void* args[] = {&lp.params};
     cu::launch(main.fn, lp.grid, lp.block, lp.smem_bytes, s, args);
     if (merge) {

@@ -143,7 +143,7 @@ int decode_splits_for(const Variant& v, const AttentionArgs& a, int sm_count) {
   return std::max(1, std::min(wanted, max_splits));
 }
 
-LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count) {
+LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count, bool persistent_prefill) {
   LaunchPlan lp;
   AttnParams& p = lp.params;
   p.q = a.q;
@@ -194,7 +194,7 @@ LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count) {
       lp.ws_o_floats = std::size_t(lp.splits) * rows * 2 * a.head_dim;
       lp.ws_stats_floats = std::size_t(lp.splits) * rows * 4;
     }
-  } else if (is_wgmma(v.tile.mma) && sm_count > 0) {
+  } else if (is_wgmma(v.tile.mma) && sm_count > 0 && persistent_prefill) {
     // Persistent: one CTA per SM (the kernels take the whole SM), walking the work items.
     const long long items = (long long)ceil_div(a.q_len, v.tile.block_m) * a.heads_q * a.batch;
     p.persistent = 1;

@@ -29,6 +29,8 @@ struct LaunchPlan {
 };
 
 int decode_splits_for(const Variant& v, const AttentionArgs& a, int sm_count);
-LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count);
+// persistent_prefill false: a wgmma prefill gets one CTA per work item instead of one
+// persistent CTA per SM (the engine's PLX_PREFILL_GRID=items, kept to measure the two).
+LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count, bool persistent_prefill = true);
 
 }  // namespace plx

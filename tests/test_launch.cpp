@@ -172,6 +172,12 @@ TEST_CASE("launch plans: grids, splits and workspace", "[launch]") {
   CHECK(lp.grid.y == 1);
   CHECK(lp.grid.z == 1);
   CHECK(lp.params.persistent == 1);
+  // ... unless asked for one CTA per item (PLX_PREFILL_GRID=items) ...
+  lp = plan_launch(pv, a, 132, /*persistent_prefill=*/false);
+  CHECK(lp.grid.x == unsigned((1000 + pv.tile.block_m - 1) / pv.tile.block_m));
+  CHECK(lp.grid.y == 32);
+  CHECK(lp.grid.z == 2);
+  CHECK(lp.params.persistent == 0);
   // ... and one per item when there are fewer.
   a.q_len = a.kv_len = 64;
   a.heads_q = 2;
