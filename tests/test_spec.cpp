@@ -168,7 +168,9 @@ TEST_CASE("legality of the wgmma backward (backward_sm90.cuh)", "[spec][legality
   CHECK(with([](Variant& w) { w.tile.block_m = 96; }) ==
         "mma wgmma: block_m 96 is not 1, 2 or 3 consumer warpgroups of 64 rows (queries or keys)");
   CHECK(with([](Variant& w) { w.tile.block_n = 48; }) ==
-        "mma wgmma: block_n 48 not in {32, 64, 128} (the wgmma N of the score tiles)");
+        "mma wgmma: block_n 48 not in {32, 64} (the wgmma N of the score tiles; 128 spills)");
+  CHECK(with([](Variant& w) { w.tile.block_n = 128; w.family = Family::softmax; w.head_dim = 64; }) ==
+        "mma wgmma: block_n 128 not in {32, 64} (the wgmma N of the score tiles; 128 spills)");
   CHECK(with([](Variant& w) { w.tile.stages = 1; }) ==
         "mma wgmma: stages 1 not in 2..4 (one ring slot filling while another is consumed)");
   CHECK(with([](Variant& w) { w.tile.block_n = 64; }) ==

@@ -62,6 +62,12 @@
 //   parallax d 128 BN 64: 128 + 96 + 40 = 264  > 232 (refused)
 //   softmax  d 128 BN 64: 128 + 64 + 40 = 232 <= 232 (borderline)
 //   parallax d 64  BN 64:  64 + 96 + 40 = 200 <= 232
+// Measured (NVRTC 13, ptxas sm_90a, bf16 causal): every 2-consumer variant reports the
+// launch's 168 registers and 0 spill / 0 stack (consumers run under setmaxnreg 232, which
+// ptxas honours after the setmaxnreg.inc). One consumer (warps 8, no reallocation, 255)
+// shows what a consumer really takes: parallax d 128 BN 32: 238, softmax d 128 BN 32: 201,
+// softmax d 128 BN 64: 241, parallax d 64 BN 64: 254, softmax d 64 BN 64: 179; softmax d 64
+// BN 128 spills (276 B; 844 B with two consumers), so BN 128 is refused.
 // Hence wgmma_ss gains an n32 shape (wgmma.cuh). BN 32 S-products are short wgmmas
 // (m64n32k16): ~half the tensor throughput per instruction of n64+ (issue-bound) -- the
 // main performance doubt of this draft at d 128. Ways out for the next session: split the
@@ -111,7 +117,7 @@ struct BackwardSm90Config {
   static constexpr int kConsumers = BM / 64;
   static_assert(kConsumers * 64 == BM && kConsumers >= 1 && kConsumers <= 3, "see generator/legality_backward.cpp");
   static_assert(WARPS == 4 * (kConsumers + 1), "one producer warpgroup + the consumers");
-  static_assert((BN == 32 || BN == 64 || BN == 128) && (D == 64 || D == 128), "wgmma.cuh shapes");
+  static_assert((BN == 32 || BN == 64) && (D == 64 || D == 128), "wgmma.cuh shapes (n128 score tiles spill)");
   static_assert(STAGES >= 2, "one slot filling while another is consumed");
   static constexpr int kQSide = kProbe ? 3 : 2;  // q, (r), dO
   using OwnTile = sm90::Sw128Tile<BM, D>;
