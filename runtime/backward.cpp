@@ -75,6 +75,16 @@ Variant default_backward_variant(const AttentionArgs& a, Arch arch) {
   return v;
 }
 
+Variant wgmma_backward_variant(const AttentionArgs& a) {
+  Variant v = default_backward_variant(a, Arch::sm90a);
+  v.tile.block_m = 128;
+  v.tile.warps = 12;
+  v.tile.block_n = 32;
+  v.tile.stages = 2;
+  v.tile.mma = Mma::wgmma;
+  return v;
+}
+
 BackwardPlan plan_backward(const Variant& v, const AttentionArgs& a, const BackwardArgs& g) {
   BackwardPlan bp;
   // The forward's strides, shapes and scale; the 65535 limits on heads_q and batch.

@@ -59,6 +59,27 @@ TEST_CASE("backward: the default variant is legal and serves the call", "[backwa
             }
 }
 
+TEST_CASE("backward: the wgmma choice (PLX_BACKWARD_MMA=wgmma) is legal and serves every call", "[backward]") {
+  for (Family f : {Family::softmax, Family::parallax, Family::parallax_uncentered})
+    for (DType dt : {DType::bf16, DType::fp16})
+      for (int d : {64, 128})
+        for (int window : {-1, 100})
+          for (bool causal : {true, false}) {
+            AttentionArgs a = args(f, d);
+            a.dtype = dt;
+            a.window_left = window;
+            a.causal = causal;
+            const Variant v = wgmma_backward_variant(a);
+            INFO(v.name());
+            CHECK(v.tile.mma == Mma::wgmma);
+            CHECK(v.arch == Arch::sm90a);
+            CHECK(!why_illegal(v));
+            CHECK_NOTHROW(check_fits_backward(v, a));
+            CHECK(parse_variant_name(v.name()) == v);
+            CHECK(render(v).name_expression == "plx::backward_sm90_kernel<plx_gen::Cfg>");
+          }
+}
+
 TEST_CASE("backward: launch plan", "[backward]") {
   AttentionArgs a = args(Family::parallax, 128);
   const BackwardArgs g = all_set();
