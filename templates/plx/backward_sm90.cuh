@@ -16,8 +16,8 @@
 // and is non-deterministic. This first draft keeps the two roles because it reuses the
 // preprocess, plan, launch and oracle tests unchanged and is deterministic. Budget check
 // for the goal (11 ms at L 16384, i.e. ~530 TFLOP/s counting 22 D per pair): two roles need
-// ~530 real TFLOP/s (FA3's published backward peaks near that at d 128), the atomic form
-// ~385 real TFLOP/s plus its reductions. If this kernel tops out well below 500, the
+// ~530 real TFLOP/s (FA3 reports its d 128 backward on the order of 500 at long
+// sequences, from memory: check), the atomic form ~385 real TFLOP/s plus its reductions. If this kernel tops out well below 500, the
 // atomic dK/dV-only form is the next step (see "Atomic form" below).
 //
 // ---- Warp specialisation (as prefill_sm90.cuh) ---------------------------------------
@@ -73,6 +73,15 @@
 // main performance doubt of this draft at d 128. Ways out for the next session: split the
 // score tiles across the two consumers with S/dS through shared memory (FA3), or the
 // atomic form, whose dK/dV role could use BN 64 queries by dropping one score tile.
+//
+// Expected bottlenecks, to measure first (ncu): (1) the n32 ss score products read A (64 x
+// 16) and B (32 x 16) from shared memory per m64n32k16: ~21 FLOP per byte, so at ~128 B
+// per cycle per SM they run at most ~2.7K of the ~4K FLOP/cycle peak, and they are 3 of the
+// 5 (dQ/dR) or 6 (dK/dV) products; (2) no overlap inside a warpgroup: S batch, wait,
+// grad_terms, accumulation batch, wait; the tensor cores rely on the other consumer's
+// phase (a wgmma-pipe form: issue the accumulation of tile i, then S of tile i + 1, wait<1>);
+// (3) the own tiles are copied before the ring starts; (4) the producer uses the generic
+// per-row cp.async path (prefill_sm90.cuh's WholeTileRows is faster for whole tiles).
 //
 // ---- Shared memory (BM 128 = 2 consumers) ----------------------------------------------
 //   dQ/dR: own q, r, dO 3 x 128 x D x 2 B + STAGES x (K + V) x BN x D x 2 B
