@@ -19,7 +19,9 @@ std::optional<std::string> why_illegal_wgmma(const Variant& v) {
   const Tile& t = v.tile;
   const int d = v.head_dim;
   const std::string_view mma = to_string(t.mma);
-  if (v.op != Op::prefill) return fmt::format("mma {}: only the prefill template uses wgmma (op is {})", mma, to_string(v.op));
+  if (v.op != Op::prefill) {
+    return fmt::format("mma {}: only the prefill and backward templates use wgmma (op is {})", mma, to_string(v.op));
+  }
   if (v.arch != Arch::sm90a) return fmt::format("mma {}: wgmma needs sm_90a (arch is {})", mma, to_string(v.arch));
   if (d != 64 && d != 128) {
     return fmt::format("head_dim {}: no template for head_dim {} yet (templates cover 64 and 128)", d, d);
@@ -83,7 +85,7 @@ std::optional<std::string> why_illegal_wgmma(const Variant& v) {
 std::optional<std::string> why_illegal(const Variant& v) {
   const Tile& t = v.tile;
   const int d = v.head_dim;
-  if (is_wgmma(t.mma)) return why_illegal_wgmma(v);
+  if (is_wgmma(t.mma)) return v.op == Op::backward ? why_illegal_backward_wgmma(v) : why_illegal_wgmma(v);
   if (v.op == Op::backward) return why_illegal_backward(v);
 
   // ---- axes every template shares ---------------------------------------------------

@@ -69,11 +69,29 @@ constexpr std::int64_t backward_smem_bytes(const Variant& v) {
   return dq > dkv ? dq : dkv;
 }
 
-// why_illegal for op backward (generator/legality_backward.cpp).
+// Shared memory of the sm_90a wgmma backward (templates/plx/backward_sm90.cuh,
+// BackwardSm90Config::kSmemBytes): 1024 B alignment slack + the larger role body +
+// stages x 2 mbarriers (full, empty) of 8 B, with own = block_m x d x 2 B, part = block_n x
+// d x 2 B and qs as above:
+//   dQ/dR : qs x own + stages x (K + V) x part
+//   dK/dV : 2 x own + stages x (qs x part + block_n x 16 B of row terms)
+// e.g. parallax d128 block_m 128 block_n 32 stages 2: dQ/dR 3 x 32768 + 2 x 2 x 8192 = 131072;
+//   dK/dV 2 x 32768 + 2 x (3 x 8192 + 512) = 115712; 1024 + 131072 + 32 = 132128 B.
+constexpr std::int64_t backward_wgmma_smem_bytes(const Variant& v) {
+  const std::int64_t qs = has_probe(v.family) ? 3 : 2, d = v.head_dim;
+  const std::int64_t own = std::int64_t{v.tile.block_m} * d * 2, part = std::int64_t{v.tile.block_n} * d * 2;
+  const std::int64_t dq = qs * own + v.tile.stages * 2 * part;
+  const std::int64_t dkv = 2 * own + v.tile.stages * (qs * part + std::int64_t{v.tile.block_n} * 16);
+  return 1024 + (dq > dkv ? dq : dkv) + std::int64_t{v.tile.stages} * 2 * 8;
+}
+
+// why_illegal for op backward (generator/legality_backward.cpp): the mma.sync kernel and
+// the sm_90a wgmma one.
 std::optional<std::string> why_illegal_backward(const Variant& v);
+std::optional<std::string> why_illegal_backward_wgmma(const Variant& v);
 
 constexpr std::int64_t smem_bytes(const Variant& v) {
-  if (is_wgmma(v.tile.mma)) return wgmma_smem_bytes(v);
+  if (is_wgmma(v.tile.mma)) return v.op == Op::backward ? backward_wgmma_smem_bytes(v) : wgmma_smem_bytes(v);
   if (v.op == Op::backward) return backward_smem_bytes(v);
   const std::int64_t m_tiles = v.tile.block_m / rows_per_tile(v.family);
   const std::int64_t q = m_tiles * 16 * v.head_dim * 2;

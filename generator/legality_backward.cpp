@@ -1,4 +1,5 @@
-// Which backward Variants templates/plx/backward.cuh builds (BackwardConfig), with the
+// Which backward Variants templates/plx/backward.cuh (BackwardConfig) and backward_sm90.cuh
+// (BackwardSm90Config, mma wgmma) build, with the
 // reason for each refusal. The numbers are per thread of one warp, which owns 16 rows.
 #include <fmt/format.h>
 
@@ -57,6 +58,72 @@ std::optional<std::string> why_illegal_backward(const Variant& v) {
     return fmt::format("backward: smem {} B (the larger of dQ/dR's and dK/dV's own tiles + stages {} x streamed tiles "
                        "of block_n {} x d {}) exceeds {}'s {} B",
                        smem, t.stages, t.block_n, d, to_string(v.arch), limit);
+  }
+  return std::nullopt;
+}
+
+}  // namespace plx
+
+namespace plx {
+
+// The sm_90a wgmma backward (templates/plx/backward_sm90.cuh, BackwardSm90Config): a producer
+// warpgroup plus consumer warpgroups of 64 own rows (queries or keys) each.
+std::optional<std::string> why_illegal_backward_wgmma(const Variant& v) {
+  const Tile& t = v.tile;
+  const int d = v.head_dim;
+  const std::string_view mma = to_string(t.mma);
+  if (v.arch != Arch::sm90a) return fmt::format("mma {}: wgmma needs sm_90a (arch is {})", mma, to_string(v.arch));
+  // One consumer loop so far: each tile's scores, then its accumulation, one after the other.
+  if (t.mma != Mma::wgmma) {
+    return fmt::format("backward: mma {} not implemented (the wgmma backward has the plain wgmma loop only)", mma);
+  }
+  if (d != 64 && d != 128) {
+    return fmt::format("head_dim {}: no template for head_dim {} yet (templates cover 64 and 128)", d, d);
+  }
+  if (t.split_kv != 0 && t.split_kv != 1) {
+    return fmt::format("backward: split_kv {} must be 1 or auto (the backward does not split the keys)", t.split_kv);
+  }
+  // Each consumer warpgroup owns one m64 wgmma tile of rows: block_m 128 = 2 consumers.
+  if (t.block_m % 64 != 0 || t.block_m / 64 < 1 || t.block_m / 64 > 3) {
+    return fmt::format("mma {}: block_m {} is not 1, 2 or 3 consumer warpgroups of 64 rows (queries or keys)", mma,
+                       t.block_m);
+  }
+  const int consumers = t.block_m / 64;
+  if (t.warps != 4 * (consumers + 1)) {
+    return fmt::format("mma {}: warps {} must be 4 x ({} consumer warpgroups + 1 producer) = {}", mma, t.warps,
+                       consumers, 4 * (consumers + 1));
+  }
+  // block_n partners per streamed tile: the N of the score wgmmas (wgmma.cuh: n32, n64)
+  // and the K of the accumulation ones (whole k16 steps). n128 passes the register rule
+  // below for softmax d 64 (64 + 2 x 64 + 40 = 232) but spills (measured, NVRTC 13: 276 B
+  // with one consumer, 844 B with two), so it is refused outright.
+  if (t.block_n != 32 && t.block_n != 64) {
+    return fmt::format("mma {}: block_n {} not in {{32, 64}} (the wgmma N of the score tiles; 128 spills)", mma,
+                       t.block_n);
+  }
+  if (t.stages < 2 || t.stages > 4) {
+    return fmt::format("mma {}: stages {} not in 2..4 (one ring slot filling while another is consumed)", mma,
+                       t.stages);
+  }
+  // Per consumer thread: dQ + dR (or dK + dV) = 2 x 64 x d / 128 = d fp32 accumulators, the
+  // score tiles S1, S2, A (two for softmax) of block_n / 2 each, all live at grad_terms,
+  // and ~40 for descriptors, row terms, masks and addresses:
+  //   parallax d 128 block_n 32: 128 + 48 + 40 = 216 <= 232 (2 consumers)
+  //   parallax d 128 block_n 64: 128 + 96 + 40 = 264 > 232 (refused)
+  //   parallax d 64  block_n 64: 64 + 96 + 40 = 200 <= 232
+  const int tiles = has_probe(v.family) ? 3 : 2;
+  const int need = d + tiles * t.block_n / 2 + 40;
+  const int have = wgmma_consumer_registers(consumers);
+  if (need > have) {
+    return fmt::format("mma {}: backward accumulators {} + scores {} x block_n {} / 2 + 40 = {} registers per consumer "
+                       "thread exceed the {} that {} consumer warpgroups get",
+                       mma, d, tiles, t.block_n, need, have, consumers);
+  }
+  const std::int64_t smem = smem_bytes(v);
+  if (smem > kSmemLimitSm90a) {
+    return fmt::format("backward: smem {} B (1024 align + the larger of dQ/dR's and dK/dV's own tiles of block_m {} + "
+                       "stages {} x streamed tiles of block_n {} x d {} + barriers) exceeds sm_90a's {} B",
+                       smem, t.block_m, t.stages, t.block_n, d, kSmemLimitSm90a);
   }
   return std::nullopt;
 }

@@ -29,15 +29,17 @@ std::string merge_name(Family f, DType dt, int head_dim) {
 RenderedKernel render(const Variant& v) {
   if (auto why = why_illegal(v)) throw UnsupportedError(fmt::format("cannot render {}: {}", v.name(), *why));
   const bool decode = v.op == Op::decode;
-  const bool wgmma = is_wgmma(v.tile.mma);  // legality: prefill on sm_90a only
+  const bool wgmma = is_wgmma(v.tile.mma);  // legality: prefill or backward on sm_90a only
   const char* header = decode ? "plx/decode.cuh" : wgmma ? "plx/prefill_sm90.cuh" : "plx/prefill.cuh";
   const char* config = decode ? "plx::DecodeConfig" : wgmma ? "plx::PrefillSm90Config" : "plx::PrefillConfig";
   const char* kernel = decode ? "plx::decode_kernel" : wgmma ? "plx::prefill_sm90_kernel" : "plx::prefill_kernel";
   if (v.op == Op::backward) {  // the main kernel; render_backward_pre gives its preprocess
-    header = "plx/backward.cuh";
-    config = "plx::BackwardConfig";
-    kernel = "plx::backward_kernel";
+    header = wgmma ? "plx/backward_sm90.cuh" : "plx/backward.cuh";
+    config = wgmma ? "plx::BackwardSm90Config" : "plx::BackwardConfig";
+    kernel = wgmma ? "plx::backward_sm90_kernel" : "plx::backward_kernel";
   }
+  // The wgmma prefill's config takes (pipelined, ping-pong); the wgmma backward has neither.
+  const bool prefill_wgmma = wgmma && v.op == Op::prefill;
   RenderedKernel r;
   r.display_name = v.name();
   r.threads = v.tile.warps * 32;
@@ -58,7 +60,7 @@ RenderedKernel render(const Variant& v) {
       fmt::arg("d", v.head_dim), fmt::arg("bm", v.tile.block_m), fmt::arg("bn", v.tile.block_n),
       fmt::arg("w", v.tile.warps), fmt::arg("s", v.tile.stages), fmt::arg("causal", v.causal ? "true" : "false"),
       fmt::arg("window", v.window ? "true" : "false"),
-      fmt::arg("extra", !wgmma ? "" : fmt::format(", {}, {}", is_pipelined(v.tile.mma), is_pingpong(v.tile.mma))),
+      fmt::arg("extra", !prefill_wgmma ? "" : fmt::format(", {}, {}", is_pipelined(v.tile.mma), is_pingpong(v.tile.mma))),
       fmt::arg("smem", r.smem_bytes),
       fmt::arg("threads", r.threads));
   r.name_expression = fmt::format("{}<plx_gen::Cfg>", kernel);

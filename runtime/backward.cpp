@@ -75,6 +75,16 @@ Variant default_backward_variant(const AttentionArgs& a, Arch arch) {
   return v;
 }
 
+Variant wgmma_backward_variant(const AttentionArgs& a) {
+  Variant v = default_backward_variant(a, Arch::sm90a);
+  v.tile.block_m = 128;
+  v.tile.warps = 12;
+  v.tile.block_n = 32;
+  v.tile.stages = 2;
+  v.tile.mma = Mma::wgmma;
+  return v;
+}
+
 BackwardPlan plan_backward(const Variant& v, const AttentionArgs& a, const BackwardArgs& g) {
   BackwardPlan bp;
   // The forward's strides, shapes and scale; the 65535 limits on heads_q and batch.
@@ -82,7 +92,11 @@ BackwardPlan plan_backward(const Variant& v, const AttentionArgs& a, const Backw
   fwd.stats = nullptr;
   fwd.barv = nullptr;
   BwdParams& p = bp.params;
-  p.f = plan_launch(v, fwd, 1).params;
+  // sm_count 0: the plain (row blocks, heads_q, batch) grid, whose checks give the 65535
+  // limits; a wgmma variant would otherwise take the persistent prefill grid, whose
+  // AttnParams::persistent the backward kernels do not read (cleared below regardless).
+  p.f = plan_launch(v, fwd, 0).params;
+  p.f.persistent = 0;
   p.f.o = const_cast<void*>(g.o);  // read only: the preprocess takes t = dO.o from it
   p.dout = g.dout;
   p.barv = a.family == Family::parallax ? g.barv : nullptr;
@@ -101,6 +115,8 @@ BackwardPlan plan_backward(const Variant& v, const AttentionArgs& a, const Backw
   if (ctas > INT32_MAX)
     throw UnsupportedError(fmt::format("attention_backward arguments: {} CTAs per batch exceed a grid's x limit", ctas));
   bp.grid = {unsigned(ctas), unsigned(a.batch), 1};
+  // mma.sync: warps x 32; wgmma (backward_sm90.cuh): 128 x (consumer warpgroups + 1
+  // producer), which legality pins to warps x 32 as well; block_m is 64 x consumers there.
   bp.block = {unsigned(v.tile.warps * 32), 1, 1};
   bp.smem_bytes = static_cast<unsigned>(smem_bytes(v));
 

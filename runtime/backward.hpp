@@ -20,6 +20,10 @@ void check_fits_backward(const Variant& v, const AttentionArgs& fwd);
 // The model's choice: 4 warps (block_m 64); block_n 32 at head_dim 128, 64 at head_dim 64
 // (the largest that legality's register budget allows for the probe families); 2 stages.
 Variant default_backward_variant(const AttentionArgs& fwd, Arch arch);
+// The sm_90a wgmma draft (templates/plx/backward_sm90.cuh, never the default): 2 consumer
+// warpgroups (block_m 128, warps 12), block_n 32, 2 stages. The engine runs it in place of
+// the default only under PLX_BACKWARD_MMA=wgmma on an sm_90a device (a measurement switch).
+Variant wgmma_backward_variant(const AttentionArgs& fwd);
 
 struct BackwardPlan {
   cu::Dim3 pre_grid, pre_block;  // bwd_pre_kernel: one row per D / 8 threads

@@ -55,6 +55,17 @@ struct Engine::Impl {
     const char* e = std::getenv("PLX_PREFILL_GRID");
     return !(e && std::string(e) == "items");
   }();
+  // PLX_BACKWARD_MMA=wgmma: on sm_90a, attention_backward without a variant name runs the
+  // wgmma draft (wgmma_backward_variant) instead of the mma.sync default, so the [gpu]
+  // tests and tools/bench/train_step.py can exercise and time it unchanged.
+  const bool backward_wgmma = [] {
+    const char* e = std::getenv("PLX_BACKWARD_MMA");
+    return e && std::string(e) == "wgmma";
+  }();
+  Variant backward_choice(const AttentionArgs& a) const {
+    return backward_wgmma && device.arch() == Arch::sm90a ? wgmma_backward_variant(a)
+                                                          : default_backward_variant(a, device.arch());
+  }
   // The tuning database of this GPU, read once at construction and written here only under
   // PLX_TUNE=sync; `tuned` is false without a usable one, and the choice is then the
   // model's, unlooked-up.
@@ -301,7 +312,7 @@ void Engine::attention(const AttentionArgs& a, const std::string& variant_name, 
 
 void Engine::attention_backward(const AttentionArgs& a, const BackwardArgs& g, void* stream) {
   validate_backward(a, g);
-  impl_->run_backward(default_backward_variant(a, impl_->device.arch()), a, g, stream);
+  impl_->run_backward(impl_->backward_choice(a), a, g, stream);
 }
 
 void Engine::attention_backward(const AttentionArgs& a, const BackwardArgs& g, const std::string& variant_name,
@@ -312,7 +323,7 @@ void Engine::attention_backward(const AttentionArgs& a, const BackwardArgs& g, c
 
 std::string Engine::backward_variant_for(const AttentionArgs& a) const {
   validate_backward(a, BackwardArgs{}, /*pointers=*/false);
-  return default_backward_variant(a, impl_->device.arch()).name();
+  return impl_->backward_choice(a).name();
 }
 
 std::string Engine::variant_for(const AttentionArgs& a) const {

@@ -59,6 +59,27 @@ TEST_CASE("backward: the default variant is legal and serves the call", "[backwa
             }
 }
 
+TEST_CASE("backward: the wgmma choice (PLX_BACKWARD_MMA=wgmma) is legal and serves every call", "[backward]") {
+  for (Family f : {Family::softmax, Family::parallax, Family::parallax_uncentered})
+    for (DType dt : {DType::bf16, DType::fp16})
+      for (int d : {64, 128})
+        for (int window : {-1, 100})
+          for (bool causal : {true, false}) {
+            AttentionArgs a = args(f, d);
+            a.dtype = dt;
+            a.window_left = window;
+            a.causal = causal;
+            const Variant v = wgmma_backward_variant(a);
+            INFO(v.name());
+            CHECK(v.tile.mma == Mma::wgmma);
+            CHECK(v.arch == Arch::sm90a);
+            CHECK(!why_illegal(v));
+            CHECK_NOTHROW(check_fits_backward(v, a));
+            CHECK(parse_variant_name(v.name()) == v);
+            CHECK(render(v).name_expression == "plx::backward_sm90_kernel<plx_gen::Cfg>");
+          }
+}
+
 TEST_CASE("backward: launch plan", "[backward]") {
   AttentionArgs a = args(Family::parallax, 128);
   const BackwardArgs g = all_set();
@@ -84,6 +105,37 @@ TEST_CASE("backward: launch plan", "[backward]") {
   CHECK(plan_backward(default_backward_variant(a, Arch::sm90a), a, g).params.barv == nullptr);
   a.family = Family::softmax;
   CHECK(plan_backward(default_backward_variant(a, Arch::sm90a), a, g).params.dr == nullptr);
+}
+
+TEST_CASE("backward: launch plan and source of a wgmma variant (backward_sm90.cuh)", "[backward]") {
+  AttentionArgs a = args(Family::parallax, 128);
+  const BackwardArgs g = all_set();
+  const auto v = parse_variant_name("plx_backward_parallax_bf16_d128_causal_m128_n32_w12_s2_k1_wgmma_sm90a");
+  REQUIRE(v);
+  CHECK_NOTHROW(check_fits_backward(*v, a));
+  const BackwardPlan bp = plan_backward(*v, a, g);
+  // 1300 keys / 128 = 11 key tiles x 2 kv heads, then 1000 rows / 128 = 8 query tiles x 8 q heads.
+  CHECK(bp.params.kv_tiles == 11);
+  CHECK(bp.params.q_tiles == 8);
+  CHECK(bp.params.kv_ctas == 22);
+  CHECK(bp.grid.x == 22 + 8 * 8);
+  CHECK(bp.grid.y == 2);
+  CHECK(bp.block.x == 384);  // producer warpgroup + 2 consumers
+  CHECK(bp.smem_bytes == 132128);
+  CHECK(bp.params.f.persistent == 0);  // not the persistent wgmma prefill grid
+  CHECK(bp.pre_grid.x == 2000);
+  const RenderedKernel r = render(*v);
+  CHECK(r.name_expression == "plx::backward_sm90_kernel<plx_gen::Cfg>");
+  CHECK(r.source.find("#include \"plx/backward_sm90.cuh\"") != std::string::npos);
+  CHECK(r.source.find("plx::BackwardSm90Config<plx::Family::parallax, plx::bf16, 128, 128, 32, 12, 2, true, false>;") !=
+        std::string::npos);
+  CHECK(r.threads == 384);
+  CHECK(r.smem_bytes == 132128);
+  // The engine's default stays the mma.sync kernel.
+  CHECK(default_backward_variant(a, Arch::sm90a).tile.mma == Mma::sync);
+  // Batches past gridDim.y's limit are still refused by name (the 65535 checks).
+  a.batch = 70000;
+  CHECK_THROWS_AS(plan_backward(*v, a, g), UnsupportedError);
 }
 
 TEST_CASE("backward: arguments are refused by name", "[backward]") {

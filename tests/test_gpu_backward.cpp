@@ -17,6 +17,7 @@
 
 #include "autotune/heuristics.hpp"
 #include "generator/expand.hpp"
+#include "generator/legality.hpp"
 #include "generator/render.hpp"
 #include "generator/spec.hpp"
 #include "gpu_engine.hpp"
@@ -537,6 +538,44 @@ TEST_CASE("backward through the C API (plx_attention_backward)", "[gpu][backward
 }
 
 // Runs after the cases above (Catch keeps declaration order): the issue's median bar.
+// The sm_90a wgmma draft (templates/plx/backward_sm90.cuh, specs/backward_sm90_wgmma.yaml):
+// every family at d 128 and d 64, self-attention and chunked prefill, GQA, windows, and a
+// length that wraps the ring several times. Skipped on GPUs other than sm_90a. The engine's
+// default backward stays mma.sync, so the variant is named explicitly.
+TEST_CASE("backward: the wgmma kernel (backward_sm90.cuh) against the oracle", "[gpu][backward][wgmma]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  if (e->arch() != std::string("sm_90a")) {
+    WARN("the wgmma backward needs sm_90a; this device is " << e->arch());
+    return;
+  }
+  auto wgmma_variant = [](const AttentionArgs& a) {
+    Variant v;
+    v.op = Op::backward;
+    v.family = a.family;
+    v.dtype = a.dtype;
+    v.head_dim = a.head_dim;
+    v.causal = a.causal;
+    v.window = a.window_left >= 0;
+    v.arch = Arch::sm90a;
+    v.tile = Tile{128, 32, 12, 2, 1, Mma::wgmma};
+    REQUIRE(!why_illegal(v));
+    return v.name();
+  };
+  std::vector<BwdCase> cases;
+  for (Family f : kFamilies) {
+    std::vector<AttentionArgs> shapes = {
+        shape_of(f, DType::bf16, 128, 2, 333, 333, true, -1),   // self-attention, GQA 2
+        shape_of(f, DType::fp16, 64, 4, 211, 300, true, 45),    // chunked prefill, window, GQA 4
+        shape_of(f, DType::bf16, 128, 8, 700, 777, true, 100),  // window, GQA 8
+        shape_of(f, DType::bf16, 64, 1, 1029, 1029, true, -1),  // many tiles: the ring wraps
+    };
+    for (const AttentionArgs& a : shapes) cases.push_back({a, {}, wgmma_variant(a)});
+  }
+  warm(*e, cases);
+  for (const BwdCase& c : cases) check_backward(*e, c, "wgmma");
+}
+
 TEST_CASE("backward: median max-norm gradient error under 1e-2", "[gpu][backward]") {
   std::vector<double> e = gradient_errors();
   if (e.empty()) return;  // the gradient cases were filtered out or skipped (no GPU)

@@ -65,6 +65,7 @@ TEST_CASE("every shipped spec parses, expands to a modest legal set, and names r
       {"prefill_sm90_wgmma.yaml", "prefill-sm90-wgmma", Op::prefill, Arch::sm90a, 136, 1016},
       {"backward_sm90.yaml", "backward-sm90", Op::backward, Arch::sm90a, 72, 120},
       {"backward_sm80.yaml", "backward-sm80", Op::backward, Arch::sm80, 36, 12},
+      {"backward_sm90_wgmma.yaml", "backward-sm90-wgmma", Op::backward, Arch::sm90a, 24, 0},
   };
   std::set<std::string> files;
   for (const auto& e : fs::directory_iterator(kSpecs))
@@ -144,6 +145,48 @@ TEST_CASE("the prefill specs drop exactly the combinations their headers name", 
       CHECK((softmax_rows || parallax_regs || spill_budget));
     }
   }
+}
+
+TEST_CASE("legality of the wgmma backward (backward_sm90.cuh)", "[spec][legality]") {
+  auto v = parse_variant_name("plx_backward_parallax_bf16_d128_causal_m128_n32_w12_s2_k1_wgmma_sm90a");
+  REQUIRE(v);
+  CHECK(v->op == Op::backward);
+  CHECK(v->tile.mma == Mma::wgmma);
+  CHECK(!why_illegal(*v));
+  // 1024 align + dQ/dR (3 x 128 x 128 x 2 own + 2 stages x K, V x 32 x 128 x 2) + 2 x 2 barriers.
+  CHECK(smem_bytes(*v) == 1024 + 98304 + 32768 + 32);
+  auto with = [&](auto f) {
+    Variant w = *v;
+    f(w);
+    return why_illegal(w).value_or("");
+  };
+  CHECK(with([](Variant& w) { w.arch = Arch::sm80; }) == "mma wgmma: wgmma needs sm_90a (arch is sm_80)");
+  CHECK(with([](Variant& w) { w.tile.mma = Mma::wgmma_pipe; }) ==
+        "backward: mma wgmma-pipe not implemented (the wgmma backward has the plain wgmma loop only)");
+  CHECK(with([](Variant& w) { w.tile.warps = 8; }) ==
+        "mma wgmma: warps 8 must be 4 x (2 consumer warpgroups + 1 producer) = 12");
+  CHECK(with([](Variant& w) { w.tile.block_m = 96; }) ==
+        "mma wgmma: block_m 96 is not 1, 2 or 3 consumer warpgroups of 64 rows (queries or keys)");
+  CHECK(with([](Variant& w) { w.tile.block_n = 48; }) ==
+        "mma wgmma: block_n 48 not in {32, 64} (the wgmma N of the score tiles; 128 spills)");
+  CHECK(with([](Variant& w) { w.tile.block_n = 128; w.family = Family::softmax; w.head_dim = 64; }) ==
+        "mma wgmma: block_n 128 not in {32, 64} (the wgmma N of the score tiles; 128 spills)");
+  CHECK(with([](Variant& w) { w.tile.stages = 1; }) ==
+        "mma wgmma: stages 1 not in 2..4 (one ring slot filling while another is consumed)");
+  CHECK(with([](Variant& w) { w.tile.block_n = 64; }) ==
+        "mma wgmma: backward accumulators 128 + scores 3 x block_n 64 / 2 + 40 = 264 registers per consumer thread "
+        "exceed the 232 that 2 consumer warpgroups get");
+  CHECK(with([](Variant& w) { w.tile.block_n = 64; w.family = Family::softmax; }).empty());  // 128 + 64 + 40
+  CHECK(with([](Variant& w) { w.tile.block_n = 64; w.head_dim = 64; }).empty());  // 64 + 96 + 40 = 200
+  CHECK(with([](Variant& w) { w.tile.stages = 4; }).empty());  // 166976 B
+  CHECK(with([](Variant& w) { w.head_dim = 64; w.tile.block_m = 192; w.tile.warps = 16; }).empty());  // 152
+  CHECK(with([](Variant& w) { w.tile.block_m = 192; w.tile.warps = 16; }).find("exceed the 152") != std::string::npos);
+  // The mma.sync backward's rules are unchanged for mma sync (4 or 8 warps of 16 rows).
+  Variant s = *v;
+  s.tile.mma = Mma::sync;
+  CHECK(why_illegal(s) == "warps 12 not in {1, 2, 4, 8}");
+  s.tile.warps = 8;
+  CHECK(!why_illegal(s));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -681,7 +724,8 @@ TEST_CASE("the mma axis: names, spec key, legality of the wgmma prefill", "[spec
     return why_illegal(w).value_or("");
   };
   CHECK(with([](Variant& w) { w.arch = Arch::sm80; }) == "mma wgmma: wgmma needs sm_90a (arch is sm_80)");
-  CHECK(with([](Variant& w) { w.op = Op::decode; }) == "mma wgmma: only the prefill template uses wgmma (op is decode)");
+  CHECK(with([](Variant& w) { w.op = Op::decode; }) ==
+        "mma wgmma: only the prefill and backward templates use wgmma (op is decode)");
   CHECK(with([](Variant& w) { w.tile.warps = 8; }) ==
         "mma wgmma: warps 8 must be 4 x (2 consumer warpgroups + 1 producer) = 12");
   CHECK(with([](Variant& w) { w.tile.block_m = 128; }) ==

@@ -3,7 +3,8 @@
 // (128 threads) starting at a warp index divisible by 4; all 128 threads execute every
 // instruction here together.
 //
-// Shapes: m64 nN k16, fp32 accumulators, bf16/fp16 inputs, N in {64, 128}.
+// Shapes: m64 nN k16, fp32 accumulators, bf16/fp16 inputs, N in {64, 128}; wgmma_ss also
+// N = 32 (the score tiles of the backward, backward_sm90.cuh, stream 32 partners at d 128).
 //   D (accumulator, N/2 floats per thread) as d[N/8][4]: thread t of warp w holds
 //     d[n][0..1] = row 16w + t/4,     cols 8n + 2(t%4) + {0, 1}
 //     d[n][2..3] = row 16w + 8 + t/4, same cols
@@ -47,6 +48,8 @@ __device__ __forceinline__ void fence_regs(float (&d)[R][4]) {
 #define PLX_WG_ACC32(d, n)                                                                         \
   PLX_WG_ACC4(d, n), PLX_WG_ACC4(d, n + 1), PLX_WG_ACC4(d, n + 2), PLX_WG_ACC4(d, n + 3),           \
       PLX_WG_ACC4(d, n + 4), PLX_WG_ACC4(d, n + 5), PLX_WG_ACC4(d, n + 6), PLX_WG_ACC4(d, n + 7)
+#define PLX_WG_ACC16(d, n) PLX_WG_ACC4(d, n), PLX_WG_ACC4(d, n + 1), PLX_WG_ACC4(d, n + 2), PLX_WG_ACC4(d, n + 3)
+#define PLX_WG_REGS16 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
 #define PLX_WG_REGS32                                                                              \
   "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                         \
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
@@ -82,8 +85,11 @@ template <> struct IsBf16<bf16> { static constexpr bool value = true; };
 template <class T, int N>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], unsigned long long da, unsigned long long db,
                                          int scale_d) {
-  static_assert(N == 64 || N == 128, "wgmma_ss: N is 64 or 128 (see generator/legality.cpp)");
-  if constexpr (N == 64) {
+  static_assert(N == 32 || N == 64 || N == 128, "wgmma_ss: N is 32, 64 or 128 (see generator/legality.cpp)");
+  if constexpr (N == 32) {
+    if constexpr (IsBf16<T>::value) PLX_WGMMA_SS(32, "bf16", PLX_WG_REGS16, "16", "17", "18", PLX_WG_ACC16(d, 0));
+    else PLX_WGMMA_SS(32, "f16", PLX_WG_REGS16, "16", "17", "18", PLX_WG_ACC16(d, 0));
+  } else if constexpr (N == 64) {
     if constexpr (IsBf16<T>::value) PLX_WGMMA_SS(64, "bf16", PLX_WG_REGS32, "32", "33", "34", PLX_WG_ACC32(d, 0));
     else PLX_WGMMA_SS(64, "f16", PLX_WG_REGS32, "32", "33", "34", PLX_WG_ACC32(d, 0));
   } else {
@@ -113,6 +119,8 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 8][4], const unsigned (&
 #undef PLX_WGMMA_RS
 #undef PLX_WG_REGS64
 #undef PLX_WG_REGS32
+#undef PLX_WG_REGS16
+#undef PLX_WG_ACC16
 #undef PLX_WG_ACC32
 #undef PLX_WG_ACC4
 

@@ -1,0 +1,514 @@
+// Backward on Hopper (sm_90a): the gradients of parallax-math.md 4.2 with wgmma, no atomics.
+// DRAFT: compile-verified only (NVRTC 13, ptxas sm_90a), never run on a GPU.
+//
+// ---- Structure: two CTA roles, recompute, no atomics --------------------------------
+// As backward.cuh (mma.sync): one grid with two kinds of CTA,
+//   blockIdx.x < kv_ctas : dK/dV of BM keys of one kv head, streaming the (q, r, dO, row
+//                          terms) tiles of every q head of its GQA group (group sum in
+//                          registers);
+//   otherwise            : dQ/dR of BM query rows of one q head, streaming (K, V) tiles.
+// Both roles recompute S1, S2 and A, so a visible pair costs 11 GEMM-products of 2D FLOPs
+// (the 22 D FLOPs the benchmarks count): dQ/dR role 3 scores + dQ + dR = 5, dK/dV role
+// 3 scores + dV + 2 for dK = 6. The alternative, one dK/dV pass that also adds dQ/dR with
+// fp32 atomics (FlashAttention-3's way: 3 + 1 + 2 + 2 = 8 products, 16 D FLOPs), does 27%
+// fewer FLOPs but needs an fp32 dQ/dR workspace (2 x batch x heads_q x q_len x D x 4 B,
+// zeroed), 2 x BN x D fp32 reductions per (key tile, query tile) step, a conversion kernel,
+// and is non-deterministic. This first draft keeps the two roles because it reuses the
+// preprocess, plan, launch and oracle tests unchanged and is deterministic. Budget check
+// for the goal (11 ms at L 16384, i.e. ~530 TFLOP/s counting 22 D per pair): two roles need
+// ~530 real TFLOP/s (FA3 reports its d 128 backward on the order of 500 at long
+// sequences, from memory: check), the atomic form ~385 real TFLOP/s plus its reductions. If this kernel tops out well below 500, the
+// atomic dK/dV-only form is the next step (see "Atomic form" below).
+//
+// ---- Warp specialisation (as prefill_sm90.cuh) ---------------------------------------
+// Warpgroup 0 is the producer: cp.async of the streamed tiles into a ring of STAGES slots
+// (128-byte swizzle, sm90::Sw128Tile), one full and one empty mbarrier per slot. Warpgroups
+// 1..kConsumers are consumers, each owning an m64 tile of the CTA's BM = 64 x kConsumers
+// own rows (queries in the dQ/dR role, keys in the dK/dV role). The own tiles (q, r, dO or
+// K, V) are copied by all threads before the roles split (cp.async, wait, fence.proxy.async,
+// __syncthreads; not overlapped with anything: a tuning item). setmaxnreg: producer 40,
+// consumers 232 (2 consumers) or 152 (3); one consumer keeps 255 with no reallocation.
+//
+// ---- wgmma products per streamed tile (m64 = the consumer's own rows) ----------------
+// dQ/dR role (own = 64 queries, partner = BN keys):
+//   S1 = Q K^T, S2 = R K^T, A = dO V^T : ss, m64 nBN k16 x D/16; A operand = own Q/R/dO
+//                                       tile (K-major: d contiguous), B = K/V slot tile
+//                                       (K-major: d contiguous)
+//   grad_terms (backward.cuh) element by element: GL, GU (C layout, rows = queries)
+//   dQ += GL K, dR += GU K             : rs, m64 nD k16 x BN/16; A = GL/GU packed to T in
+//                                       registers (the C layout of 16 keys is the A layout),
+//                                       B = the same K slot tile read MN-major (keys = the
+//                                       reduction, rows; d = N, contiguous), as V in the
+//                                       forward's O += P V
+// dK/dV role (own = 64 keys, partner = BN queries of one q head):
+//   S1^T = K Q^T, S2^T = K R^T, A^T = V dO^T : ss, m64 nBN; A = own K/V (K-major),
+//                                       B = q/r/dO slot tiles (K-major)
+//   grad_terms with rows = keys, columns = queries (the row terms lse, bart, t, b are per
+//   column: read from the slot's term buffer in shared memory, as backward.cuh does)
+//   dV += W^T dO, dK += (c GL)^T q + GU^T r : rs, m64 nD; A = W^T, c GL^T, GU^T from the
+//                                       registers (already key-major: no transpose), B =
+//                                       dO/q/r slot tiles read MN-major
+// So no operand is ever transposed in registers: the transposed score tile each gradient
+// needs is produced directly by choosing which side owns the rows (keys own the rows in
+// the dK/dV role, as in the mma.sync kernel), and the shared-memory tiles serve both
+// orientations through the K-major and MN-major descriptors of one 128B-swizzled layout.
+//
+// ---- Registers per consumer thread ----------------------------------------------------
+// Accumulators: two m64 x D fp32 tiles (dQ + dR, or dK + dV) = 2 x 64 x D / 128 = D
+// floats. Score tiles S1, S2, A (two for softmax) of m64 x BN = BN / 2 floats each, all
+// live at grad_terms. Packed GL/GU/W: BN / 4 registers each (the floats die first).
+// Plus ~40 for descriptors, row terms, masks and addresses:
+//   parallax d 128 BN 32: 128 + 48 + 40 = 216 <= 232 (2 consumers)    <- the d 128 variants
+//   parallax d 128 BN 64: 128 + 96 + 40 = 264  > 232 (refused)
+//   softmax  d 128 BN 64: 128 + 64 + 40 = 232 <= 232 (borderline)
+//   parallax d 64  BN 64:  64 + 96 + 40 = 200 <= 232
+// Measured (NVRTC 13, ptxas sm_90a, bf16 causal): every 2-consumer variant reports the
+// launch's 168 registers and 0 spill / 0 stack (consumers run under setmaxnreg 232, which
+// ptxas honours after the setmaxnreg.inc). One consumer (warps 8, no reallocation, 255)
+// shows what a consumer really takes: parallax d 128 BN 32: 238, softmax d 128 BN 32: 201,
+// softmax d 128 BN 64: 241, parallax d 64 BN 64: 254, softmax d 64 BN 64: 179; softmax d 64
+// BN 128 spills (276 B; 844 B with two consumers), so BN 128 is refused.
+// Hence wgmma_ss gains an n32 shape (wgmma.cuh). BN 32 S-products are short wgmmas
+// (m64n32k16): ~half the tensor throughput per instruction of n64+ (issue-bound) -- the
+// main performance doubt of this draft at d 128. Ways out for the next session: split the
+// score tiles across the two consumers with S/dS through shared memory (FA3), or the
+// atomic form, whose dK/dV role could use BN 64 queries by dropping one score tile.
+//
+// Expected bottlenecks, to measure first (ncu): (1) the n32 ss score products read A (64 x
+// 16) and B (32 x 16) from shared memory per m64n32k16: ~21 FLOP per byte, so at ~128 B
+// per cycle per SM they run at most ~2.7K of the ~4K FLOP/cycle peak, and they are 3 of the
+// 5 (dQ/dR) or 6 (dK/dV) products; (2) no overlap inside a warpgroup: S batch, wait,
+// grad_terms, accumulation batch, wait; the tensor cores rely on the other consumer's
+// phase (a wgmma-pipe form: issue the accumulation of tile i, then S of tile i + 1, wait<1>);
+// (3) the own tiles are copied before the ring starts; (4) the producer uses the generic
+// per-row cp.async path (prefill_sm90.cuh's WholeTileRows is faster for whole tiles).
+//
+// ---- Shared memory (BM 128 = 2 consumers) ----------------------------------------------
+//   dQ/dR: own q, r, dO 3 x 128 x D x 2 B + STAGES x (K + V) x BN x D x 2 B
+//   dK/dV: own K, V 2 x 128 x D x 2 B + STAGES x ((q, r, dO) x BN x D x 2 B + BN x 16 B)
+//   + 1024 B alignment slack + 2 x STAGES mbarriers; the larger role sizes the launch.
+//   d 128 BN 32 stages 2: max(98304 + 32768, 65536 + 50176) + 1024 + 32 = 132128 B;
+//   stages 4 fits too (<= 227 KB): 1024 + 165888 + 64 = 166976 B.
+//
+// ---- Synchronisation ------------------------------------------------------------------
+// Slot s: full[s] completes when the producer's 128 threads arrived and their cp.async
+// copies landed (cp.async.mbarrier.arrive); consumers then fence.proxy.async (generic
+// -> async proxy for the wgmma reads) before the first wgmma. empty[s] takes one arrival
+// per consumer warp after that warp's wgmma_wait<0> for the tile's accumulation batch,
+// i.e. after every wgmma of that warpgroup that reads the slot completed (the arrival
+// count is 4 x kConsumers, so the producer overwrites the slot only when all warps of all
+// consumers are done). Each tile's whole wgmma sequence (both batches, their commits and
+// waits) sits inside one warpgroup-uniform branch (ptxas C7518 otherwise). wgmma_fence
+// precedes each batch (the A registers and accumulators were last written by ordinary
+// instructions: grad_terms, pack, zero-init).
+//
+// ---- Atomic form (not implemented) ----------------------------------------------------
+// dQ/dR would be added per (key tile, query tile) from the dK/dV role: dQ += GL K needs GL
+// with rows = queries, i.e. the transpose of the register tile there. It would be computed
+// as an ss wgmma with GL^T staged to shared memory (MN-major A), or as dQ^T = K^T GL^T with
+// rows = d (m64 x 2 for d 128) and B = GL^T staged to shared memory, then red.global.add.
+#pragma once
+#include "plx/backward.cuh"
+#include "plx/mbarrier.cuh"
+#include "plx/smem_layout_sm90.cuh"
+#include "plx/wgmma.cuh"
+
+namespace plx {
+
+template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW>
+struct BackwardSm90Config {
+  using Elem = T;
+  static constexpr Family kFamily = F;
+  static constexpr bool kProbe = F != Family::softmax;
+  static constexpr int kD = D, kBM = BM, kBN = BN, kStages = STAGES;
+  static constexpr bool kCausal = CAUSAL, kWindow = WINDOW;
+  static constexpr int kThreads = WARPS * 32;
+  static constexpr int kConsumers = BM / 64;
+  static_assert(kConsumers * 64 == BM && kConsumers >= 1 && kConsumers <= 3, "see generator/legality_backward.cpp");
+  static_assert(WARPS == 4 * (kConsumers + 1), "one producer warpgroup + the consumers");
+  static_assert((BN == 32 || BN == 64) && (D == 64 || D == 128), "wgmma.cuh shapes (n128 score tiles spill)");
+  static_assert(STAGES >= 2, "one slot filling while another is consumed");
+  static constexpr int kQSide = kProbe ? 3 : 2;  // q, (r), dO
+  using OwnTile = sm90::Sw128Tile<BM, D>;
+  using PartTile = sm90::Sw128Tile<BN, D>;
+  static constexpr int kTermBytes = BN * 16;
+  static constexpr int kAlignSlack = 1024;
+  // dQ/dR: own q, (r), dO; per slot K then V.
+  static constexpr int kDqBody = kQSide * OwnTile::kBytes + STAGES * 2 * PartTile::kBytes;
+  // dK/dV: own K, V; per slot q, (r), dO; then every slot's row terms (kept after the tiles
+  // so each tile stays 1024-aligned).
+  static constexpr int kKvBody = 2 * OwnTile::kBytes + STAGES * (kQSide * PartTile::kBytes + kTermBytes);
+  static constexpr int kBody = kDqBody > kKvBody ? kDqBody : kKvBody;
+  static constexpr int kBarrierBytes = STAGES * 2 * 8;
+  static constexpr int kSmemBytes = kAlignSlack + kBody + kBarrierBytes;
+  static constexpr int kProducerRegs = 40;
+  static constexpr int kConsumerRegs = kConsumers == 3 ? 152 : 232;
+};
+
+// The ring's barriers: full[s] (128 producer arrivals + their copies), empty[s] (one
+// arrival per consumer warp).
+template <class C>
+struct BwdRing {
+  unsigned bars;
+  __device__ __forceinline__ unsigned full(int s) const { return bars + 8u * unsigned(s); }
+  __device__ __forceinline__ unsigned empty(int s) const { return bars + 8u * unsigned(C::kStages + s); }
+  __device__ __forceinline__ void init() const {
+    if (threadIdx.x == 0) {
+#pragma unroll
+      for (int s = 0; s < C::kStages; ++s) {
+        sm90::mbar_init(full(s), 128);
+        sm90::mbar_init(empty(s), 4 * C::kConsumers);
+      }
+      sm90::mbar_init_fence();
+    }
+  }
+  static __device__ __forceinline__ int slot(int i) { return i % C::kStages; }
+  static __device__ __forceinline__ unsigned parity(int i) { return unsigned(i / C::kStages) & 1u; }
+};
+
+// The C layout of 16 partner columns (two n8 blocks) is the A-register layout of a k16
+// step (prefill_sm90.cuh's pack_p).
+template <class T, int BN>
+__device__ __forceinline__ void pack_a(const float (&sc)[BN / 8][4], unsigned (&pa)[BN / 16][4]) {
+#pragma unroll
+  for (int ks = 0; ks < BN / 16; ++ks) {
+    pa[ks][0] = pack2<T>(sc[2 * ks][0], sc[2 * ks][1]);
+    pa[ks][1] = pack2<T>(sc[2 * ks][2], sc[2 * ks][3]);
+    pa[ks][2] = pack2<T>(sc[2 * ks + 1][0], sc[2 * ks + 1][1]);
+    pa[ks][3] = pack2<T>(sc[2 * ks + 1][2], sc[2 * ks + 1][3]);
+  }
+}
+
+// d = X Y^T over D: X the own tile's m64 slice at row0, Y a slot tile (both K-major).
+template <class T, int BN, int D, class Own, class Part>
+__device__ __forceinline__ void issue_scores(float (&d)[BN / 8][4], Own x, int row0, Part y) {
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) sm90::wgmma_ss<T, BN>(d, x.kmajor_desc(row0, kk), y.kmajor_desc(0, kk), kk > 0);
+}
+
+// acc += P Y over the BN rows of the slot tile Y (MN-major), P packed in registers.
+template <class T, int BN, int D, class Part>
+__device__ __forceinline__ void issue_accumulate(float (&acc)[D / 8][4], const unsigned (&pa)[BN / 16][4], Part y) {
+#pragma unroll
+  for (int ks = 0; ks < BN / 16; ++ks) sm90::wgmma_rs<T, D>(acc, pa[ks], y.mnmajor_desc(ks));
+}
+
+__device__ __forceinline__ void bwd_release(const unsigned bar) {
+  __syncwarp();
+  if ((threadIdx.x & 31) == 0) sm90::mbar_arrive(bar);
+}
+
+// ---- dQ and dR of BM query rows of q head h -------------------------------------------
+template <class C>
+__device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned base, int b, int h, int tile) {
+  using T = typename C::Elem;
+  using Own = typename C::OwnTile;
+  using Part = typename C::PartTile;
+  constexpr int D = C::kD, BM = C::kBM, BN = C::kBN, kDo = C::kQSide - 1;
+  const AttnParams& f = p.f;
+  const int L = live_len(f, b);
+  const int row0 = tile * BM;
+  auto own = [&](int i) { return Own{base + unsigned(i * Own::kBytes)}; };
+  const unsigned ring = base + unsigned(C::kQSide * Own::kBytes);
+  auto kt = [&](int s) { return Part{ring + unsigned(2 * s * Part::kBytes)}; };
+  auto vt = [&](int s) { return Part{ring + unsigned((2 * s + 1) * Part::kBytes)}; };
+  const BwdRing<C> rg{base + unsigned(C::kBody)};
+
+  const long long q_off = b * f.q_stride_b + h * f.q_stride_h;
+  const long long o_off = b * f.o_stride_b + h * f.o_stride_h;
+  auto load_own = [&](int i, const void* src, long long off, long long stride_t) {
+    own(i).template load_rows<C::kThreads>(int(threadIdx.x), BM, [&](int r) -> const unsigned short* {
+      const int pos = row0 + r;
+      return pos < f.q_len ? static_cast<const unsigned short*>(src) + off + (long long)pos * stride_t : nullptr;
+    });
+  };
+  load_own(0, f.q, q_off, f.q_stride_t);
+  if (C::kProbe) load_own(1, f.r, q_off, f.q_stride_t);
+  load_own(kDo, p.dout, o_off, f.o_stride_t);
+  cp_async_commit();
+  rg.init();
+  cp_async_wait<0>();
+  sm90::fence_proxy_async();
+  __syncthreads();
+
+  const int cta_last = min(row0 + BM, f.q_len) - 1;
+  const BlockKeys cta_keys = block_keys<C::kCausal, C::kWindow>(L, f.q_len, row0, cta_last, f.window);
+  const int n_tiles = (cta_keys.any.hi - cta_keys.any.lo + BN - 1) / BN;
+  const int wg = threadIdx.x / 128;
+
+  if (wg == 0) {
+    // ------------------------------------------------------------------ producer
+    if constexpr (C::kConsumers > 1) sm90::regs_dealloc<C::kProducerRegs>();
+    const int tid = threadIdx.x;
+    const long long kv_off = b * f.k_stride_b + (h / f.group) * f.k_stride_h;
+    const unsigned short* kg = static_cast<const unsigned short*>(f.k) + kv_off;
+    const unsigned short* vg = static_cast<const unsigned short*>(f.v) + kv_off;
+    for (int i = 0; i < n_tiles; ++i) {
+      const int s = rg.slot(i), key0 = cta_keys.any.lo + i * BN;
+      sm90::mbar_wait(rg.empty(s), rg.parity(i) ^ 1);
+      kt(s).template load_rows<128>(tid, BN, [&](int r) -> const unsigned short* {
+        return key0 + r < L ? kg + (long long)(key0 + r) * f.k_stride_t : nullptr;
+      });
+      vt(s).template load_rows<128>(tid, BN, [&](int r) -> const unsigned short* {
+        return key0 + r < L ? vg + (long long)(key0 + r) * f.k_stride_t : nullptr;
+      });
+      sm90::mbar_arrive_cp_async(rg.full(s));
+      sm90::mbar_arrive(rg.full(s));
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    return;
+  }
+
+  // -------------------------------------------------------------------- consumers
+  if constexpr (C::kConsumers > 1) sm90::regs_alloc<C::kConsumerRegs>();
+  const int cw = wg - 1, ctid = threadIdx.x - 128 * wg;
+  const int warp = ctid >> 5, lane = ctid & 31, g = lane >> 2, t4 = lane & 3;
+  const int wg_first = row0 + 64 * cw;
+  const int warp_first = wg_first + 16 * warp;
+  float4 rt[2];
+  RowRange rr[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int pos = warp_first + g + 8 * r;
+    const bool live = pos < f.q_len;
+    rt[r] = live ? *reinterpret_cast<const float4*>(p.rows + (((long long)b * f.heads_q + h) * f.q_len + pos) * 4)
+                 : make_float4(__int_as_float(0x7f800000), 0.f, 0.f, 0.f);
+    rr[r] = live ? visible_keys<C::kCausal, C::kWindow>(L, f.q_len, pos, f.window) : RowRange{0, 0};
+  }
+  const bool wg_live = wg_first < f.q_len;
+  const int wg_last = min(wg_first + 64, f.q_len) - 1;
+  const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, f.q_len, wg_first, max(wg_last, wg_first), f.window);
+
+  float dq[1][D / 8][4], dr[1][D / 8][4];
+  zero<T, D>(dq);
+  zero<T, D>(dr);
+  for (int i = 0; i < n_tiles; ++i) {
+    const int s = rg.slot(i), key0 = cta_keys.any.lo + i * BN;
+    sm90::mbar_wait(rg.full(s), rg.parity(i));
+    if (wg_live && !span_is_dead(wg_keys, key0, BN)) {  // uniform over the warpgroup
+      float s1[BN / 8][4], s2[BN / 8][4], a[BN / 8][4];
+      sm90::fence_proxy_async();
+      sm90::wgmma_fence();
+      issue_scores<T, BN, D>(s1, own(0), 64 * cw, kt(s));
+      if constexpr (C::kProbe) issue_scores<T, BN, D>(s2, own(1), 64 * cw, kt(s));
+      issue_scores<T, BN, D>(a, own(kDo), 64 * cw, vt(s));
+      sm90::wgmma_commit();
+      sm90::wgmma_wait<0>();
+      sm90::fence_regs(s1);
+      if constexpr (C::kProbe) sm90::fence_regs(s2);
+      sm90::fence_regs(a);
+      auto combine = [&](auto masked) {
+#pragma unroll
+        for (int n = 0; n < BN / 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int r = e >> 1, key = key0 + n * 8 + 2 * t4 + (e & 1);
+            const bool vis = !decltype(masked)::value || (key >= rr[r].lo && key < rr[r].hi);
+            float gl, gu, w;
+            grad_terms<C::kFamily>(s1[n][e], C::kProbe ? s2[n][e] : 0.f, a[n][e], rt[r], f.scale_log2, vis, gl, gu,
+                                   w);
+            s1[n][e] = gl;
+            if (C::kProbe) s2[n][e] = gu;
+          }
+      };
+      if (span_needs_mask(wg_keys, key0, BN)) combine(Flag<true>{});
+      else combine(Flag<false>{});
+      unsigned pl[BN / 16][4], pu[BN / 16][4];
+      pack_a<T, BN>(s1, pl);
+      if constexpr (C::kProbe) pack_a<T, BN>(s2, pu);
+      sm90::wgmma_fence();
+      issue_accumulate<T, BN, D>(dq[0], pl, kt(s));
+      if constexpr (C::kProbe) issue_accumulate<T, BN, D>(dr[0], pu, kt(s));
+      sm90::wgmma_commit();
+      sm90::wgmma_wait<0>();
+      sm90::fence_regs(dq[0]);
+      if constexpr (C::kProbe) sm90::fence_regs(dr[0]);
+    }
+    bwd_release(rg.empty(s));
+  }
+
+  auto out_row = [&](void* base_ptr) {
+    return [&, base_ptr](int i) -> T* {
+      const int pos = warp_first + i;
+      return pos < f.q_len ? static_cast<T*>(base_ptr) + q_off + (long long)pos * f.q_stride_t : nullptr;
+    };
+  };
+  store_rows<T, D>(dq, p.scale, out_row(p.dq));
+  if (C::kProbe) store_rows<T, D>(dr, 1.f, out_row(p.dr));
+}
+
+// ---- dK and dV of BM keys of kv head hkv, summed over its q heads ------------------------
+template <class C>
+__device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned base, int b, int hkv, int tile) {
+  using T = typename C::Elem;
+  using Own = typename C::OwnTile;
+  using Part = typename C::PartTile;
+  constexpr int D = C::kD, BM = C::kBM, BN = C::kBN, S = C::kStages, kDo = C::kQSide - 1;
+  const AttnParams& f = p.f;
+  const int L = live_len(f, b);
+  const int key0 = tile * BM;
+  const long long kv_off = b * f.k_stride_b + hkv * f.k_stride_h;
+  auto own = [&](int i) { return Own{base + unsigned(i * Own::kBytes)}; };
+  const unsigned ring = base + unsigned(2 * Own::kBytes);
+  auto part = [&](int s, int j) { return Part{ring + unsigned((s * C::kQSide + j) * Part::kBytes)}; };
+  auto terms = [&](int s) { return ring + unsigned(S * C::kQSide * Part::kBytes + s * C::kTermBytes); };
+  const BwdRing<C> rg{base + unsigned(C::kBody)};
+
+  auto load_own = [&](int i, const void* src) {
+    own(i).template load_rows<C::kThreads>(int(threadIdx.x), BM, [&](int r) -> const unsigned short* {
+      const int key = key0 + r;
+      return key < L ? static_cast<const unsigned short*>(src) + kv_off + (long long)key * f.k_stride_t : nullptr;
+    });
+  };
+  load_own(0, f.k);
+  load_own(1, f.v);
+  cp_async_commit();
+  rg.init();
+  cp_async_wait<0>();
+  sm90::fence_proxy_async();
+  __syncthreads();
+
+  // The queries that see any key of [k_first, k_last] (backward.cuh's bwd_dkv_role).
+  const int off = L - f.q_len;
+  auto first_query = [&](int k_first) { return C::kCausal ? max(0, k_first - off) : 0; };
+  auto end_query = [&](int k_last) { return C::kWindow ? min(f.q_len, k_last - off + f.window) : f.q_len; };
+  const int cta_last = min(key0 + BM, L) - 1;
+  const int qa = first_query(key0), qb = key0 < L ? end_query(cta_last) : qa;
+  const int per_head = qb > qa ? (qb - qa + BN - 1) / BN : 0;
+  const int n_tiles = per_head * f.group;
+  auto head_of = [&](int i) { return hkv * f.group + i / per_head; };
+  auto query0 = [&](int i) { return qa + (i % per_head) * BN; };
+  const int wg = threadIdx.x / 128;
+
+  if (wg == 0) {
+    // ------------------------------------------------------------------ producer
+    if constexpr (C::kConsumers > 1) sm90::regs_dealloc<C::kProducerRegs>();
+    const int tid = threadIdx.x;
+    for (int i = 0; i < n_tiles; ++i) {
+      const int s = rg.slot(i), h = head_of(i), q0 = query0(i);
+      sm90::mbar_wait(rg.empty(s), rg.parity(i) ^ 1);
+      auto load_part = [&](int j, const void* src, long long off_h, long long stride_t) {
+        const unsigned short* g = static_cast<const unsigned short*>(src) + off_h;
+        part(s, j).template load_rows<128>(tid, BN, [&](int r) -> const unsigned short* {
+          return q0 + r < f.q_len ? g + (long long)(q0 + r) * stride_t : nullptr;
+        });
+      };
+      const long long q_off = b * f.q_stride_b + h * f.q_stride_h;
+      load_part(0, f.q, q_off, f.q_stride_t);
+      if (C::kProbe) load_part(1, f.r, q_off, f.q_stride_t);
+      load_part(kDo, p.dout, b * f.o_stride_b + h * f.o_stride_h, f.o_stride_t);
+      if (tid < BN) {
+        const int q = q0 + tid;
+        const bool live = q < f.q_len;
+        const float* src = p.rows + (((long long)b * f.heads_q + h) * f.q_len + (live ? q : 0)) * 4;
+        cp_async_16(terms(s) + unsigned(tid * 16), src, live);
+      }
+      sm90::mbar_arrive_cp_async(rg.full(s));
+      sm90::mbar_arrive(rg.full(s));
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    return;
+  }
+
+  // -------------------------------------------------------------------- consumers
+  if constexpr (C::kConsumers > 1) sm90::regs_alloc<C::kConsumerRegs>();
+  const int cw = wg - 1, ctid = threadIdx.x - 128 * wg;
+  const int warp = ctid >> 5, lane = ctid & 31, g = lane >> 2, t4 = lane & 3;
+  const int kw0 = key0 + 64 * cw, kw1 = kw0 + 63;  // the warpgroup's keys
+  const bool wg_live = kw0 < L;
+  const int qa_w = first_query(kw0), qb_w = wg_live ? end_query(min(kw1, L - 1)) : qa_w;
+  const int warp_key = kw0 + 16 * warp;
+  const int key_of[2] = {warp_key + g, warp_key + g + 8};
+
+  float dk[1][D / 8][4], dv[1][D / 8][4];
+  zero<T, D>(dk);
+  zero<T, D>(dv);
+  for (int i = 0; i < n_tiles; ++i) {
+    const int s = rg.slot(i), q0 = query0(i);
+    sm90::mbar_wait(rg.full(s), rg.parity(i));
+    if (wg_live && q0 < qb_w && q0 + BN > qa_w) {  // uniform over the warpgroup
+      float s1[BN / 8][4], s2[BN / 8][4], a[BN / 8][4];
+      sm90::fence_proxy_async();
+      sm90::wgmma_fence();
+      issue_scores<T, BN, D>(s1, own(0), 64 * cw, part(s, 0));
+      if constexpr (C::kProbe) issue_scores<T, BN, D>(s2, own(0), 64 * cw, part(s, 1));
+      issue_scores<T, BN, D>(a, own(1), 64 * cw, part(s, kDo));
+      sm90::wgmma_commit();
+      sm90::wgmma_wait<0>();
+      sm90::fence_regs(s1);
+      if constexpr (C::kProbe) sm90::fence_regs(s2);
+      sm90::fence_regs(a);
+      // Every (key, query) of the warpgroup's 64 keys x this tile visible (backward.cuh).
+      bool all = q0 + BN <= f.q_len;
+      if (all) {
+        const RowRange first = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0, f.window);
+        const RowRange last = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0 + BN - 1, f.window);
+        all = last.lo <= kw0 && kw1 < first.hi;
+      }
+      const unsigned tb = terms(s);
+      auto combine = [&](auto masked) {
+#pragma unroll
+        for (int n = 0; n < BN / 8; ++n)
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            const int col = n * 8 + 2 * t4 + c;
+            float4 rt;
+            asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];\n"
+                         : "=f"(rt.x), "=f"(rt.y), "=f"(rt.z), "=f"(rt.w)
+                         : "r"(tb + unsigned(col * 16)));
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              const int e = 2 * r + c;
+              const bool vis = !decltype(masked)::value ||
+                               sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, f.q_len, f.window);
+              float gl, gu, w;
+              grad_terms<C::kFamily>(s1[n][e], C::kProbe ? s2[n][e] : 0.f, a[n][e], rt, f.scale_log2, vis, gl, gu,
+                                     w);
+              s1[n][e] = gl * p.scale;
+              if (C::kProbe) s2[n][e] = gu;
+              a[n][e] = w;
+            }
+          }
+      };
+      if (all) combine(Flag<false>{});
+      else combine(Flag<true>{});
+      unsigned pw[BN / 16][4], pl[BN / 16][4], pu[BN / 16][4];
+      pack_a<T, BN>(a, pw);
+      pack_a<T, BN>(s1, pl);
+      if constexpr (C::kProbe) pack_a<T, BN>(s2, pu);
+      sm90::wgmma_fence();
+      issue_accumulate<T, BN, D>(dv[0], pw, part(s, kDo));
+      issue_accumulate<T, BN, D>(dk[0], pl, part(s, 0));
+      if constexpr (C::kProbe) issue_accumulate<T, BN, D>(dk[0], pu, part(s, 1));
+      sm90::wgmma_commit();
+      sm90::wgmma_wait<0>();
+      sm90::fence_regs(dk[0]);
+      sm90::fence_regs(dv[0]);
+    }
+    bwd_release(rg.empty(s));
+  }
+
+  auto out_row = [&](void* base_ptr) {
+    return [&, base_ptr](int i) -> T* {
+      const int key = warp_key + i;
+      return key < f.kv_len ? static_cast<T*>(base_ptr) + kv_off + (long long)key * f.k_stride_t : nullptr;
+    };
+  };
+  store_rows<T, D>(dk, 1.f, out_row(p.dk));
+  store_rows<T, D>(dv, 1.f, out_row(p.dv));
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::kThreads, 1) backward_sm90_kernel(const BwdParams p) {
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned base = (smem_addr(smem) + 1023u) & ~1023u;
+  const int b = blockIdx.y, x = blockIdx.x;
+  if (x < p.kv_ctas) {
+    bwd_sm90_dkv_role<C>(p, base, b, x % p.f.heads_kv, x / p.f.heads_kv);
+  } else {
+    const int y = x - p.kv_ctas;
+    bwd_sm90_dq_role<C>(p, base, b, y % p.f.heads_q, p.q_tiles - 1 - y / p.f.heads_q);
+  }
+}
+
+}  // namespace plx
