@@ -4,6 +4,7 @@
 // the variant choice adds one hash-map lookup of the call's bucket (a few ints, no string).
 #include <fmt/format.h>
 
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -62,9 +63,28 @@ struct Engine::Impl {
     const char* e = std::getenv("PLX_BACKWARD_MMA");
     return e && std::string(e) == "wgmma";
   }();
+  // PLX_BACKWARD_TILE=block_m,block_n,warps,stages: the tile of that choice, for sweeping
+  // the backward's tiles through unchanged callers (train_step.py); the variant's legality
+  // is checked where it runs, so a bad tile is a clear error, not a wrong kernel.
+  const std::optional<std::array<int, 4>> backward_tile = [] () -> std::optional<std::array<int, 4>> {
+    const char* e = std::getenv("PLX_BACKWARD_TILE");
+    if (!e) return std::nullopt;
+    std::array<int, 4> t{};
+    char tail = 0;
+    if (std::sscanf(e, "%d,%d,%d,%d%c", &t[0], &t[1], &t[2], &t[3], &tail) != 4)
+      throw UnsupportedError(fmt::format("PLX_BACKWARD_TILE='{}': expected block_m,block_n,warps,stages (e.g. 128,32,12,3)", e));
+    return t;
+  }();
   Variant backward_choice(const AttentionArgs& a) const {
-    return backward_wgmma && device.arch() == Arch::sm90a ? wgmma_backward_variant(a)
-                                                          : default_backward_variant(a, device.arch());
+    Variant v = backward_wgmma && device.arch() == Arch::sm90a ? wgmma_backward_variant(a)
+                                                               : default_backward_variant(a, device.arch());
+    if (backward_tile) {
+      v.tile.block_m = (*backward_tile)[0];
+      v.tile.block_n = (*backward_tile)[1];
+      v.tile.warps = (*backward_tile)[2];
+      v.tile.stages = (*backward_tile)[3];
+    }
+    return v;
   }
   // The tuning database of this GPU, read once at construction and written here only under
   // PLX_TUNE=sync; `tuned` is false without a usable one, and the choice is then the
