@@ -193,6 +193,21 @@ __device__ __forceinline__ void issue_accumulate(float (&acc)[D / 8][4], const u
   for (int ks = 0; ks < BN / 16; ++ks) sm90::wgmma_rs<T, D>(acc, pa[ks], y.mnmajor_desc(ks));
 }
 
+// Runs body(Index<w>{}) for consumer warpgroup w (= warpgroup - 1) with w a compile-time
+// constant. The own tile's row offset 64 w then folds into the wgmma descriptors, which
+// stay in uniform registers; with w derived from threadIdx ptxas built every A descriptor
+// in vector registers and moved it over with two R2UR per wgmma (SASS, 2026-11-29).
+template <int N> struct Index { static constexpr int value = N; };
+template <int kConsumers, class Body>
+__device__ __forceinline__ void per_consumer(int w, Body body) {
+  if (w == 0) {
+    body(Index<0>{});
+  } else if constexpr (kConsumers > 1) {
+    if (w == 1) body(Index<1>{});
+    else if constexpr (kConsumers > 2) body(Index<2>{});
+  }
+}
+
 __device__ __forceinline__ void bwd_release(const unsigned bar) {
   __syncwarp();
   if ((threadIdx.x & 31) == 0) sm90::mbar_arrive(bar);
@@ -246,12 +261,17 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
     for (int i = 0; i < n_tiles; ++i) {
       const int s = rg.slot(i), key0 = cta_keys.any.lo + i * BN;
       sm90::mbar_wait(rg.empty(s), rg.parity(i) ^ 1);
-      kt(s).template load_rows<128>(tid, BN, [&](int r) -> const unsigned short* {
-        return key0 + r < L ? kg + (long long)(key0 + r) * f.k_stride_t : nullptr;
-      });
-      vt(s).template load_rows<128>(tid, BN, [&](int r) -> const unsigned short* {
-        return key0 + r < L ? vg + (long long)(key0 + r) * f.k_stride_t : nullptr;
-      });
+      if (key0 + BN <= L) {
+        kt(s).template copy_rows<128>(tid, kg + (long long)key0 * f.k_stride_t, f.k_stride_t);
+        vt(s).template copy_rows<128>(tid, vg + (long long)key0 * f.k_stride_t, f.k_stride_t);
+      } else {
+        kt(s).template load_rows<128>(tid, BN, [&](int r) -> const unsigned short* {
+          return key0 + r < L ? kg + (long long)(key0 + r) * f.k_stride_t : nullptr;
+        });
+        vt(s).template load_rows<128>(tid, BN, [&](int r) -> const unsigned short* {
+          return key0 + r < L ? vg + (long long)(key0 + r) * f.k_stride_t : nullptr;
+        });
+      }
       sm90::mbar_arrive_cp_async(rg.full(s));
       sm90::mbar_arrive(rg.full(s));
     }
@@ -261,80 +281,83 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
 
   // -------------------------------------------------------------------- consumers
   if constexpr (C::kConsumers > 1) sm90::regs_alloc<C::kConsumerRegs>();
-  const int cw = wg - 1, ctid = threadIdx.x - 128 * wg;
-  const int warp = ctid >> 5, lane = ctid & 31, g = lane >> 2, t4 = lane & 3;
-  const int wg_first = row0 + 64 * cw;
-  const int warp_first = wg_first + 16 * warp;
-  float4 rt[2];
-  RowRange rr[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int pos = warp_first + g + 8 * r;
-    const bool live = pos < f.q_len;
-    rt[r] = live ? *reinterpret_cast<const float4*>(p.rows + (((long long)b * f.heads_q + h) * f.q_len + pos) * 4)
-                 : make_float4(__int_as_float(0x7f800000), 0.f, 0.f, 0.f);
-    rr[r] = live ? visible_keys<C::kCausal, C::kWindow>(L, f.q_len, pos, f.window) : RowRange{0, 0};
-  }
-  const bool wg_live = wg_first < f.q_len;
-  const int wg_last = min(wg_first + 64, f.q_len) - 1;
-  const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, f.q_len, wg_first, max(wg_last, wg_first), f.window);
-
-  float dq[1][D / 8][4], dr[1][D / 8][4];
-  zero<T, D>(dq);
-  zero<T, D>(dr);
-  for (int i = 0; i < n_tiles; ++i) {
-    const int s = rg.slot(i), key0 = cta_keys.any.lo + i * BN;
-    sm90::mbar_wait(rg.full(s), rg.parity(i));
-    if (wg_live && !span_is_dead(wg_keys, key0, BN)) {  // uniform over the warpgroup
-      float s1[BN / 8][4], s2[BN / 8][4], a[BN / 8][4];
-      sm90::fence_proxy_async();
-      sm90::wgmma_fence();
-      issue_scores<T, BN, D>(s1, own(0), 64 * cw, kt(s));
-      if constexpr (C::kProbe) issue_scores<T, BN, D>(s2, own(1), 64 * cw, kt(s));
-      issue_scores<T, BN, D>(a, own(kDo), 64 * cw, vt(s));
-      sm90::wgmma_commit();
-      sm90::wgmma_wait<0>();
-      sm90::fence_regs(s1);
-      if constexpr (C::kProbe) sm90::fence_regs(s2);
-      sm90::fence_regs(a);
-      auto combine = [&](auto masked) {
-#pragma unroll
-        for (int n = 0; n < BN / 8; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int r = e >> 1, key = key0 + n * 8 + 2 * t4 + (e & 1);
-            const bool vis = !decltype(masked)::value || (key >= rr[r].lo && key < rr[r].hi);
-            float gl, gu, w;
-            grad_terms<C::kFamily>(s1[n][e], C::kProbe ? s2[n][e] : 0.f, a[n][e], rt[r], f.scale_log2, vis, gl, gu,
-                                   w);
-            s1[n][e] = gl;
-            if (C::kProbe) s2[n][e] = gu;
-          }
-      };
-      if (span_needs_mask(wg_keys, key0, BN)) combine(Flag<true>{});
-      else combine(Flag<false>{});
-      unsigned pl[BN / 16][4], pu[BN / 16][4];
-      pack_a<T, BN>(s1, pl);
-      if constexpr (C::kProbe) pack_a<T, BN>(s2, pu);
-      sm90::wgmma_fence();
-      issue_accumulate<T, BN, D>(dq[0], pl, kt(s));
-      if constexpr (C::kProbe) issue_accumulate<T, BN, D>(dr[0], pu, kt(s));
-      sm90::wgmma_commit();
-      sm90::wgmma_wait<0>();
-      sm90::fence_regs(dq[0]);
-      if constexpr (C::kProbe) sm90::fence_regs(dr[0]);
+  per_consumer<C::kConsumers>(wg - 1, [&](auto cw_c) {
+    constexpr int cw = decltype(cw_c)::value;
+    const int ctid = threadIdx.x - 128 * (cw + 1);
+    const int warp = ctid >> 5, lane = ctid & 31, g = lane >> 2, t4 = lane & 3;
+    const int wg_first = row0 + 64 * cw;
+    const int warp_first = wg_first + 16 * warp;
+    float4 rt[2];
+    RowRange rr[2];
+  #pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int pos = warp_first + g + 8 * r;
+      const bool live = pos < f.q_len;
+      rt[r] = live ? *reinterpret_cast<const float4*>(p.rows + (((long long)b * f.heads_q + h) * f.q_len + pos) * 4)
+                   : make_float4(__int_as_float(0x7f800000), 0.f, 0.f, 0.f);
+      rr[r] = live ? visible_keys<C::kCausal, C::kWindow>(L, f.q_len, pos, f.window) : RowRange{0, 0};
     }
-    bwd_release(rg.empty(s));
-  }
+    const bool wg_live = wg_first < f.q_len;
+    const int wg_last = min(wg_first + 64, f.q_len) - 1;
+    const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, f.q_len, wg_first, max(wg_last, wg_first), f.window);
 
-  auto out_row = [&](void* base_ptr) {
-    return [&, base_ptr](int i) -> T* {
-      const int pos = warp_first + i;
-      return pos < f.q_len ? static_cast<T*>(base_ptr) + q_off + (long long)pos * f.q_stride_t : nullptr;
+    float dq[1][D / 8][4], dr[1][D / 8][4];
+    zero<T, D>(dq);
+    zero<T, D>(dr);
+    for (int i = 0; i < n_tiles; ++i) {
+      const int s = rg.slot(i), key0 = cta_keys.any.lo + i * BN;
+      sm90::mbar_wait(rg.full(s), rg.parity(i));
+      if (wg_live && !span_is_dead(wg_keys, key0, BN)) {  // uniform over the warpgroup
+        float s1[BN / 8][4], s2[BN / 8][4], a[BN / 8][4];
+        sm90::fence_proxy_async();
+        sm90::wgmma_fence();
+        issue_scores<T, BN, D>(s1, own(0), 64 * cw, kt(s));
+        if constexpr (C::kProbe) issue_scores<T, BN, D>(s2, own(1), 64 * cw, kt(s));
+        issue_scores<T, BN, D>(a, own(kDo), 64 * cw, vt(s));
+        sm90::wgmma_commit();
+        sm90::wgmma_wait<0>();
+        sm90::fence_regs(s1);
+        if constexpr (C::kProbe) sm90::fence_regs(s2);
+        sm90::fence_regs(a);
+        auto combine = [&](auto masked) {
+  #pragma unroll
+          for (int n = 0; n < BN / 8; ++n)
+  #pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int r = e >> 1, key = key0 + n * 8 + 2 * t4 + (e & 1);
+              const bool vis = !decltype(masked)::value || (key >= rr[r].lo && key < rr[r].hi);
+              float gl, gu, w;
+              grad_terms<C::kFamily>(s1[n][e], C::kProbe ? s2[n][e] : 0.f, a[n][e], rt[r], f.scale_log2, vis, gl, gu,
+                                     w);
+              s1[n][e] = gl;
+              if (C::kProbe) s2[n][e] = gu;
+            }
+        };
+        if (span_needs_mask(wg_keys, key0, BN)) combine(Flag<true>{});
+        else combine(Flag<false>{});
+        unsigned pl[BN / 16][4], pu[BN / 16][4];
+        pack_a<T, BN>(s1, pl);
+        if constexpr (C::kProbe) pack_a<T, BN>(s2, pu);
+        sm90::wgmma_fence();
+        issue_accumulate<T, BN, D>(dq[0], pl, kt(s));
+        if constexpr (C::kProbe) issue_accumulate<T, BN, D>(dr[0], pu, kt(s));
+        sm90::wgmma_commit();
+        sm90::wgmma_wait<0>();
+        sm90::fence_regs(dq[0]);
+        if constexpr (C::kProbe) sm90::fence_regs(dr[0]);
+      }
+      bwd_release(rg.empty(s));
+    }
+
+    auto out_row = [&](void* base_ptr) {
+      return [&, base_ptr](int i) -> T* {
+        const int pos = warp_first + i;
+        return pos < f.q_len ? static_cast<T*>(base_ptr) + q_off + (long long)pos * f.q_stride_t : nullptr;
+      };
     };
-  };
-  store_rows<T, D>(dq, p.scale, out_row(p.dq));
-  if (C::kProbe) store_rows<T, D>(dr, 1.f, out_row(p.dr));
+    store_rows<T, D>(dq, p.scale, out_row(p.dq));
+    if (C::kProbe) store_rows<T, D>(dr, 1.f, out_row(p.dr));
+  });
 }
 
 // ---- dK and dV of BM keys of kv head hkv, summed over its q heads ------------------------
@@ -389,6 +412,10 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
       sm90::mbar_wait(rg.empty(s), rg.parity(i) ^ 1);
       auto load_part = [&](int j, const void* src, long long off_h, long long stride_t) {
         const unsigned short* g = static_cast<const unsigned short*>(src) + off_h;
+        if (q0 + BN <= f.q_len) {
+          part(s, j).template copy_rows<128>(tid, g + (long long)q0 * stride_t, stride_t);
+          return;
+        }
         part(s, j).template load_rows<128>(tid, BN, [&](int r) -> const unsigned short* {
           return q0 + r < f.q_len ? g + (long long)(q0 + r) * stride_t : nullptr;
         });
@@ -412,90 +439,93 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
 
   // -------------------------------------------------------------------- consumers
   if constexpr (C::kConsumers > 1) sm90::regs_alloc<C::kConsumerRegs>();
-  const int cw = wg - 1, ctid = threadIdx.x - 128 * wg;
-  const int warp = ctid >> 5, lane = ctid & 31, g = lane >> 2, t4 = lane & 3;
-  const int kw0 = key0 + 64 * cw, kw1 = kw0 + 63;  // the warpgroup's keys
-  const bool wg_live = kw0 < L;
-  const int qa_w = first_query(kw0), qb_w = wg_live ? end_query(min(kw1, L - 1)) : qa_w;
-  const int warp_key = kw0 + 16 * warp;
-  const int key_of[2] = {warp_key + g, warp_key + g + 8};
+  per_consumer<C::kConsumers>(wg - 1, [&](auto cw_c) {
+    constexpr int cw = decltype(cw_c)::value;
+    const int ctid = threadIdx.x - 128 * (cw + 1);
+    const int warp = ctid >> 5, lane = ctid & 31, g = lane >> 2, t4 = lane & 3;
+    const int kw0 = key0 + 64 * cw, kw1 = kw0 + 63;  // the warpgroup's keys
+    const bool wg_live = kw0 < L;
+    const int qa_w = first_query(kw0), qb_w = wg_live ? end_query(min(kw1, L - 1)) : qa_w;
+    const int warp_key = kw0 + 16 * warp;
+    const int key_of[2] = {warp_key + g, warp_key + g + 8};
 
-  float dk[1][D / 8][4], dv[1][D / 8][4];
-  zero<T, D>(dk);
-  zero<T, D>(dv);
-  for (int i = 0; i < n_tiles; ++i) {
-    const int s = rg.slot(i), q0 = query0(i);
-    sm90::mbar_wait(rg.full(s), rg.parity(i));
-    if (wg_live && q0 < qb_w && q0 + BN > qa_w) {  // uniform over the warpgroup
-      float s1[BN / 8][4], s2[BN / 8][4], a[BN / 8][4];
-      sm90::fence_proxy_async();
-      sm90::wgmma_fence();
-      issue_scores<T, BN, D>(s1, own(0), 64 * cw, part(s, 0));
-      if constexpr (C::kProbe) issue_scores<T, BN, D>(s2, own(0), 64 * cw, part(s, 1));
-      issue_scores<T, BN, D>(a, own(1), 64 * cw, part(s, kDo));
-      sm90::wgmma_commit();
-      sm90::wgmma_wait<0>();
-      sm90::fence_regs(s1);
-      if constexpr (C::kProbe) sm90::fence_regs(s2);
-      sm90::fence_regs(a);
-      // Every (key, query) of the warpgroup's 64 keys x this tile visible (backward.cuh).
-      bool all = q0 + BN <= f.q_len;
-      if (all) {
-        const RowRange first = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0, f.window);
-        const RowRange last = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0 + BN - 1, f.window);
-        all = last.lo <= kw0 && kw1 < first.hi;
-      }
-      const unsigned tb = terms(s);
-      auto combine = [&](auto masked) {
-#pragma unroll
-        for (int n = 0; n < BN / 8; ++n)
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const int col = n * 8 + 2 * t4 + c;
-            float4 rt;
-            asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];\n"
-                         : "=f"(rt.x), "=f"(rt.y), "=f"(rt.z), "=f"(rt.w)
-                         : "r"(tb + unsigned(col * 16)));
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-              const int e = 2 * r + c;
-              const bool vis = !decltype(masked)::value ||
-                               sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, f.q_len, f.window);
-              float gl, gu, w;
-              grad_terms<C::kFamily>(s1[n][e], C::kProbe ? s2[n][e] : 0.f, a[n][e], rt, f.scale_log2, vis, gl, gu,
-                                     w);
-              s1[n][e] = gl * p.scale;
-              if (C::kProbe) s2[n][e] = gu;
-              a[n][e] = w;
+    float dk[1][D / 8][4], dv[1][D / 8][4];
+    zero<T, D>(dk);
+    zero<T, D>(dv);
+    for (int i = 0; i < n_tiles; ++i) {
+      const int s = rg.slot(i), q0 = query0(i);
+      sm90::mbar_wait(rg.full(s), rg.parity(i));
+      if (wg_live && q0 < qb_w && q0 + BN > qa_w) {  // uniform over the warpgroup
+        float s1[BN / 8][4], s2[BN / 8][4], a[BN / 8][4];
+        sm90::fence_proxy_async();
+        sm90::wgmma_fence();
+        issue_scores<T, BN, D>(s1, own(0), 64 * cw, part(s, 0));
+        if constexpr (C::kProbe) issue_scores<T, BN, D>(s2, own(0), 64 * cw, part(s, 1));
+        issue_scores<T, BN, D>(a, own(1), 64 * cw, part(s, kDo));
+        sm90::wgmma_commit();
+        sm90::wgmma_wait<0>();
+        sm90::fence_regs(s1);
+        if constexpr (C::kProbe) sm90::fence_regs(s2);
+        sm90::fence_regs(a);
+        // Every (key, query) of the warpgroup's 64 keys x this tile visible (backward.cuh).
+        bool all = q0 + BN <= f.q_len;
+        if (all) {
+          const RowRange first = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0, f.window);
+          const RowRange last = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0 + BN - 1, f.window);
+          all = last.lo <= kw0 && kw1 < first.hi;
+        }
+        const unsigned tb = terms(s);
+        auto combine = [&](auto masked) {
+  #pragma unroll
+          for (int n = 0; n < BN / 8; ++n)
+  #pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              const int col = n * 8 + 2 * t4 + c;
+              float4 rt;
+              asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];\n"
+                           : "=f"(rt.x), "=f"(rt.y), "=f"(rt.z), "=f"(rt.w)
+                           : "r"(tb + unsigned(col * 16)));
+  #pragma unroll
+              for (int r = 0; r < 2; ++r) {
+                const int e = 2 * r + c;
+                const bool vis = !decltype(masked)::value ||
+                                 sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, f.q_len, f.window);
+                float gl, gu, w;
+                grad_terms<C::kFamily>(s1[n][e], C::kProbe ? s2[n][e] : 0.f, a[n][e], rt, f.scale_log2, vis, gl, gu,
+                                       w);
+                s1[n][e] = gl * p.scale;
+                if (C::kProbe) s2[n][e] = gu;
+                a[n][e] = w;
+              }
             }
-          }
-      };
-      if (all) combine(Flag<false>{});
-      else combine(Flag<true>{});
-      unsigned pw[BN / 16][4], pl[BN / 16][4], pu[BN / 16][4];
-      pack_a<T, BN>(a, pw);
-      pack_a<T, BN>(s1, pl);
-      if constexpr (C::kProbe) pack_a<T, BN>(s2, pu);
-      sm90::wgmma_fence();
-      issue_accumulate<T, BN, D>(dv[0], pw, part(s, kDo));
-      issue_accumulate<T, BN, D>(dk[0], pl, part(s, 0));
-      if constexpr (C::kProbe) issue_accumulate<T, BN, D>(dk[0], pu, part(s, 1));
-      sm90::wgmma_commit();
-      sm90::wgmma_wait<0>();
-      sm90::fence_regs(dk[0]);
-      sm90::fence_regs(dv[0]);
+        };
+        if (all) combine(Flag<false>{});
+        else combine(Flag<true>{});
+        unsigned pw[BN / 16][4], pl[BN / 16][4], pu[BN / 16][4];
+        pack_a<T, BN>(a, pw);
+        pack_a<T, BN>(s1, pl);
+        if constexpr (C::kProbe) pack_a<T, BN>(s2, pu);
+        sm90::wgmma_fence();
+        issue_accumulate<T, BN, D>(dv[0], pw, part(s, kDo));
+        issue_accumulate<T, BN, D>(dk[0], pl, part(s, 0));
+        if constexpr (C::kProbe) issue_accumulate<T, BN, D>(dk[0], pu, part(s, 1));
+        sm90::wgmma_commit();
+        sm90::wgmma_wait<0>();
+        sm90::fence_regs(dk[0]);
+        sm90::fence_regs(dv[0]);
+      }
+      bwd_release(rg.empty(s));
     }
-    bwd_release(rg.empty(s));
-  }
 
-  auto out_row = [&](void* base_ptr) {
-    return [&, base_ptr](int i) -> T* {
-      const int key = warp_key + i;
-      return key < f.kv_len ? static_cast<T*>(base_ptr) + kv_off + (long long)key * f.k_stride_t : nullptr;
+    auto out_row = [&](void* base_ptr) {
+      return [&, base_ptr](int i) -> T* {
+        const int key = warp_key + i;
+        return key < f.kv_len ? static_cast<T*>(base_ptr) + kv_off + (long long)key * f.k_stride_t : nullptr;
+      };
     };
-  };
-  store_rows<T, D>(dk, 1.f, out_row(p.dk));
-  store_rows<T, D>(dv, 1.f, out_row(p.dv));
+    store_rows<T, D>(dk, 1.f, out_row(p.dk));
+    store_rows<T, D>(dv, 1.f, out_row(p.dv));
+  });
 }
 
 template <class C>

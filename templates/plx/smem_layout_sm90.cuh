@@ -31,6 +31,18 @@ __device__ __forceinline__ unsigned long long smem_desc(unsigned addr, unsigned 
          ((unsigned long long)((sbo_bytes >> 4) & 0x3FFFu) << 32) | (1ull << 62);
 }
 
+// The descriptor of the slice `bytes` (a multiple of 16) past the one `tile_desc`
+// describes. Only the start-address field changes, and it is bits [0, 14) of the low word:
+// shared addresses stay below 256 KB, so adding bytes >> 4 there never carries into the
+// LBO field. Written this way the tile's descriptor is encoded once and each k-step's is
+// one add of a constant to a uniform register; re-encoding base + offset per wgmma (mask,
+// shift, or) cost ~10 instructions each and made the n32 score batches of the backward
+// issue-bound (ncu, 2026-11-29 run 20: 38% of its issued instructions).
+__device__ __forceinline__ unsigned long long desc_at(unsigned long long tile_desc, unsigned bytes) {
+  const unsigned lo = unsigned(tile_desc) + (bytes >> 4), hi = unsigned(tile_desc >> 32);
+  return (unsigned long long)hi << 32 | lo;
+}
+
 template <int ROWS, int D>
 struct Sw128Tile {
   static_assert(ROWS % 8 == 0 && D % 64 == 0, "a tile is whole 8-row x 64-column swizzle atoms");
@@ -49,11 +61,11 @@ struct Sw128Tile {
   // Operand slice for a k16 step: rows row0 .. row0 + 63 (A, m64) or all ROWS (B, nROWS),
   // columns 16kk .. 16kk + 15. row0 is a multiple of 8.
   __device__ __forceinline__ unsigned long long kmajor_desc(int row0, int kk) const {
-    return smem_desc(base + unsigned((kk >> 2) * kPanelBytes + row0 * 128 + (kk & 3) * 32), 16, 1024);
+    return desc_at(smem_desc(base, 16, 1024), unsigned((kk >> 2) * kPanelBytes + row0 * 128 + (kk & 3) * 32));
   }
   // Operand slice for a k16 step along the rows: rows 16ks .. 16ks + 15, all D columns.
   __device__ __forceinline__ unsigned long long mnmajor_desc(int ks) const {
-    return smem_desc(base + unsigned(ks * 2048), kPanelBytes, 1024);
+    return desc_at(smem_desc(base, kPanelBytes, 1024), unsigned(ks * 2048));
   }
 
   // kThreads threads copy `rows` rows with cp.async; row i comes from row_ptr(i) (nullptr:
@@ -69,6 +81,20 @@ struct Sw128Tile {
       const unsigned short* p = row_ptr(row);
       cp_async_16(chunk(row, c), p ? p + c * 8 : nullptr, p != nullptr);
     }
+  }
+  // load_rows for a whole tile of in-bounds rows, row i at first + i * stride_t: one
+  // pointer walk, no per-row bounds check, callback or 64-bit multiply. The backward's
+  // producer warps issue from the consumers' schedulers; the generic path cost ~140
+  // instructions per tile, 22% of the kernel's issued instructions (ncu, 2026-11-29 run 20).
+  template <int kThreads>
+  __device__ __forceinline__ void copy_rows(int tid, const unsigned short* first, long long stride_t) const {
+    static_assert(kThreads % kChunks == 0 && ROWS % (kThreads / kChunks) == 0, "every thread copies whole rows");
+    constexpr int kRowStep = kThreads / kChunks;
+    const int c = tid % kChunks, row = tid / kChunks;
+    const unsigned short* g = first + row * stride_t + c * 8;
+    const long long step = kRowStep * stride_t;
+#pragma unroll
+    for (int i = 0; i < ROWS / kRowStep; ++i) cp_async_16(chunk(row + i * kRowStep, c), g + i * step, true);
   }
 };
 
