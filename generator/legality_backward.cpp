@@ -73,9 +73,10 @@ std::optional<std::string> why_illegal_backward_wgmma(const Variant& v) {
   const int d = v.head_dim;
   const std::string_view mma = to_string(t.mma);
   if (v.arch != Arch::sm90a) return fmt::format("mma {}: wgmma needs sm_90a (arch is {})", mma, to_string(v.arch));
-  // One consumer loop so far: each tile's scores, then its accumulation, one after the other.
-  if (t.mma != Mma::wgmma) {
-    return fmt::format("backward: mma {} not implemented (the wgmma backward has the plain wgmma loop only)", mma);
+  // Two consumer loops (backward_sm90.cuh, bwd_consume): plain and pipelined; the two
+  // consumers are not ping-ponged.
+  if (t.mma != Mma::wgmma && t.mma != Mma::wgmma_pipe) {
+    return fmt::format("backward: mma {} not implemented (the wgmma backward has the wgmma and wgmma-pipe loops)", mma);
   }
   if (d != 64 && d != 128) {
     return fmt::format("head_dim {}: no template for head_dim {} yet (templates cover 64 and 128)", d, d);
@@ -118,6 +119,15 @@ std::optional<std::string> why_illegal_backward_wgmma(const Variant& v) {
     return fmt::format("mma {}: backward accumulators {} + scores {} x block_n {} / 2 + 40 = {} registers per consumer "
                        "thread exceed the {} that {} consumer warpgroups get",
                        mma, d, tiles, t.block_n, need, have, consumers);
+  }
+  // The pipelined loop keeps the previous tile's packed operands and accumulators pinned
+  // while the next scores are in flight. Measured (NVRTC 13, ptxas sm_90a, 2026-11-29): the
+  // probe families at d 128 spill 868 B per thread (704 B with only the dQ/dR role
+  // pipelined); softmax d 128 and every d 64 variant (block_n 32 and 64) spill nothing.
+  if (is_pipelined(t.mma) && has_probe(v.family) && d == 128) {
+    return fmt::format("mma {}: the pipelined backward loop of the {} family at head_dim 128 spills (868 B per thread "
+                       "measured: accumulators, scores in flight and the previous packed operands exceed {} registers)",
+                       mma, to_string(v.family), have);
   }
   const std::int64_t smem = smem_bytes(v);
   if (smem > kSmemLimitSm90a) {

@@ -59,9 +59,13 @@ struct Engine::Impl {
   // PLX_BACKWARD_MMA=wgmma: on sm_90a, attention_backward without a variant name runs the
   // wgmma draft (wgmma_backward_variant) instead of the mma.sync default, so the [gpu]
   // tests and tools/bench/train_step.py can exercise and time it unchanged.
-  const bool backward_wgmma = [] {
+  // PLX_BACKWARD_MMA=wgmma-pipe: the same with the pipelined consumer loop.
+  const std::optional<Mma> backward_wgmma = []() -> std::optional<Mma> {
     const char* e = std::getenv("PLX_BACKWARD_MMA");
-    return e && std::string(e) == "wgmma";
+    if (!e) return std::nullopt;
+    if (std::string(e) == "wgmma") return Mma::wgmma;
+    if (std::string(e) == "wgmma-pipe") return Mma::wgmma_pipe;
+    throw UnsupportedError(fmt::format("PLX_BACKWARD_MMA='{}': expected wgmma or wgmma-pipe", e));
   }();
   // PLX_BACKWARD_TILE=block_m,block_n,warps,stages: the tile of that choice, for sweeping
   // the backward's tiles through unchanged callers (train_step.py); the variant's legality
@@ -78,6 +82,7 @@ struct Engine::Impl {
   Variant backward_choice(const AttentionArgs& a) const {
     Variant v = backward_wgmma && device.arch() == Arch::sm90a ? wgmma_backward_variant(a)
                                                                : default_backward_variant(a, device.arch());
+    if (backward_wgmma && device.arch() == Arch::sm90a) v.tile.mma = *backward_wgmma;
     if (backward_tile) {
       v.tile.block_m = (*backward_tile)[0];
       v.tile.block_n = (*backward_tile)[1];

@@ -127,7 +127,7 @@ TEST_CASE("backward: launch plan and source of a wgmma variant (backward_sm90.cu
   const RenderedKernel r = render(*v);
   CHECK(r.name_expression == "plx::backward_sm90_kernel<plx_gen::Cfg>");
   CHECK(r.source.find("#include \"plx/backward_sm90.cuh\"") != std::string::npos);
-  CHECK(r.source.find("plx::BackwardSm90Config<plx::Family::parallax, plx::bf16, 128, 128, 32, 12, 2, true, false>;") !=
+  CHECK(r.source.find("plx::BackwardSm90Config<plx::Family::parallax, plx::bf16, 128, 128, 32, 12, 2, true, false, false>;") !=
         std::string::npos);
   CHECK(r.threads == 384);
   CHECK(r.smem_bytes == 132128);

@@ -549,7 +549,7 @@ TEST_CASE("backward: the wgmma kernel (backward_sm90.cuh) against the oracle", "
     WARN("the wgmma backward needs sm_90a; this device is " << e->arch());
     return;
   }
-  auto wgmma_variant = [](const AttentionArgs& a) {
+  auto wgmma_variant = [](const AttentionArgs& a, Mma mma) {
     Variant v;
     v.op = Op::backward;
     v.family = a.family;
@@ -558,9 +558,8 @@ TEST_CASE("backward: the wgmma kernel (backward_sm90.cuh) against the oracle", "
     v.causal = a.causal;
     v.window = a.window_left >= 0;
     v.arch = Arch::sm90a;
-    v.tile = Tile{128, 32, 12, 2, 1, Mma::wgmma};
-    REQUIRE(!why_illegal(v));
-    return v.name();
+    v.tile = Tile{128, 32, 12, 2, 1, mma};
+    return v;
   };
   std::vector<BwdCase> cases;
   for (Family f : kFamilies) {
@@ -570,7 +569,12 @@ TEST_CASE("backward: the wgmma kernel (backward_sm90.cuh) against the oracle", "
         shape_of(f, DType::bf16, 128, 8, 700, 777, true, 100),  // window, GQA 8
         shape_of(f, DType::bf16, 64, 1, 1029, 1029, true, -1),  // many tiles: the ring wraps
     };
-    for (const AttentionArgs& a : shapes) cases.push_back({a, {}, wgmma_variant(a)});
+    for (const AttentionArgs& a : shapes) {
+      REQUIRE(!why_illegal(wgmma_variant(a, Mma::wgmma)));
+      cases.push_back({a, {}, wgmma_variant(a, Mma::wgmma).name()});
+      // The pipelined loop wherever it is legal (not the probe families at d 128).
+      if (!why_illegal(wgmma_variant(a, Mma::wgmma_pipe))) cases.push_back({a, {}, wgmma_variant(a, Mma::wgmma_pipe).name()});
+    }
   }
   warm(*e, cases);
   for (const BwdCase& c : cases) check_backward(*e, c, "wgmma");

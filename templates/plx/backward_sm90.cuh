@@ -115,13 +115,15 @@
 
 namespace plx {
 
-template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW>
+template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW,
+          bool PIPELINED = false>
 struct BackwardSm90Config {
   using Elem = T;
   static constexpr Family kFamily = F;
   static constexpr bool kProbe = F != Family::softmax;
   static constexpr int kD = D, kBM = BM, kBN = BN, kStages = STAGES;
   static constexpr bool kCausal = CAUSAL, kWindow = WINDOW;
+  static constexpr bool kPipelined = PIPELINED;  // mma wgmma-pipe: see bwd_consume
   static constexpr int kThreads = WARPS * 32;
   static constexpr int kConsumers = BM / 64;
   static_assert(kConsumers * 64 == BM && kConsumers >= 1 && kConsumers <= 3, "see generator/legality_backward.cpp");
@@ -211,6 +213,66 @@ __device__ __forceinline__ void per_consumer(int w, Body body) {
 __device__ __forceinline__ void bwd_release(const unsigned bar) {
   __syncwarp();
   if ((threadIdx.x & 31) == 0) sm90::mbar_arrive(bar);
+}
+
+// One consumer warpgroup's walk over the ring's n tiles. The caller's lambdas:
+//   scores(s)     issue the score wgmmas of slot s and commit them (one group),
+//   terms(i, s)   after they landed: grad_terms and the packed A operands,
+//   accumulate(s) issue the accumulation wgmmas of slot s and commit them (one group),
+//   landed()      fence the accumulators after their group completed,
+//   live(i)       plain loop only: does tile i touch the warpgroup's rows at all.
+// Plain (mma wgmma): per tile scores, wait, terms, accumulation, wait, release; the other
+// consumer fills the tensor cores while this one waits or computes terms.
+// Pipelined (mma wgmma-pipe): the accumulation of tile i - 1 and the scores of tile i are
+// issued back to back, so the tensor cores run them without the round trip (wait,
+// release, ring wait, issue) between them; the terms of tile i start once both landed.
+// The packed operands of tile i - 1 stay untouched until its group completed (wait<1>).
+// Every tile of the CTA's span is computed (masked where needed): a hole would put an
+// issue and its wait in different branches, and ptxas then serialises every wgmma of the
+// kernel (C7518).
+template <class C, bool kPipelined, class Live, class Scores, class Terms, class Accumulate, class Landed>
+__device__ __forceinline__ void bwd_consume(const BwdRing<C>& rg, int n_tiles, bool wg_live, Live live, Scores scores,
+                                            Terms terms, Accumulate accumulate, Landed landed) {
+  if constexpr (!kPipelined) {
+    for (int i = 0; i < n_tiles; ++i) {
+      const int s = rg.slot(i);
+      sm90::mbar_wait(rg.full(s), rg.parity(i));
+      if (wg_live && live(i)) {  // uniform over the warpgroup
+        scores(s);
+        sm90::wgmma_wait<0>();
+        terms(i, s);
+        accumulate(s);
+        sm90::wgmma_wait<0>();
+        landed();
+      }
+      bwd_release(rg.empty(s));
+    }
+  } else if (!wg_live) {  // no row of this warpgroup is live: only keep the ring turning
+    for (int i = 0; i < n_tiles; ++i) {
+      sm90::mbar_wait(rg.full(rg.slot(i)), rg.parity(i));
+      bwd_release(rg.empty(rg.slot(i)));
+    }
+  } else if (n_tiles > 0) {
+    sm90::mbar_wait(rg.full(rg.slot(0)), rg.parity(0));
+    scores(rg.slot(0));
+    sm90::wgmma_wait<0>();
+    terms(0, rg.slot(0));
+    for (int i = 1; i < n_tiles; ++i) {
+      const int s = rg.slot(i), prev = rg.slot(i - 1);
+      sm90::mbar_wait(rg.full(s), rg.parity(i));
+      accumulate(prev);
+      scores(s);
+      sm90::wgmma_wait<1>();
+      landed();
+      bwd_release(rg.empty(prev));
+      sm90::wgmma_wait<0>();
+      terms(i, s);
+    }
+    accumulate(rg.slot(n_tiles - 1));
+    sm90::wgmma_wait<0>();
+    landed();
+    bwd_release(rg.empty(rg.slot(n_tiles - 1)));
+  }
 }
 
 // ---- dQ and dR of BM query rows of q head h -------------------------------------------
@@ -304,50 +366,53 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
     float dq[1][D / 8][4], dr[1][D / 8][4];
     zero<T, D>(dq);
     zero<T, D>(dr);
-    for (int i = 0; i < n_tiles; ++i) {
-      const int s = rg.slot(i), key0 = cta_keys.any.lo + i * BN;
-      sm90::mbar_wait(rg.full(s), rg.parity(i));
-      if (wg_live && !span_is_dead(wg_keys, key0, BN)) {  // uniform over the warpgroup
-        float s1[BN / 8][4], s2[BN / 8][4], a[BN / 8][4];
-        sm90::fence_proxy_async();
-        sm90::wgmma_fence();
-        issue_scores<T, BN, D>(s1, own(0), 64 * cw, kt(s));
-        if constexpr (C::kProbe) issue_scores<T, BN, D>(s2, own(1), 64 * cw, kt(s));
-        issue_scores<T, BN, D>(a, own(kDo), 64 * cw, vt(s));
-        sm90::wgmma_commit();
-        sm90::wgmma_wait<0>();
-        sm90::fence_regs(s1);
-        if constexpr (C::kProbe) sm90::fence_regs(s2);
-        sm90::fence_regs(a);
-        auto combine = [&](auto masked) {
+    float s1[BN / 8][4], s2[BN / 8][4], a[BN / 8][4];
+    unsigned pl[BN / 16][4], pu[BN / 16][4];
+    auto key_of = [&](int i) { return cta_keys.any.lo + i * BN; };
+    auto scores = [&](int s) {
+      sm90::fence_proxy_async();
+      sm90::wgmma_fence();
+      issue_scores<T, BN, D>(s1, own(0), 64 * cw, kt(s));
+      if constexpr (C::kProbe) issue_scores<T, BN, D>(s2, own(1), 64 * cw, kt(s));
+      issue_scores<T, BN, D>(a, own(kDo), 64 * cw, vt(s));
+      sm90::wgmma_commit();
+    };
+    auto terms = [&](int i, int) {
+      sm90::fence_regs(s1);
+      if constexpr (C::kProbe) sm90::fence_regs(s2);
+      sm90::fence_regs(a);
+      const int key0 = key_of(i);
+      auto combine = [&](auto masked) {
   #pragma unroll
-          for (int n = 0; n < BN / 8; ++n)
+        for (int n = 0; n < BN / 8; ++n)
   #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int r = e >> 1, key = key0 + n * 8 + 2 * t4 + (e & 1);
-              const bool vis = !decltype(masked)::value || (key >= rr[r].lo && key < rr[r].hi);
-              float gl, gu, w;
-              grad_terms<C::kFamily>(s1[n][e], C::kProbe ? s2[n][e] : 0.f, a[n][e], rt[r], f.scale_log2, vis, gl, gu,
-                                     w);
-              s1[n][e] = gl;
-              if (C::kProbe) s2[n][e] = gu;
-            }
-        };
-        if (span_needs_mask(wg_keys, key0, BN)) combine(Flag<true>{});
-        else combine(Flag<false>{});
-        unsigned pl[BN / 16][4], pu[BN / 16][4];
-        pack_a<T, BN>(s1, pl);
-        if constexpr (C::kProbe) pack_a<T, BN>(s2, pu);
-        sm90::wgmma_fence();
-        issue_accumulate<T, BN, D>(dq[0], pl, kt(s));
-        if constexpr (C::kProbe) issue_accumulate<T, BN, D>(dr[0], pu, kt(s));
-        sm90::wgmma_commit();
-        sm90::wgmma_wait<0>();
-        sm90::fence_regs(dq[0]);
-        if constexpr (C::kProbe) sm90::fence_regs(dr[0]);
-      }
-      bwd_release(rg.empty(s));
-    }
+          for (int e = 0; e < 4; ++e) {
+            const int r = e >> 1, key = key0 + n * 8 + 2 * t4 + (e & 1);
+            const bool vis = !decltype(masked)::value || (key >= rr[r].lo && key < rr[r].hi);
+            float gl, gu, w;
+            grad_terms<C::kFamily>(s1[n][e], C::kProbe ? s2[n][e] : 0.f, a[n][e], rt[r], f.scale_log2, vis, gl, gu, w);
+            s1[n][e] = gl;
+            if (C::kProbe) s2[n][e] = gu;
+          }
+      };
+      if (span_needs_mask(wg_keys, key0, BN)) combine(Flag<true>{});
+      else combine(Flag<false>{});
+      pack_a<T, BN>(s1, pl);
+      if constexpr (C::kProbe) pack_a<T, BN>(s2, pu);
+    };
+    auto accumulate = [&](int s) {
+      sm90::wgmma_fence();
+      issue_accumulate<T, BN, D>(dq[0], pl, kt(s));
+      if constexpr (C::kProbe) issue_accumulate<T, BN, D>(dr[0], pu, kt(s));
+      sm90::wgmma_commit();
+    };
+    auto landed = [&] {
+      sm90::fence_regs(dq[0]);
+      if constexpr (C::kProbe) sm90::fence_regs(dr[0]);
+    };
+    bwd_consume<C, C::kPipelined>(
+        rg, n_tiles, wg_live, [&](int i) { return !span_is_dead(wg_keys, key_of(i), BN); }, scores, terms, accumulate,
+        landed);
 
     auto out_row = [&](void* base_ptr) {
       return [&, base_ptr](int i) -> T* {
@@ -374,7 +439,7 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
   auto own = [&](int i) { return Own{base + unsigned(i * Own::kBytes)}; };
   const unsigned ring = base + unsigned(2 * Own::kBytes);
   auto part = [&](int s, int j) { return Part{ring + unsigned((s * C::kQSide + j) * Part::kBytes)}; };
-  auto terms = [&](int s) { return ring + unsigned(S * C::kQSide * Part::kBytes + s * C::kTermBytes); };
+  auto terms_at = [&](int s) { return ring + unsigned(S * C::kQSide * Part::kBytes + s * C::kTermBytes); };
   const BwdRing<C> rg{base + unsigned(C::kBody)};
 
   auto load_own = [&](int i, const void* src) {
@@ -428,7 +493,7 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
         const int q = q0 + tid;
         const bool live = q < f.q_len;
         const float* src = p.rows + (((long long)b * f.heads_q + h) * f.q_len + (live ? q : 0)) * 4;
-        cp_async_16(terms(s) + unsigned(tid * 16), src, live);
+        cp_async_16(terms_at(s) + unsigned(tid * 16), src, live);
       }
       sm90::mbar_arrive_cp_async(rg.full(s));
       sm90::mbar_arrive(rg.full(s));
@@ -452,70 +517,72 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
     float dk[1][D / 8][4], dv[1][D / 8][4];
     zero<T, D>(dk);
     zero<T, D>(dv);
-    for (int i = 0; i < n_tiles; ++i) {
-      const int s = rg.slot(i), q0 = query0(i);
-      sm90::mbar_wait(rg.full(s), rg.parity(i));
-      if (wg_live && q0 < qb_w && q0 + BN > qa_w) {  // uniform over the warpgroup
-        float s1[BN / 8][4], s2[BN / 8][4], a[BN / 8][4];
-        sm90::fence_proxy_async();
-        sm90::wgmma_fence();
-        issue_scores<T, BN, D>(s1, own(0), 64 * cw, part(s, 0));
-        if constexpr (C::kProbe) issue_scores<T, BN, D>(s2, own(0), 64 * cw, part(s, 1));
-        issue_scores<T, BN, D>(a, own(1), 64 * cw, part(s, kDo));
-        sm90::wgmma_commit();
-        sm90::wgmma_wait<0>();
-        sm90::fence_regs(s1);
-        if constexpr (C::kProbe) sm90::fence_regs(s2);
-        sm90::fence_regs(a);
-        // Every (key, query) of the warpgroup's 64 keys x this tile visible (backward.cuh).
-        bool all = q0 + BN <= f.q_len;
-        if (all) {
-          const RowRange first = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0, f.window);
-          const RowRange last = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0 + BN - 1, f.window);
-          all = last.lo <= kw0 && kw1 < first.hi;
-        }
-        const unsigned tb = terms(s);
-        auto combine = [&](auto masked) {
-  #pragma unroll
-          for (int n = 0; n < BN / 8; ++n)
-  #pragma unroll
-            for (int c = 0; c < 2; ++c) {
-              const int col = n * 8 + 2 * t4 + c;
-              float4 rt;
-              asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];\n"
-                           : "=f"(rt.x), "=f"(rt.y), "=f"(rt.z), "=f"(rt.w)
-                           : "r"(tb + unsigned(col * 16)));
-  #pragma unroll
-              for (int r = 0; r < 2; ++r) {
-                const int e = 2 * r + c;
-                const bool vis = !decltype(masked)::value ||
-                                 sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, f.q_len, f.window);
-                float gl, gu, w;
-                grad_terms<C::kFamily>(s1[n][e], C::kProbe ? s2[n][e] : 0.f, a[n][e], rt, f.scale_log2, vis, gl, gu,
-                                       w);
-                s1[n][e] = gl * p.scale;
-                if (C::kProbe) s2[n][e] = gu;
-                a[n][e] = w;
-              }
-            }
-        };
-        if (all) combine(Flag<false>{});
-        else combine(Flag<true>{});
-        unsigned pw[BN / 16][4], pl[BN / 16][4], pu[BN / 16][4];
-        pack_a<T, BN>(a, pw);
-        pack_a<T, BN>(s1, pl);
-        if constexpr (C::kProbe) pack_a<T, BN>(s2, pu);
-        sm90::wgmma_fence();
-        issue_accumulate<T, BN, D>(dv[0], pw, part(s, kDo));
-        issue_accumulate<T, BN, D>(dk[0], pl, part(s, 0));
-        if constexpr (C::kProbe) issue_accumulate<T, BN, D>(dk[0], pu, part(s, 1));
-        sm90::wgmma_commit();
-        sm90::wgmma_wait<0>();
-        sm90::fence_regs(dk[0]);
-        sm90::fence_regs(dv[0]);
+    float s1[BN / 8][4], s2[BN / 8][4], a[BN / 8][4];
+    unsigned pw[BN / 16][4], pl[BN / 16][4], pu[BN / 16][4];
+    auto scores = [&](int s) {
+      sm90::fence_proxy_async();
+      sm90::wgmma_fence();
+      issue_scores<T, BN, D>(s1, own(0), 64 * cw, part(s, 0));
+      if constexpr (C::kProbe) issue_scores<T, BN, D>(s2, own(0), 64 * cw, part(s, 1));
+      issue_scores<T, BN, D>(a, own(1), 64 * cw, part(s, kDo));
+      sm90::wgmma_commit();
+    };
+    auto terms = [&](int i, int s) {
+      sm90::fence_regs(s1);
+      if constexpr (C::kProbe) sm90::fence_regs(s2);
+      sm90::fence_regs(a);
+      const int q0 = query0(i);
+      // Every (key, query) of the warpgroup's 64 keys x this tile visible (backward.cuh).
+      bool all = q0 + BN <= f.q_len;
+      if (all) {
+        const RowRange first = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0, f.window);
+        const RowRange last = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0 + BN - 1, f.window);
+        all = last.lo <= kw0 && kw1 < first.hi;
       }
-      bwd_release(rg.empty(s));
-    }
+      const unsigned tb = terms_at(s);
+      auto combine = [&](auto masked) {
+  #pragma unroll
+        for (int n = 0; n < BN / 8; ++n)
+  #pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            const int col = n * 8 + 2 * t4 + c;
+            float4 rt;
+            asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];\n"
+                         : "=f"(rt.x), "=f"(rt.y), "=f"(rt.z), "=f"(rt.w)
+                         : "r"(tb + unsigned(col * 16)));
+  #pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              const int e = 2 * r + c;
+              const bool vis = !decltype(masked)::value ||
+                               sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, f.q_len, f.window);
+              float gl, gu, w;
+              grad_terms<C::kFamily>(s1[n][e], C::kProbe ? s2[n][e] : 0.f, a[n][e], rt, f.scale_log2, vis, gl, gu, w);
+              s1[n][e] = gl * p.scale;
+              if (C::kProbe) s2[n][e] = gu;
+              a[n][e] = w;
+            }
+          }
+      };
+      if (all) combine(Flag<false>{});
+      else combine(Flag<true>{});
+      pack_a<T, BN>(a, pw);
+      pack_a<T, BN>(s1, pl);
+      if constexpr (C::kProbe) pack_a<T, BN>(s2, pu);
+    };
+    auto accumulate = [&](int s) {
+      sm90::wgmma_fence();
+      issue_accumulate<T, BN, D>(dv[0], pw, part(s, kDo));
+      issue_accumulate<T, BN, D>(dk[0], pl, part(s, 0));
+      if constexpr (C::kProbe) issue_accumulate<T, BN, D>(dk[0], pu, part(s, 1));
+      sm90::wgmma_commit();
+    };
+    auto landed = [&] {
+      sm90::fence_regs(dk[0]);
+      sm90::fence_regs(dv[0]);
+    };
+    bwd_consume<C, C::kPipelined>(
+        rg, n_tiles, wg_live, [&](int i) { return query0(i) < qb_w && query0(i) + BN > qa_w; }, scores, terms,
+        accumulate, landed);
 
     auto out_row = [&](void* base_ptr) {
       return [&, base_ptr](int i) -> T* {
