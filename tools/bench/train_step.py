@@ -7,7 +7,7 @@ only: the product never imports torch.
 
   python3 tools/bench/train_step.py [--lib build/libparallax.so] [--shapes 1x4096x16x8,1x16384x16x8]
                                     [--family parallax] [--reps 10] [--no-check]
-Shapes are BxLxHQxHKV with D = 128, causal, bf16 (issue 7's bar shapes by default).
+Shapes are BxLxHQxHKV[xD] (D = 128 unless given), causal, bf16 (issue 7's bar shapes by default).
 """
 import argparse, ctypes, json, math
 import torch
@@ -111,8 +111,9 @@ def main():
           f"plx/cuDNN | grad err q50 (max) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for s in a.shapes.split(","):
-        B, L, HQ, HKV = map(int, s.split("x"))
-        D = 128
+        dims = list(map(int, s.split("x")))
+        B, L, HQ, HKV = dims[:4]
+        D = dims[4] if len(dims) > 4 else 128
         dev, bf = "cuda", torch.bfloat16
         torch.manual_seed(L + HQ)
 
@@ -179,7 +180,7 @@ def main():
         worst = max((e["q50"] for e in errs.values()), default=nan)
         worst_max = max((e["max"] for e in errs.values()), default=nan)
         any_nan = any(e["nan"] for e in errs.values())
-        print(f"| {B} | {L} | {HQ} | {HKV} | {t_fwd:.2f} | {t_bwd:.2f} | {t_step:.2f} | {times['cudnn']:.2f} | "
+        print(f"| {B} | {L} | {HQ} | {HKV}{'' if D == 128 else f' (d {D})'} | {t_fwd:.2f} | {t_bwd:.2f} | {t_step:.2f} | {times['cudnn']:.2f} | "
               f"{times['fa2']:.2f} | {t_step / times['cudnn']:.2f} | {worst:.2e} ({worst_max:.2e})"
               f"{' NaN!' if any_nan else ''} |", flush=True)
         print(json.dumps(dict(kind="train_step", family=fam, B=B, L=L, HQ=HQ, HKV=HKV, D=D, causal=True,
