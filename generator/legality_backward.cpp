@@ -122,12 +122,14 @@ std::optional<std::string> why_illegal_backward_wgmma(const Variant& v) {
   }
   // The pipelined loop keeps the previous tile's packed operands and accumulators pinned
   // while the next scores are in flight. Measured (NVRTC 13, ptxas sm_90a, 2026-11-29): the
-  // probe families at d 128 spill 868 B per thread (704 B with only the dQ/dR role
-  // pipelined); softmax d 128 and every d 64 variant (block_n 32 and 64) spill nothing.
-  if (is_pipelined(t.mma) && has_probe(v.family) && d == 128) {
-    return fmt::format("mma {}: the pipelined backward loop of the {} family at head_dim 128 spills (868 B per thread "
-                       "measured: accumulators, scores in flight and the previous packed operands exceed {} registers)",
-                       mma, to_string(v.family), have);
+  // probe families at d 128 block_n 32 spill 868 B per thread (704 B with only the dQ/dR
+  // role pipelined), softmax d 128 block_n 64 228 B; softmax d 128 block_n 32 and every
+  // d 64 variant (block_n 32 and 64) spill nothing.
+  if (is_pipelined(t.mma) && d == 128 && (has_probe(v.family) || t.block_n > 32)) {
+    return fmt::format("mma {}: the pipelined backward loop at head_dim 128 spills for the {} family at block_n {} "
+                       "(measured {} B per thread: accumulators, scores in flight and the previous packed operands "
+                       "exceed {} registers)",
+                       mma, to_string(v.family), t.block_n, has_probe(v.family) ? 868 : 228, have);
   }
   const std::int64_t smem = smem_bytes(v);
   if (smem > kSmemLimitSm90a) {

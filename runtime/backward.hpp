@@ -17,12 +17,14 @@ void validate_backward(const AttentionArgs& fwd, const BackwardArgs& g, bool poi
 // Throws UnsupportedError when v is not a backward variant that serves fwd.
 void check_fits_backward(const Variant& v, const AttentionArgs& fwd);
 
-// The model's choice: 4 warps (block_m 64); block_n 32 at head_dim 128, 64 at head_dim 64
-// (the largest that legality's register budget allows for the probe families); 2 stages.
+// The mma.sync choice (sm_80, and sm_90a under PLX_BACKWARD_MMA=sync): 4 warps (block_m
+// 64); block_n 32 at head_dim 128, 64 at head_dim 64 (the largest that legality's register
+// budget allows for the probe families); 2 stages.
 Variant default_backward_variant(const AttentionArgs& fwd, Arch arch);
-// The sm_90a wgmma draft (templates/plx/backward_sm90.cuh, never the default): 2 consumer
-// warpgroups (block_m 128, warps 12), block_n 32, 2 stages. The engine runs it in place of
-// the default only under PLX_BACKWARD_MMA=wgmma on an sm_90a device (a measurement switch).
+// The sm_90a choice (templates/plx/backward_sm90.cuh), what the engine runs on sm_90a
+// devices: 2 consumer warpgroups (block_m 128, warps 12), 4 stages, block_n 32 at head_dim
+// 128 and 64 at 64, the pipelined loop for softmax at 128 (measurements in the .cpp).
+// PLX_BACKWARD_MMA=sync makes the engine run default_backward_variant there instead.
 Variant wgmma_backward_variant(const AttentionArgs& fwd);
 
 struct BackwardPlan {

@@ -56,16 +56,17 @@ struct Engine::Impl {
     const char* e = std::getenv("PLX_PREFILL_GRID");
     return !(e && std::string(e) == "items");
   }();
-  // PLX_BACKWARD_MMA=wgmma: on sm_90a, attention_backward without a variant name runs the
-  // wgmma draft (wgmma_backward_variant) instead of the mma.sync default, so the [gpu]
-  // tests and tools/bench/train_step.py can exercise and time it unchanged.
-  // PLX_BACKWARD_MMA=wgmma-pipe: the same with the pipelined consumer loop.
-  const std::optional<Mma> backward_wgmma = []() -> std::optional<Mma> {
+  // The backward on sm_90a runs the wgmma kernel (wgmma_backward_variant); elsewhere, or
+  // under PLX_BACKWARD_MMA=sync, the mma.sync one (default_backward_variant).
+  // PLX_BACKWARD_MMA=wgmma / wgmma-pipe force that consumer loop (measurement switches).
+  const std::optional<Mma> backward_mma = []() -> std::optional<Mma> {
     const char* e = std::getenv("PLX_BACKWARD_MMA");
     if (!e) return std::nullopt;
-    if (std::string(e) == "wgmma") return Mma::wgmma;
-    if (std::string(e) == "wgmma-pipe") return Mma::wgmma_pipe;
-    throw UnsupportedError(fmt::format("PLX_BACKWARD_MMA='{}': expected wgmma or wgmma-pipe", e));
+    const std::string m = e;
+    if (m == "sync") return Mma::sync;
+    if (m == "wgmma") return Mma::wgmma;
+    if (m == "wgmma-pipe") return Mma::wgmma_pipe;
+    throw UnsupportedError(fmt::format("PLX_BACKWARD_MMA='{}': expected sync, wgmma or wgmma-pipe", m));
   }();
   // PLX_BACKWARD_TILE=block_m,block_n,warps,stages: the tile of that choice, for sweeping
   // the backward's tiles through unchanged callers (train_step.py); the variant's legality
@@ -80,9 +81,9 @@ struct Engine::Impl {
     return t;
   }();
   Variant backward_choice(const AttentionArgs& a) const {
-    Variant v = backward_wgmma && device.arch() == Arch::sm90a ? wgmma_backward_variant(a)
-                                                               : default_backward_variant(a, device.arch());
-    if (backward_wgmma && device.arch() == Arch::sm90a) v.tile.mma = *backward_wgmma;
+    const bool hopper = device.arch() == Arch::sm90a && backward_mma != Mma::sync;
+    Variant v = hopper ? wgmma_backward_variant(a) : default_backward_variant(a, device.arch());
+    if (hopper && backward_mma) v.tile.mma = *backward_mma;
     if (backward_tile) {
       v.tile.block_m = (*backward_tile)[0];
       v.tile.block_n = (*backward_tile)[1];

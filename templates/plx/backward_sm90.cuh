@@ -1,5 +1,8 @@
 // Backward on Hopper (sm_90a): the gradients of parallax-math.md 4.2 with wgmma, no atomics.
-// DRAFT: compile-verified only (NVRTC 13, ptxas sm_90a), never run on a GPU.
+// The engine's backward on sm_90a (runtime/backward.cpp, wgmma_backward_variant). On the
+// H200 (2026-11-29, docs/PERFORMANCE.md) it runs the d 128 parallax backward of 1 x 16384
+// x 16 heads in 10.8 ms under ncu (564 TFLOP/s counting 22 D per pair, 57.6% tensor-pipe
+// cycles, shared-memory wavefronts 67% of peak), 1.9x the mma.sync kernel.
 //
 // ---- Structure: two CTA roles, recompute, no atomics --------------------------------
 // As backward.cuh (mma.sync): one grid with two kinds of CTA,
@@ -13,12 +16,9 @@
 // fp32 atomics (FlashAttention-3's way: 3 + 1 + 2 + 2 = 8 products, 16 D FLOPs), does 27%
 // fewer FLOPs but needs an fp32 dQ/dR workspace (2 x batch x heads_q x q_len x D x 4 B,
 // zeroed), 2 x BN x D fp32 reductions per (key tile, query tile) step, a conversion kernel,
-// and is non-deterministic. This first draft keeps the two roles because it reuses the
-// preprocess, plan, launch and oracle tests unchanged and is deterministic. Budget check
-// for the goal (11 ms at L 16384, i.e. ~530 TFLOP/s counting 22 D per pair): two roles need
-// ~530 real TFLOP/s (FA3 reports its d 128 backward on the order of 500 at long
-// sequences, from memory: check), the atomic form ~385 real TFLOP/s plus its reductions. If this kernel tops out well below 500, the
-// atomic dK/dV-only form is the next step (see "Atomic form" below).
+// and is non-deterministic. This kernel keeps the two roles because it reuses the
+// preprocess, plan, launch and oracle tests unchanged and is deterministic. If the two
+// roles top out, the atomic dK/dV-only form is the next step (see "Atomic form" below).
 //
 // ---- Warp specialisation (as prefill_sm90.cuh) ---------------------------------------
 // Warpgroup 0 is the producer: cp.async of the streamed tiles into a ring of STAGES slots
@@ -68,20 +68,22 @@
 // shows what a consumer really takes: parallax d 128 BN 32: 238, softmax d 128 BN 32: 201,
 // softmax d 128 BN 64: 241, parallax d 64 BN 64: 254, softmax d 64 BN 64: 179; softmax d 64
 // BN 128 spills (276 B; 844 B with two consumers), so BN 128 is refused.
-// Hence wgmma_ss gains an n32 shape (wgmma.cuh). BN 32 S-products are short wgmmas
-// (m64n32k16): ~half the tensor throughput per instruction of n64+ (issue-bound) -- the
-// main performance doubt of this draft at d 128. Ways out for the next session: split the
-// score tiles across the two consumers with S/dS through shared memory (FA3), or the
-// atomic form, whose dK/dV role could use BN 64 queries by dropping one score tile.
+// Hence wgmma_ss gains an n32 shape (wgmma.cuh).
 //
-// Expected bottlenecks, to measure first (ncu): (1) the n32 ss score products read A (64 x
-// 16) and B (32 x 16) from shared memory per m64n32k16: ~21 FLOP per byte, so at ~128 B
-// per cycle per SM they run at most ~2.7K of the ~4K FLOP/cycle peak, and they are 3 of the
-// 5 (dQ/dR) or 6 (dK/dV) products; (2) no overlap inside a warpgroup: S batch, wait,
-// grad_terms, accumulation batch, wait; the tensor cores rely on the other consumer's
-// phase (a wgmma-pipe form: issue the accumulation of tile i, then S of tile i + 1, wait<1>);
-// (3) the own tiles are copied before the ring starts; (4) the producer uses the generic
-// per-row cp.async path (prefill_sm90.cuh's WholeTileRows is faster for whole tiles).
+// ---- Where the time goes (ncu, H200, parallax d 128 bf16 causal, 1 x 16384) ------------
+// Run 20 (first version): 12.7 ms, tensor pipe 49%, and 38% of all issued instructions
+// were descriptor arithmetic around the n32 score wgmmas (~10 per wgmma, with two R2UR
+// each because the consumer index came from threadIdx), 22% the producer's per-row copy
+// path. Fixed by sm90::desc_at (one add per k-step), per_consumer (the consumer index is
+// a template constant, so descriptors stay in uniform registers) and Sw128Tile::copy_rows.
+// Run 22: 10.8 ms, tensor pipe 57.6%, shared-memory wavefronts 67% of peak; the producer
+// waits on `empty` (the ring is ahead), the consumers on their own wgmma groups. What is
+// left is structural: an m64n32k16 score wgmma reads A (2 KB) + B (1 KB) from shared
+// memory per 65.5K FLOP, ~1.5x what shared memory delivers at the tensor rate, and three
+// of the five (dQ/dR) or six (dK/dV) products are such score products. At d 64 block_n 64
+// balances the two (backward 1.9x mma.sync, 2 x 8192 x 32 heads). Ways further at d 128:
+// score tiles split across the two consumers with S/dS through shared memory (FA3), or
+// the atomic form, whose dK/dV role could afford block_n 64.
 //
 // ---- Shared memory (BM 128 = 2 consumers) ----------------------------------------------
 //   dQ/dR: own q, r, dO 3 x 128 x D x 2 B + STAGES x (K + V) x BN x D x 2 B
