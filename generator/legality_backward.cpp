@@ -75,8 +75,8 @@ std::optional<std::string> why_illegal_backward_wgmma(const Variant& v) {
   if (v.arch != Arch::sm90a) return fmt::format("mma {}: wgmma needs sm_90a (arch is {})", mma, to_string(v.arch));
   // Two consumer loops (backward_sm90.cuh, bwd_consume): plain and pipelined; the two
   // consumers are not ping-ponged.
-  if (t.mma != Mma::wgmma && t.mma != Mma::wgmma_pipe) {
-    return fmt::format("backward: mma {} not implemented (the wgmma backward has the wgmma and wgmma-pipe loops)", mma);
+  if (t.mma == Mma::wgmma_pipe_pp) {
+    return fmt::format("backward: mma {} not implemented (the pipelined loop takes no ping-pong turns)", mma);
   }
   if (d != 64 && d != 128) {
     return fmt::format("head_dim {}: no template for head_dim {} yet (templates cover 64 and 128)", d, d);
@@ -93,6 +93,10 @@ std::optional<std::string> why_illegal_backward_wgmma(const Variant& v) {
   if (t.warps != 4 * (consumers + 1)) {
     return fmt::format("mma {}: warps {} must be 4 x ({} consumer warpgroups + 1 producer) = {}", mma, t.warps,
                        consumers, 4 * (consumers + 1));
+  }
+  if (is_pingpong(t.mma) && consumers < 2) {
+    return fmt::format("mma {}: ping-pong needs a second consumer warpgroup to hand turns to (block_m {} is one)", mma,
+                       t.block_m);
   }
   // block_n partners per streamed tile: the N of the score wgmmas (wgmma.cuh: n32, n64)
   // and the K of the accumulation ones (whole k16 steps). n128 passes the register rule
@@ -120,16 +124,26 @@ std::optional<std::string> why_illegal_backward_wgmma(const Variant& v) {
                        "thread exceed the {} that {} consumer warpgroups get",
                        mma, d, tiles, t.block_n, need, have, consumers);
   }
-  // The pipelined loop keeps the previous tile's packed operands and accumulators pinned
-  // while the next scores are in flight. Measured (NVRTC 13, ptxas sm_90a, 2026-11-29): the
-  // probe families at d 128 block_n 32 spill 868 B per thread (704 B with only the dQ/dR
-  // role pipelined), softmax d 128 block_n 64 228 B; softmax d 128 block_n 32 and every
-  // d 64 variant (block_n 32 and 64) spill nothing.
-  if (is_pipelined(t.mma) && d == 128 && (has_probe(v.family) || t.block_n > 32)) {
-    return fmt::format("mma {}: the pipelined backward loop at head_dim 128 spills for the {} family at block_n {} "
-                       "(measured {} B per thread: accumulators, scores in flight and the previous packed operands "
-                       "exceed {} registers)",
-                       mma, to_string(v.family), t.block_n, has_probe(v.family) ? 868 : 228, have);
+  // Spills the register rule above does not see, measured at head_dim 128 (NVRTC 13,
+  // ptxas sm_90a, 2026-11-29, bytes per thread). The pipelined loop keeps the previous
+  // tile's packed operands and the accumulators pinned while the next scores are in
+  // flight: the probe families at block_n 32 spill 868 (704 with only the dQ/dR role
+  // pipelined), softmax at block_n 64 228, softmax with a window at block_n 32 88. The
+  // plain loop: softmax with a window at block_n 64 spills 28. Every d 64 variant (block_n
+  // 32 and 64, both loops) and the rest at d 128 spill nothing.
+  if (d == 128) {
+    const bool pipe = is_pipelined(t.mma);
+    int spill = 0;
+    if (pipe && has_probe(v.family)) spill = 868;
+    else if (pipe && t.block_n > 32) spill = 228;
+    else if (pipe && v.window) spill = 88;
+    else if (t.block_n > 32 && v.window) spill = 28;
+    if (spill > 0) {
+      return fmt::format("mma {}: the {} backward loop at head_dim 128 spills for the {} family at block_n {}{} "
+                         "({} B per thread measured)",
+                         mma, pipe ? "pipelined" : "plain", to_string(v.family), t.block_n, v.window ? " with a window" : "",
+                         spill);
+    }
   }
   const std::int64_t smem = smem_bytes(v);
   if (smem > kSmemLimitSm90a) {

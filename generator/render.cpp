@@ -38,7 +38,7 @@ RenderedKernel render(const Variant& v) {
     config = wgmma ? "plx::BackwardSm90Config" : "plx::BackwardConfig";
     kernel = wgmma ? "plx::backward_sm90_kernel" : "plx::backward_kernel";
   }
-  // The wgmma prefill's config takes (pipelined, ping-pong); the wgmma backward pipelined only.
+  // The wgmma configs take (pipelined, ping-pong).
   const bool prefill_wgmma = wgmma && v.op == Op::prefill;
   RenderedKernel r;
   r.display_name = v.name();
@@ -61,7 +61,7 @@ RenderedKernel render(const Variant& v) {
       fmt::arg("w", v.tile.warps), fmt::arg("s", v.tile.stages), fmt::arg("causal", v.causal ? "true" : "false"),
       fmt::arg("window", v.window ? "true" : "false"),
       fmt::arg("extra", prefill_wgmma ? fmt::format(", {}, {}", is_pipelined(v.tile.mma), is_pingpong(v.tile.mma))
-                        : wgmma       ? fmt::format(", {}", is_pipelined(v.tile.mma))
+                        : wgmma       ? fmt::format(", {}, {}", is_pipelined(v.tile.mma), is_pingpong(v.tile.mma))
                                       : std::string()),
       fmt::arg("smem", r.smem_bytes),
       fmt::arg("threads", r.threads));

@@ -87,7 +87,7 @@ Variant wgmma_backward_variant(const AttentionArgs& a) {
   // 7.48 / 7.09, block_n 64 plain / pipelined 6.16 / 7.32, three consumers 6.72 (mma.sync
   // 11.67). block_n 64 at d 128 does not fit the registers (legality).
   v.tile.block_n = a.head_dim == 64 ? 64 : 32;
-  const bool pipe = a.head_dim == 128 && a.family == Family::softmax;
+  const bool pipe = a.head_dim == 128 && a.family == Family::softmax && a.window_left < 0;  // legality: spills
   v.tile.mma = pipe ? Mma::wgmma_pipe : Mma::wgmma;
   return v;
 }

@@ -58,7 +58,7 @@ struct Engine::Impl {
   }();
   // The backward on sm_90a runs the wgmma kernel (wgmma_backward_variant); elsewhere, or
   // under PLX_BACKWARD_MMA=sync, the mma.sync one (default_backward_variant).
-  // PLX_BACKWARD_MMA=wgmma / wgmma-pipe force that consumer loop (measurement switches).
+  // PLX_BACKWARD_MMA=wgmma / wgmma-pipe / wgmma-pp force that consumer loop (measurement switches).
   const std::optional<Mma> backward_mma = []() -> std::optional<Mma> {
     const char* e = std::getenv("PLX_BACKWARD_MMA");
     if (!e) return std::nullopt;
@@ -66,7 +66,8 @@ struct Engine::Impl {
     if (m == "sync") return Mma::sync;
     if (m == "wgmma") return Mma::wgmma;
     if (m == "wgmma-pipe") return Mma::wgmma_pipe;
-    throw UnsupportedError(fmt::format("PLX_BACKWARD_MMA='{}': expected sync, wgmma or wgmma-pipe", m));
+    if (m == "wgmma-pp") return Mma::wgmma_pp;
+    throw UnsupportedError(fmt::format("PLX_BACKWARD_MMA='{}': expected sync, wgmma, wgmma-pipe or wgmma-pp", m));
   }();
   // PLX_BACKWARD_TILE=block_m,block_n,warps,stages: the tile of that choice, for sweeping
   // the backward's tiles through unchanged callers (train_step.py); the variant's legality

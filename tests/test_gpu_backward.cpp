@@ -572,8 +572,10 @@ TEST_CASE("backward: the wgmma kernel (backward_sm90.cuh) against the oracle", "
     for (const AttentionArgs& a : shapes) {
       REQUIRE(!why_illegal(wgmma_variant(a, Mma::wgmma)));
       cases.push_back({a, {}, wgmma_variant(a, Mma::wgmma).name()});
-      // The pipelined loop wherever it is legal (not the probe families at d 128).
-      if (!why_illegal(wgmma_variant(a, Mma::wgmma_pipe))) cases.push_back({a, {}, wgmma_variant(a, Mma::wgmma_pipe).name()});
+      // The pipelined loop wherever it is legal (not the probe families at d 128), and the
+      // ping-pong turns.
+      for (Mma m : {Mma::wgmma_pipe, Mma::wgmma_pp})
+        if (!why_illegal(wgmma_variant(a, m))) cases.push_back({a, {}, wgmma_variant(a, m).name()});
     }
   }
   warm(*e, cases);

@@ -118,7 +118,7 @@
 namespace plx {
 
 template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW,
-          bool PIPELINED = false>
+          bool PIPELINED = false, bool PINGPONG = false>
 struct BackwardSm90Config {
   using Elem = T;
   static constexpr Family kFamily = F;
@@ -126,6 +126,10 @@ struct BackwardSm90Config {
   static constexpr int kD = D, kBM = BM, kBN = BN, kStages = STAGES;
   static constexpr bool kCausal = CAUSAL, kWindow = WINDOW;
   static constexpr bool kPipelined = PIPELINED;  // mma wgmma-pipe: see bwd_consume
+  static constexpr bool kPingPong = PINGPONG;     // mma wgmma-pp: consumers take issue turns
+  static_assert(!(PIPELINED && PINGPONG), "the pipelined loop takes no turns (generator/legality_backward.cpp)");
+  static_assert(!PINGPONG || BM >= 128, "ping-pong needs a second consumer to hand turns to");
+  static constexpr unsigned kTurnBar = 1;  // named barriers kTurnBar + c: consumer c's turn
   static constexpr int kThreads = WARPS * 32;
   static constexpr int kConsumers = BM / 64;
   static_assert(kConsumers * 64 == BM && kConsumers >= 1 && kConsumers <= 3, "see generator/legality_backward.cpp");
@@ -233,19 +237,41 @@ __device__ __forceinline__ void bwd_release(const unsigned bar) {
 // issue and its wait in different branches, and ptxas then serialises every wgmma of the
 // kernel (C7518).
 template <class C, bool kPipelined, class Live, class Scores, class Terms, class Accumulate, class Landed>
-__device__ __forceinline__ void bwd_consume(const BwdRing<C>& rg, int n_tiles, bool wg_live, Live live, Scores scores,
-                                            Terms terms, Accumulate accumulate, Landed landed) {
+__device__ __forceinline__ void bwd_consume(int cw, const BwdRing<C>& rg, int n_tiles, bool wg_live, Live live,
+                                            Scores scores, Terms terms, Accumulate accumulate, Landed landed) {
   if constexpr (!kPipelined) {
+    // Ping-pong (mma wgmma-pp): each issue batch is a turn, a bar.sync of 256 threads (this
+    // warpgroup's 128 plus the 128 arrivals of the other consumer passing the turn on), so
+    // the tensor cores see S0 S1 A0 A1 S0' ...: one consumer's terms overlap the other's
+    // wgmmas. Without turns the consumers, fed by the same slot, tend to run in step and
+    // compute their terms at the same time while the tensor cores idle. Every consumer
+    // takes two turns per tile, live or not; the last consumer opens the first turn.
+    auto turn_begin = [&] {
+      if constexpr (C::kPingPong) sm90::named_barrier_sync(C::kTurnBar + cw, 256);
+    };
+    auto turn_end = [&] {
+      if constexpr (C::kPingPong) sm90::named_barrier_arrive(C::kTurnBar + (cw + 1) % C::kConsumers, 256);
+    };
+    if (C::kPingPong && cw == C::kConsumers - 1) sm90::named_barrier_arrive(C::kTurnBar, 256);
     for (int i = 0; i < n_tiles; ++i) {
       const int s = rg.slot(i);
       sm90::mbar_wait(rg.full(s), rg.parity(i));
       if (wg_live && live(i)) {  // uniform over the warpgroup
+        turn_begin();
         scores(s);
+        turn_end();
         sm90::wgmma_wait<0>();
         terms(i, s);
+        turn_begin();
         accumulate(s);
+        turn_end();
         sm90::wgmma_wait<0>();
         landed();
+      } else {
+        turn_begin();
+        turn_end();
+        turn_begin();
+        turn_end();
       }
       bwd_release(rg.empty(s));
     }
@@ -413,7 +439,7 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
       if constexpr (C::kProbe) sm90::fence_regs(dr[0]);
     };
     bwd_consume<C, C::kPipelined>(
-        rg, n_tiles, wg_live, [&](int i) { return !span_is_dead(wg_keys, key_of(i), BN); }, scores, terms, accumulate,
+        cw, rg, n_tiles, wg_live, [&](int i) { return !span_is_dead(wg_keys, key_of(i), BN); }, scores, terms, accumulate,
         landed);
 
     auto out_row = [&](void* base_ptr) {
@@ -583,7 +609,7 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
       sm90::fence_regs(dv[0]);
     };
     bwd_consume<C, C::kPipelined>(
-        rg, n_tiles, wg_live, [&](int i) { return query0(i) < qb_w && query0(i) + BN > qa_w; }, scores, terms,
+        cw, rg, n_tiles, wg_live, [&](int i) { return query0(i) < qb_w && query0(i) + BN > qa_w; }, scores, terms,
         accumulate, landed);
 
     auto out_row = [&](void* base_ptr) {
