@@ -40,4 +40,11 @@ BucketId bucket_of(const AttentionArgs& a) {
   return b;
 }
 
+BucketId bucket_of_backward(const AttentionArgs& a) {
+  BucketId b = bucket_of(a);
+  b.op = Op::backward;
+  b.q = int(pow2_ceil(a.q_len));
+  return b;
+}
+
 }  // namespace plx::tune

@@ -4,7 +4,10 @@
 //   decode : batch x heads_kv and kv length rounded UP to powers of two, the GQA group
 //            and q_len (1..16) exact -- the group and q_len decide the CTA's rows;
 //   prefill: q_len (tokens per sequence) and kv length rounded up to powers of two,
-//            batch x heads_kv likewise, the GQA group exact.
+//            batch x heads_kv likewise, the GQA group exact;
+//   backward: as prefill, with op "backward" (bucket_of_backward): a training call's
+//            gradients, keyed apart so a forward and a backward winner of the same shape
+//            never collide in the database.
 // Rounding up (not to nearest) keeps the key monotone: a call never lands in a bucket of
 // a smaller problem than itself, whose winner may leave the GPU idle on the bigger one.
 // Pure functions, no GPU; the string is the database's key, so changing it means
@@ -45,6 +48,7 @@ struct BucketId {
   // Stable, filename- and JSON-friendly text, e.g.
   //   decode  batch 4, heads 32/8, kv 5000, q 1  -> "decode_parallax_bf16_d128_causal_bh32_kv8192_g4_q1"
   //   prefill batch 1, heads 32/8, q = kv 3000   -> "prefill_parallax_bf16_d128_causal_bh8_kv4096_g4_q4096"
+  //   backward batch 1, heads 16/8, q = kv 16384 -> "backward_parallax_bf16_d128_causal_bh8_kv16384_g2_q16384"
   //   a sliding window adds "_window" after the mask (its width is not part of the key)
   std::string key() const;
 };
@@ -57,5 +61,9 @@ struct BucketIdHash {
 // the host buckets by kv_len, the longest a call may read.
 BucketId bucket_of(const AttentionArgs& a);
 inline std::string bucket_key(const AttentionArgs& a) { return bucket_of(a).key(); }
+
+// The bucket of a backward call (Engine::attention_backward) on the forward arguments `a`:
+// the prefill rounding whatever q_len is (the backward has no decode form), op backward.
+BucketId bucket_of_backward(const AttentionArgs& a);
 
 }  // namespace plx::tune

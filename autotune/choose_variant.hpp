@@ -27,4 +27,20 @@ std::optional<Variant> tuned_variant(const TuningDb& db, const AttentionArgs& a,
 // tuned_variant, else default_variant(a, arch).
 VariantChoice choose_variant(const TuningDb& db, const AttentionArgs& a, Arch arch);
 
+// ---- backward (Engine::attention_backward without a variant name) ---------------------
+
+// The backward the engine runs untuned: the wgmma kernel on sm_90a
+// (wgmma_backward_variant), the mma.sync one elsewhere (default_backward_variant). The
+// tuner races it in every backward bucket, as default_variant in the forward's.
+Variant untuned_backward_variant(const AttentionArgs& a, Arch arch);
+
+// The database's usable backward winner for a's bucket (bucket_of_backward), by the
+// forward's rules: parses, targets `arch`, is a backward variant, legal and serving `a`
+// (check_fits_backward). nullopt (with *rejected when a winner was refused) otherwise.
+std::optional<Variant> tuned_backward_variant(const TuningDb& db, const AttentionArgs& a, Arch arch,
+                                              std::string* rejected = nullptr);
+
+// tuned_backward_variant, else untuned_backward_variant.
+VariantChoice choose_backward_variant(const TuningDb& db, const AttentionArgs& a, Arch arch);
+
 }  // namespace plx

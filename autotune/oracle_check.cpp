@@ -41,13 +41,6 @@ std::vector<int> check_live_lengths(const AttentionArgs& a) {
 
 double check_tolerance(DType dt) { return dt == DType::bf16 ? 1e-2 : 2e-3; }
 
-namespace {
-
-struct HostTensor {
-  std::vector<std::uint16_t> bits;
-  std::vector<double> exact;
-};
-
 HostTensor random_tensor(std::mt19937_64& rng, std::size_t n, int dim, DType dt, bool rms) {
   std::normal_distribution<double> nd(0.0, 1.0);
   HostTensor t;
@@ -67,8 +60,6 @@ HostTensor random_tensor(std::mt19937_64& rng, std::size_t n, int dim, DType dt,
   }
   return t;
 }
-
-}  // namespace
 
 struct OracleCase::Impl {
   AttentionArgs a;  // with device pointers

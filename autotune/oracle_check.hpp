@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,15 @@ std::vector<int> check_live_lengths(const AttentionArgs& problem);
 
 // Relative L2 error allowed against the fp64 oracle (the [gpu] tests' bar).
 double check_tolerance(DType dt);
+
+// A random tensor of n elements in rows of `dim`: its bits in dtype `dt` and their exact
+// values for the oracle; `rms` normalises each row to RMS 1 (q, r, k), else N(0, 1) (v).
+// Shared with the backward's check (autotune/backward_tune.hpp).
+struct HostTensor {
+  std::vector<std::uint16_t> bits;
+  std::vector<double> exact;
+};
+HostTensor random_tensor(std::mt19937_64& rng, std::size_t n, int dim, DType dt, bool rms);
 
 // One small problem's random inputs (RMS-normed q, r, k; raw v) on the device and its fp64
 // reference, built once and checked against any number of variants (the reference costs

@@ -134,6 +134,56 @@ Work prefill_work(const Variant& v, const Problem& p) {
   return w;
 }
 
+// Backward (runtime/backward.cpp plan_backward): one grid of kv_tiles x heads_kv dK/dV CTAs
+// (block_m keys each, streaming block_n-row query tiles of every q head of the group) and
+// q_tiles x heads_q dQ/dR CTAs (block_m queries, streaming block_n-key tiles), per batch;
+// plus the per-row preprocess, a second launch whose work is negligible (16 B per row).
+// Each role computes whole partner tiles from the first its rows see to the last, so the
+// padding depends on both block_m and block_n. Products per pair and role: probe families
+// dQ/dR 5, dK/dV 6; softmax 3 and 4 (backward_flops_per_pair). Bytes: q, (r), dO, K, V read
+// once, the gradients written once, o (and barv) read by the preprocess; re-reads hit L2
+// as in prefill_work.
+//   parallax bf16 d128 m128 n32, batch 1, q = kv 16384 causal, heads 16/8, on the h200:
+//     dQ/dR: 16 heads x 128 x sum over 128 row blocks of 128 (i + 1) keys = 16 x 128 x 1056768
+//            = 2.16e9 pairs x 5 x 256 = 2.77 TFLOP; dK/dV the same pairs x 6 x 256 = 3.32 TFLOP
+//     6.09 TFLOP / 754 TFLOP/s = 8.08 ms (the measured 11.7 ms ran at 564 TFLOP/s of 22D)
+//     CTAs 128 x 8 + 128 x 16 = 3072 on 132 SMs: 24 on the busiest, 3072 / 3168 = 0.97
+Work backward_work(const Variant& v, const Problem& p) {
+  const long bm = v.tile.block_m, bn = v.tile.block_n;
+  const long off = long(p.kv_len) - p.q_len;  // the causal mask is aligned to the end
+  const bool win = p.window >= 0;
+  // dQ/dR role: query blocks, key tiles (as prefill_work).
+  long q_pairs = 0;
+  const long q_blocks = ceil_div(p.q_len, bm);
+  for (long i = 0; i < q_blocks; ++i) {
+    const long r0 = i * bm, r1 = std::min<long>((i + 1) * bm, p.q_len) - 1;
+    const long end = v.causal ? std::min<long>(p.kv_len, r1 + off + 1) : p.kv_len;
+    const long begin = win ? std::max<long>(0, r0 + off - p.window + 1) : 0;
+    if (end > begin) q_pairs += bm * (ceil_div(end, bn) - begin / bn) * bn;
+  }
+  // dK/dV role: key blocks, query tiles. Query i sees keys [i + off - window + 1, i + off].
+  long k_pairs = 0;
+  const long k_blocks = ceil_div(p.kv_len, bm);
+  for (long j = 0; j < k_blocks; ++j) {
+    const long c0 = j * bm, c1 = std::min<long>((j + 1) * bm, p.kv_len) - 1;
+    const long begin = v.causal ? std::max<long>(0, c0 - off) : 0;
+    const long end = win ? std::min<long>(p.q_len, c1 - off + p.window) : p.q_len;
+    if (end > begin) k_pairs += bm * (ceil_div(end, bn) - begin / bn) * bn;
+  }
+  const bool probe = has_probe(v.family);
+  const double d = v.head_dim, e = elem_bytes(v);
+  const double heads_q = double(p.batch) * p.heads_q;
+  const double q_elems = double(p.batch) * p.q_len * p.heads_q * d;
+  const double kv_elems = double(p.batch) * p.kv_len * p.heads_kv * d;
+  Work w;
+  w.flops = heads_q * 2 * d * (double(q_pairs) * (probe ? 5 : 3) + double(k_pairs) * (probe ? 6 : 4));
+  // read q, (r), dO, o, (barv) + written dq, (dr); K, V read, dK, dV written; row records.
+  const double q_tensors = 2 + (probe ? 1 : 0) + 1 + (v.family == Family::parallax ? 1 : 0) + 1 + (probe ? 1 : 0);
+  w.bytes = q_elems * e * q_tensors + kv_elems * e * 4 + double(p.batch) * p.heads_q * p.q_len * 16 * 2;
+  w.ctas = long(p.batch) * (k_blocks * p.heads_kv + q_blocks * p.heads_q);
+  return w;
+}
+
 }  // namespace
 
 bool fits(const Variant& v, const GpuProfile& g) { return smem_bytes(v) + 1024 <= g.smem_per_sm; }
@@ -150,7 +200,7 @@ Prediction predict(const Variant& v, const Problem& p, const GpuProfile& g) {
                                        p.batch, p.q_len, p.kv_len, p.heads_q, p.heads_kv));
   if (g.hbm_GBps <= 0 || g.tc_tflops_bf16 <= 0 || g.sm_count <= 0)
     throw UnsupportedError(fmt::format("GPU profile '{}' has no ceilings", g.name));
-  const Work w = v.op == Op::decode ? decode_work(v, p, g) : prefill_work(v, p);
+  const Work w = v.op == Op::decode ? decode_work(v, p, g) : v.op == Op::backward ? backward_work(v, p) : prefill_work(v, p);
   Prediction r;
   r.bytes = w.bytes;
   r.flops = w.flops;
@@ -159,7 +209,9 @@ Prediction predict(const Variant& v, const Problem& p, const GpuProfile& g) {
   r.splits = w.splits;
   r.ctas = int(std::min<long>(w.ctas, 1L << 30));
   r.wave_efficiency = roofline::wave_efficiency(w.ctas, g.sm_count);
-  r.us = roofline::roofline_us(w.bytes, w.flops, g) / r.wave_efficiency + g.launch_us;  // the merge is in-kernel
+  // One launch (the merge is in-kernel); the backward's preprocess is a second one.
+  const int launches = v.op == Op::backward ? 2 : 1;
+  r.us = roofline::roofline_us(w.bytes, w.flops, g) / r.wave_efficiency + launches * g.launch_us;
   return r;
 }
 

@@ -57,6 +57,13 @@ namespace roofline {
 //   softmax d128 -> 512; parallax d128 -> 1024
 constexpr double flops_per_pair(Family f, int head_dim) { return (has_probe(f) ? 8.0 : 4.0) * head_dim; }
 
+// FLOPs per visible pair of the backward (templates/plx/backward*.cuh, two CTA roles that
+// both recompute the scores): the probe families do 11 products of 2D (dQ/dR role S1, S2,
+// A, dQ, dR; dK/dV role S1, S2, A, dV and two for dK) = 22D, the count the benchmarks use
+// (tools/bench/train_step.py, docs/PERFORMANCE.md); softmax 7 (S1, A, dQ; S1, A, dV, dK) = 14D.
+//   parallax d128 -> 2816; softmax d128 -> 1792
+constexpr double backward_flops_per_pair(Family f, int head_dim) { return (has_probe(f) ? 22.0 : 14.0) * head_dim; }
+
 // Rows an m-tiled kernel computes for `rows` real rows: whole tiles of block_m.
 //   rows 4, block_m 16 -> 16 (a GQA group of 4 pays for 16 rows); rows 1000, block_m 64 -> 1024
 constexpr long padded_rows(long rows, int block_m) { return (rows + block_m - 1) / block_m * block_m; }

@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <optional>
 
+#include "autotune/choose_variant.hpp"
 #include "autotune/oracle_check.hpp"
+#include "runtime/launch.hpp"
 #include "generator/legality.hpp"
 #include "runtime/driver.hpp"
 #include "runtime/oracle.hpp"
@@ -47,6 +49,10 @@ std::vector<Bucket> buckets_for(const KernelSpec& spec, const std::vector<Varian
     // Short, medium and long contexts; one sequence (latency) and 32 (throughput).
     for (int kv : {1024, 8192, 32768})
       for (int batch : {1, 32}) shapes.push_back({batch, 1, kv});
+  } else if (spec.op == Op::backward) {
+    // Training shapes: causal self-attention, q = kv, one sequence. Three lengths keep the
+    // default tune to a few minutes: a 16384 bucket at gqa 8 is ~50 ms a call at d 128.
+    for (int len : kBackwardLengths) shapes.push_back({1, len, len});
   } else {
     for (int len : {1024, 8192}) shapes.push_back({1, len, len});
   }
@@ -80,6 +86,14 @@ std::vector<Bucket> buckets_for(const KernelSpec& spec, const std::vector<Varian
         }
   }
   return out;
+}
+
+BucketId bucket_id(const Bucket& b) {
+  return b.op == Op::backward ? bucket_of_backward(b.args()) : bucket_of(b.args());
+}
+
+Variant untuned_variant(const Bucket& b, Arch arch) {
+  return b.op == Op::backward ? untuned_backward_variant(b.args(), arch) : default_variant(b.args(), arch);
 }
 
 bool serves(const Variant& v, const Bucket& b) {
@@ -165,48 +179,71 @@ std::string problem_key(const AttentionArgs& p) {
                      p.window_left);
 }
 
-// One line of an exception, for reports.
+}  // namespace
+
 std::string first_line(const std::string& s) {
   const auto nl = s.find('\n');
   return nl == std::string::npos ? s : s.substr(0, nl);
 }
 
-}  // namespace
-
-BucketOutcome tune_bucket(measure::Harness& h, measure::AttentionInputs& inputs, const Bucket& b,
-                          const std::vector<Candidate>& cands, const Runner& run, const TuneOptions& o,
-                          CheckCache* checks) {
-  using clk = std::chrono::steady_clock;
-  const auto t0 = clk::now();
+BucketOutcome outcome_for(const std::vector<Candidate>& cands) {
   BucketOutcome out;
   out.results.resize(cands.size());
   for (std::size_t i = 0; i < cands.size(); ++i)
     if (cands[i].model_choice) out.untuned = int(i);
-  auto finish = [&] {
-    out.seconds = std::chrono::duration<double>(clk::now() - t0).count();
-    return out;
-  };
+  return out;
+}
+
+BucketOutcome tune_bucket(measure::Harness& h, measure::AttentionInputs& inputs, const Bucket& b,
+                          const std::vector<Candidate>& cands, const Runner& run, const TuneOptions& o,
+                          CheckCache* checks) {
+  const auto t0 = std::chrono::steady_clock::now();
+  BucketOutcome out = outcome_for(cands);
   const AttentionArgs shape = b.args();
   try {
     inputs.prepare(shape, o.mem_fraction);
   } catch (const DriverError& e) {
     if (is_sticky(e)) throw;
     out.error = first_line(e.what());
-    return finish();
+    return finish_outcome(std::move(out), t0);
   } catch (const Error& e) {
     out.error = first_line(e.what());
-    return finish();
+    return finish_outcome(std::move(out), t0);
   }
   const AttentionArgs small = check_problem(shape);
   CheckCache local;
   CheckCache& cache = checks ? *checks : local;
+  RaceOps ops;
+  ops.call_of = [&](const std::string& name) -> measure::Call {
+    return [&, name](int rep, void* stream) { run.launch(name, inputs.args(rep), stream); };
+  };
+  ops.check = [&](const std::string& name) {
+    const std::string pkey = problem_key(small), key = name + "|" + pkey;
+    auto it = cache.verdicts.find(key);
+    if (it == cache.verdicts.end()) {
+      auto& oc = cache.cases[pkey];
+      if (!oc) oc = std::make_shared<OracleCase>(small);
+      const std::string verdict =
+          oc->check([&](const AttentionArgs& a, void* stream) { run.launch(name, a, stream); }, h.stream());
+      it = cache.verdicts.emplace(key, verdict).first;
+    }
+    return it->second;
+  };
+  return race(h, cands, run, o, ops, std::move(out), t0);
+}
 
+BucketOutcome finish_outcome(BucketOutcome out, std::chrono::steady_clock::time_point t0) {
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+BucketOutcome race(measure::Harness& h, const std::vector<Candidate>& cands, const Runner& run, const TuneOptions& o,
+                   const RaceOps& ops, BucketOutcome out, std::chrono::steady_clock::time_point t0) {
+  auto finish = [&] { return finish_outcome(std::move(out), t0); };
   auto report = [&](int i) {
     if (run.on_result) run.on_result(i, out.results[std::size_t(i)]);
   };
-  auto call_of = [&](const std::string& name) {
-    return [&, name](int rep, void* stream) { run.launch(name, inputs.args(rep), stream); };
-  };
+  const auto& call_of = ops.call_of;
 
   // First pass: every candidate alone.
   measure::TimingOptions first;
@@ -227,18 +264,10 @@ BucketOutcome tune_bucket(measure::Harness& h, measure::AttentionInputs& inputs,
       if (run.on_begin) run.on_begin(int(i), "check");
       if (run.prepare) run.prepare(name);
       if (o.check) {
-        const std::string pkey = problem_key(small), key = name + "|" + pkey;
-        auto it = cache.verdicts.find(key);
-        if (it == cache.verdicts.end()) {
-          auto& oc = cache.cases[pkey];
-          if (!oc) oc = std::make_shared<OracleCase>(small);
-          const std::string verdict =
-              oc->check([&](const AttentionArgs& a, void* stream) { run.launch(name, a, stream); }, h.stream());
-          it = cache.verdicts.emplace(key, verdict).first;
-        }
-        if (!it->second.empty()) {
+        const std::string verdict = ops.check(name);
+        if (!verdict.empty()) {
           r.status = Status::failed;
-          r.error = it->second;
+          r.error = verdict;
           report(int(i));
           continue;
         }
@@ -340,6 +369,10 @@ double visible_pairs(const AttentionArgs& a) {
 
 double useful_flops(const AttentionArgs& a) {
   return visible_pairs(a) * roofline::flops_per_pair(a.family, a.head_dim);
+}
+
+double useful_backward_flops(const AttentionArgs& a) {
+  return visible_pairs(a) * roofline::backward_flops_per_pair(a.family, a.head_dim);
 }
 
 double useful_bytes(const AttentionArgs& a) {

@@ -4,6 +4,7 @@
 // noise (autotune/measure.hpp). Printing, reports and the subprocess that isolates
 // crashing candidates belong to the CLI (tools/plx/cmd_tune.cpp, tune_worker.cpp).
 #pragma once
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "autotune/bucket_key.hpp"
 #include "autotune/measure.hpp"
 #include "autotune/oracle_check.hpp"
 #include "autotune/roofline.hpp"
@@ -38,13 +40,20 @@ struct Bucket {
   AttentionArgs args() const;  // without pointers
 };
 
-inline constexpr int kHeadsKv = 8;  // tuning buckets use 8 kv heads, heads_q = 8 x gqa
+inline constexpr int kHeadsKv = 8;
+inline constexpr int kBackwardLengths[] = {1024, 4096, 16384};  // tuning buckets use 8 kv heads, heads_q = 8 x gqa
 
 // Shapes per op: decode kv lengths {1024, 8192, 32768} x batch {1, 32} (one new token);
-// prefill q = kv lengths {1024, 8192} at batch 1.
+// prefill q = kv lengths {1024, 8192} at batch 1; backward q = kv lengths kBackwardLengths
+// at batch 1 (the training shapes of issue 7: causal self-attention).
 // Buckets: every kernel class present among `variants` (in their order) x the spec's gqa
 // values x the shapes; windowed classes once per window width of the spec.
 std::vector<Bucket> buckets_for(const KernelSpec& spec, const std::vector<Variant>& variants);
+
+// The database bucket of b (bucket_of, or bucket_of_backward for a backward bucket).
+BucketId bucket_id(const Bucket& b);
+// What the engine runs in b untuned: default_variant, or untuned_backward_variant.
+Variant untuned_variant(const Bucket& b, Arch arch);
 
 // Can v run bucket b (same op, family, dtype, head dim, causal, window compiled in)?
 bool serves(const Variant& v, const Bucket& b);
@@ -120,9 +129,17 @@ struct TuneOptions {
 struct Runner {
   std::function<void(const std::string& variant, const AttentionArgs&, void* stream)> launch;
   std::function<void(const std::string& variant)> prepare;
+  // Backward buckets (tune_backward_bucket): the named backward variant on the forward
+  // arguments and gradients, and the engine's own training forward (stats set), which
+  // produces o, stats and barv for it.
+  std::function<void(const std::string& variant, const AttentionArgs&, const BackwardArgs&, void* stream)>
+      launch_backward;
+  std::function<void(const AttentionArgs&, void* stream)> forward;
   std::function<void(int candidate, const char* phase)> on_begin;  // "check", "time", "final"
   std::function<void(int candidate, const CandidateResult&)> on_result;
 };
+
+class BackwardOracleCase;  // autotune/backward_tune.hpp
 
 // Oracle checks across buckets: each small problem's inputs and fp64 reference are built
 // once (OracleCase), each (variant, problem) is judged once. Holds device memory: destroy
@@ -130,6 +147,7 @@ struct Runner {
 struct CheckCache {
   std::map<std::string, std::string> verdicts;  // "" passed, else the failure
   std::map<std::string, std::shared_ptr<OracleCase>> cases;
+  std::map<std::string, std::shared_ptr<BackwardOracleCase>> backward_cases;
 };
 
 // CUDA errors after which the context is unusable (illegal address, trap, launch failure):
@@ -143,11 +161,31 @@ BucketOutcome tune_bucket(measure::Harness& h, measure::AttentionInputs& inputs,
                           const std::vector<Candidate>& candidates, const Runner& run, const TuneOptions& o,
                           CheckCache* checks = nullptr);
 
+// ---- the race itself, shared by tune_bucket and tune_backward_bucket --------------------
+
+// What a race needs from a bucket's op: a timed call per candidate (inputs rotated by
+// `rep`) and the candidate's oracle verdict ("" passed, else why not; cached by the op).
+struct RaceOps {
+  std::function<measure::Call(const std::string& name)> call_of;
+  std::function<std::string(const std::string& name)> check;
+};
+// A fresh outcome for `cands` (results sized, the untuned index set).
+BucketOutcome outcome_for(const std::vector<Candidate>& cands);
+// `out` with its wall time since t0.
+BucketOutcome finish_outcome(BucketOutcome out, std::chrono::steady_clock::time_point t0);
+// Checks, first pass, interleaved finals and decide (tune_bucket's rules), on `out`
+// from outcome_for once the inputs are prepared.
+BucketOutcome race(measure::Harness& h, const std::vector<Candidate>& cands, const Runner& run, const TuneOptions& o,
+                   const RaceOps& ops, BucketOutcome out, std::chrono::steady_clock::time_point t0);
+// The first line of an error message, for reports.
+std::string first_line(const std::string& s);
+
 // Bytes and FLOPs a call really needs, for achieved rates (not the model's padded work):
 //   decode : K and V of the visible span once, q (+ r) in, o out
 //   prefill: FLOPs = visible (query, key) pairs x flops_per_pair; bytes as decode
 double visible_pairs(const AttentionArgs& a);  // summed over batch and q heads
 double useful_flops(const AttentionArgs& a);   // family's own convention (8D or 4D per pair)
+double useful_backward_flops(const AttentionArgs& a);  // backward: 22D or 14D per pair
 double useful_bytes(const AttentionArgs& a);
 
 }  // namespace plx::tune

@@ -56,7 +56,7 @@ Achieved achieved(const Bucket& b, double us, const GpuProfile& g) {
     a.fraction = g.hbm_GBps > 0 ? a.value * 1e3 / g.hbm_GBps : 0;
   } else {
     a.unit = "TFLOP/s";
-    a.value = useful_flops(args) / (us * 1e6);
+    a.value = (b.op == Op::backward ? useful_backward_flops(args) : useful_flops(args)) / (us * 1e6);
     a.fraction = g.tc_tflops_bf16 > 0 ? a.value / g.tc_tflops_bf16 : 0;
   }
   return a;

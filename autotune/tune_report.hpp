@@ -46,7 +46,8 @@ struct Report {
 
 // Achieved rate of a measured call in the unit that matters for its op:
 //   decode : useful_bytes / time in TB/s, against the copy bandwidth;
-//   prefill: useful_flops / time in TFLOP/s, against the tensor-core rate.
+//   prefill: useful_flops / time in TFLOP/s, against the tensor-core rate;
+//   backward: useful_backward_flops (22D or 14D per visible pair) / time, likewise.
 struct Achieved {
   const char* unit = "TB/s";
   double value = 0;

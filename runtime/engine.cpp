@@ -81,7 +81,35 @@ struct Engine::Impl {
       throw UnsupportedError(fmt::format("PLX_BACKWARD_TILE='{}': expected block_m,block_n,warps,stages (e.g. 128,32,12,3)", e));
     return t;
   }();
-  Variant backward_choice(const AttentionArgs& a) const {
+  // What attention_backward(a) without a variant name runs: the tuning database's winner
+  // for a's backward bucket when there is a usable one (cached per bucket like choose()),
+  // else the untuned choice below. PLX_BACKWARD_MMA / PLX_BACKWARD_TILE are measurement
+  // switches over the untuned choice, so either one bypasses the database.
+  Variant backward_choice(const AttentionArgs& a) {
+    if (!backward_mma && !backward_tile && tuned) {
+      const tune::BucketId b = tune::bucket_of_backward(a);
+      std::optional<Variant> v;
+      bool known = false;
+      {
+        std::lock_guard lock(mu);
+        if (auto it = choices.find(b); it != choices.end()) {
+          v = it->second;
+          known = true;
+        }
+      }
+      if (!known) {
+        {
+          std::lock_guard lock(db_mu);
+          v = tuned_backward_variant(*db, a, device.arch());
+        }
+        std::lock_guard lock(mu);
+        choices.emplace(b, v);
+      }
+      if (v) return *v;
+    }
+    return untuned_backward_choice(a);
+  }
+  Variant untuned_backward_choice(const AttentionArgs& a) const {
     const bool hopper = device.arch() == Arch::sm90a && backward_mma != Mma::sync;
     Variant v = hopper ? wgmma_backward_variant(a) : default_backward_variant(a, device.arch());
     if (hopper && backward_mma) v.tile.mma = *backward_mma;

@@ -94,6 +94,26 @@ tile:
   split_kv: [auto]
 )";
 
+// One backward class, two tiles: the sm_90a wgmma kernel at d 64 (block_n 32 and 64 are
+// both legal there).
+constexpr const char* kBackwardSpec = R"(name: small-backward
+op: backward
+variant: [parallax]
+dtype: [bf16]
+head_dim: [64]
+gqa: [2]
+causal: [true]
+window: [-1]
+arch: [sm_90a]
+tile:
+  block_m: [128]
+  block_n: [32, 64]
+  warps: [12]
+  stages: [4]
+  split_kv: [1]
+  mma: [wgmma]
+)";
+
 }  // namespace
 
 TEST_CASE("plx --help is grouped; every command has --help; --version", "[cli]") {
@@ -480,6 +500,37 @@ TEST_CASE("plx tune --buckets keeps the matching buckets; --arch picks the dry r
   CHECK(r.err.find("no variants for sm_80") != std::string::npos);
 }
 
+TEST_CASE("plx tune on a backward spec: backward buckets ranked by the model (dry run)", "[cli][backward]") {
+  TempDir t;
+  if (plx::cu::available()) return;  // the dry run's behaviour; the [gpu] case races
+  const fs::path spec = t.path / "bwd.yaml", json = t.path / "r.json";
+  plx::write_file_atomic(spec, kBackwardSpec);
+  Run r = run_plx(t, "tune '" + spec.string() + "' --out '" + json.string() + "'");
+  INFO(r.out << r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(r.out.find("dry run") != std::string::npos);
+  CHECK(r.out.find("--op backward --family parallax --dtype bf16 --head-dim 64 --mask causal --batch 1 --q-len "
+                   "16384 --kv-len 16384 --heads-q 16 --heads-kv 8") != std::string::npos);
+  const plx::json::Value report = plx::json::parse(slurp(json));
+  const auto& buckets = report.at("buckets").as_array();
+  REQUIRE(buckets.size() == 3);  // gqa 2 x q = kv {1024, 4096, 16384}
+  CHECK(buckets[0].at("key").as_string() == "backward_parallax_bf16_d64_causal_bh8_kv1024_g2_q1024");
+  CHECK(buckets[2].at("key").as_string() == "backward_parallax_bf16_d64_causal_bh8_kv16384_g2_q16384");
+  CHECK(!fs::exists(t.path / "cache" / "tuning"));
+  // --buckets narrows backward buckets like forward ones; forward globs match none.
+  r = run_plx(t, "tune '" + spec.string() + "' --buckets 'backward_*_kv4096_*' --out '" + json.string() + "'");
+  CHECK(r.rc == 0);
+  CHECK(plx::json::parse(slurp(json)).at("buckets").size() == 1);
+  r = run_plx(t, "tune '" + spec.string() + "' --buckets 'prefill_*'");
+  CHECK(r.rc == 1);
+  CHECK(r.err.find("no bucket matches --buckets prefill_*") != std::string::npos);
+  // explore times forward calls only: a backward spec is refused in one line.
+  r = run_plx(t, "explore '" + spec.string() + "'");
+  CHECK(r.rc != 0);
+  CHECK(one_error_line(r));
+  CHECK(r.err.find("backward spec") != std::string::npos);
+}
+
 TEST_CASE("plx bench without a GPU: one line, exit 1; plx explore: predicted only", "[cli]") {
   TempDir t;
   if (plx::cu::available()) return;
@@ -614,5 +665,39 @@ TEST_CASE("plx tune on the GPU: two buckets raced, winners recorded, a second tu
     CHECK((same || plx::measure::compare_runs(x.at("winner_us").as_double(), x.at("noise_us").as_double(),
                                               y.at("winner_us").as_double(), y.at("noise_us").as_double())
                        .tied));
+  }
+}
+
+TEST_CASE("plx tune on the GPU: a backward spec raced, winners recorded under backward keys", "[gpu][cli][backward]") {
+  if (!plx::cu::available()) {
+    WARN("no GPU: skipped");
+    return;
+  }
+  plx::cu::Device dev(0);
+  if (dev.arch() != plx::Arch::sm90a) {
+    WARN("not sm_90a: skipped (the spec is the wgmma backward)");
+    return;
+  }
+  TempDir t;
+  const fs::path spec = t.path / "bwd.yaml", json = t.path / "r.json";
+  plx::write_file_atomic(spec, kBackwardSpec);
+  const Run r = run_plx(t, "tune '" + spec.string() + "' --budget-s 6 --buckets '*_kv1024_*,*_kv4096_*' --out '" +
+                               json.string() + "'");
+  INFO(r.out << r.err);
+  REQUIRE(r.rc == 0);
+  WARN(r.out);
+  const plx::json::Value report = plx::json::parse(slurp(json));
+  REQUIRE(report.at("buckets").size() == 2);
+  plx::TuningDb db(t.path / "cache", plx::GpuIdentity::of(dev));
+  REQUIRE(db.load() == plx::DbStatus::ok);
+  for (const auto& b : report.at("buckets").as_array()) {
+    INFO(b.dump(2));
+    REQUIRE(b.at("winner").is_string());
+    CHECK(b.at("key").as_string().rfind("backward_", 0) == 0);
+    const auto e = db.lookup(b.at("key").as_string());
+    REQUIRE(e);
+    CHECK(e->winner == b.at("winner").as_string());
+    CHECK(e->winner.rfind("plx_backward_", 0) == 0);
+    for (const auto& c : b.at("candidates").as_array()) CHECK(c.at("status").as_string() == "timed");
   }
 }

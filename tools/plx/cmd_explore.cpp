@@ -100,6 +100,11 @@ int cmd_explore(const std::vector<std::string>& argv) {
   if (pf.op && *pf.op != spec.op)
     throw UsageError(fmt::format("explore: --op {} but {} is a {} spec", to_string(*pf.op), spec.source,
                                  to_string(spec.op)));
+  // explore times forward calls; a backward bucket's call is the backward (plx tune races it).
+  if (spec.op == Op::backward)
+    throw UsageError(fmt::format("explore: {} is a backward spec; plx tune races backward variants (explore times "
+                                 "forward calls only)",
+                                 spec.source));
   const ExpandResult ex = expand(spec);
   std::string why;
   const bool gpu = cu::available(&why);

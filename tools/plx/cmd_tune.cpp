@@ -66,6 +66,10 @@ ranking, labelled as predicted) that never writes the database, and exit 0.
 Buckets (a kernel class x a shape; classes: family, dtype, head dim, mask of the spec):
   decode   the spec's gqa values x kv length {1024, 8192, 32768} x batch {1, 32}
   prefill  the spec's gqa values x q = kv length {1024, 8192}, batch 1
+  backward the spec's gqa values x q = kv length {1024, 4096, 16384}, batch 1; the timed
+           call is the backward (preprocess + gradients) on a real forward's statistics,
+           checked against the fp64 gradient oracle; keys start "backward_", so forward
+           and backward winners never share a bucket
   heads_kv 8, heads_q = 8 x gqa; windowed classes at each window width of the spec
   --buckets GLOB[,GLOB..]  only buckets whose key matches, e.g. 'decode_parallax_bf16_d128_*'
                            or '*_bh8_kv1024_*' (keys as plx db show prints them)
@@ -369,7 +373,7 @@ int cmd_tune(const std::vector<std::string>& argv) {
     for (const tune::Bucket& b : tune::buckets_for(specs[si], ok)) {
       tune::BucketReport br;
       br.bucket = b;
-      br.key = tune::bucket_of(b.args()).key();
+      br.key = tune::bucket_id(b).key();
       if (!matches_any(br.key, globs)) continue;
       br.ranked = tune::rank(ok, b, g);
       if (br.ranked.empty()) continue;
@@ -392,9 +396,19 @@ int cmd_tune(const std::vector<std::string>& argv) {
     std::vector<CompileJob> extra;
     std::set<std::string> extra_names;
     for (tune::BucketReport& br : rep.buckets) {
-      const Variant untuned = default_variant(br.bucket.args(), arch);
+      const Variant untuned = tune::untuned_variant(br.bucket, arch);
       if (!compiled_ok.count(untuned.name()) && extra_names.insert(untuned.name()).second)
         extra.push_back({render(untuned), arch_s});
+      if (br.bucket.op == Op::backward) {
+        // A backward call also runs the per-row preprocess, and its inputs come from the
+        // engine's training forward: compile both here, not inside the worker's watchdog.
+        const Variant fwd = default_variant(br.bucket.args(), arch);
+        if (!compiled_ok.count(fwd.name()) && extra_names.insert(fwd.name()).second)
+          extra.push_back({render(fwd), arch_s});
+        const std::string pre = backward_pre_name(untuned.family, untuned.dtype, untuned.head_dim);
+        if (extra_names.insert(pre).second)
+          extra.push_back({render_backward_pre(untuned.family, untuned.dtype, untuned.head_dim), arch_s});
+      }
     }
     const auto extra_out = compile_all(extra, &cache, jobs, progress_line("compiling the untuned choices"));
     for (std::size_t i = 0; i < extra.size(); ++i)
@@ -411,7 +425,7 @@ int cmd_tune(const std::vector<std::string>& argv) {
     std::vector<tune::WorkerBucket> wbs;
     std::size_t n_cands = 0;
     for (tune::BucketReport& br : rep.buckets) {
-      br.candidates = tune::candidates_for(br.ranked, default_variant(br.bucket.args(), arch), top, regs, spills);
+      br.candidates = tune::candidates_for(br.ranked, tune::untuned_variant(br.bucket, arch), top, regs, spills);
       for (tune::Candidate& c : br.candidates)
         if (c.model_rank < 0) {  // the untuned choice, outside the spec: predict it too
           try {

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "autotune/backward_tune.hpp"
 #include "autotune/measure.hpp"
 #include "autotune/tune_report.hpp"
 #include "autotune/tune_workers.hpp"
@@ -89,6 +90,7 @@ int tune_worker_main(const std::string& job_file) {
     Engine engine(0, EngineOptions{KernelCache::default_root(), true});
     measure::Harness h(dev);
     measure::AttentionInputs inputs(h);
+    tune::BackwardInputs bwd_inputs(h);  // backward buckets: a training step's tensors
     tune::CheckCache checks;
     const json::Value& opt = job.at("options");
     tune::TuneOptions o;
@@ -120,6 +122,10 @@ int tune_worker_main(const std::string& job_file) {
       tune::Runner run;
       run.launch = [&](const std::string& name, const AttentionArgs& a, void* s) { engine.attention(a, name, s); };
       run.prepare = [&](const std::string& name) { engine.prepare(name); };
+      run.launch_backward = [&](const std::string& name, const AttentionArgs& a, const BackwardArgs& g, void* s) {
+        engine.attention_backward(a, g, name, s);
+      };
+      run.forward = [&](const AttentionArgs& a, void* s) { engine.attention(a, s); };
       run.on_begin = [&](int c, const char* phase) {
         json::Value b = json::Value::object();
         b.set("b", bi);
@@ -133,7 +139,9 @@ int tune_worker_main(const std::string& job_file) {
         b.set("c", c);
         emit("result", std::move(b));
       };
-      const tune::BucketOutcome out = tune::tune_bucket(h, inputs, bucket, cands, run, o, &checks);
+      const tune::BucketOutcome out =
+          bucket.op == Op::backward ? tune::tune_backward_bucket(h, bwd_inputs, bucket, cands, run, o, &checks)
+                                    : tune::tune_bucket(h, inputs, bucket, cands, run, o, &checks);
       json::Value b = tune::to_json(out);
       b.set("b", bi);
       emit("done", std::move(b));
