@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 rm -rf build-run; mkdir -p build-run/tests
 cp -a "$src"/{plx,plx-bench,CMakeCache.txt,cmake_install.cmake,parallax.pc} build-run/
 cp -a "$src"/libparallax.so* "$src"/parallaxConfig*.cmake build-run/
-for t in test_gpu_prefill_sm90 test_gpu_attention test_gpu_backward test_c_api test_install test_cli test_measure \
+for t in test_gpu_prefill_sm90 test_gpu_attention test_gpu_backward test_backward_tune test_c_api test_install test_cli test_measure \
          cmake_install.cmake; do
   cp -a "$src/tests/$t" build-run/tests/
 done
