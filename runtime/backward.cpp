@@ -82,13 +82,16 @@ Variant wgmma_backward_variant(const AttentionArgs& a) {
   v.tile.stages = 4;
   // Measured on the H200, training step bf16 causal (docs/PERFORMANCE.md, 2026-11-29 runs
   // 21-23), backward ms: d 128 parallax 1 x 16384: stages 2 / 3 / 4 = 13.4 / 13.0 / 13.0
-  // before and 12.1 / 11.8 at stages 3 / 4 after the uniform descriptors; softmax plain /
-  // pipelined 7.43 / 6.99. d 64 parallax 2 x 8192 x 32 heads: block_n 32 plain / pipelined
+  // before and 12.1 / 11.8 at stages 3 / 4 after the uniform descriptors; softmax block_n
+  // 32 plain / pipelined 7.43 / 6.99. d 64 parallax 2 x 8192 x 32 heads: block_n 32 plain / pipelined
   // 7.48 / 7.09, block_n 64 plain / pipelined 6.16 / 7.32, three consumers 6.72 (mma.sync
   // 11.67). block_n 64 at d 128 does not fit the registers (legality).
-  v.tile.block_n = a.head_dim == 64 ? 64 : 32;
-  const bool pipe = a.head_dim == 128 && a.family == Family::softmax && a.window_left < 0;  // legality: spills
-  v.tile.mma = pipe ? Mma::wgmma_pipe : Mma::wgmma;
+  // Softmax d 128 (two score tiles) affords block_n 64 without a window (legality: it spills
+  // with one); `plx tune` (run 26) measured it 1.19-1.20x faster than the pipelined block_n
+  // 32 loop at 1024-16384 keys.
+  const bool wide = a.head_dim == 64 || (a.family == Family::softmax && a.window_left < 0);
+  v.tile.block_n = wide ? 64 : 32;
+  v.tile.mma = Mma::wgmma;
   return v;
 }
 

@@ -22,8 +22,9 @@ void check_fits_backward(const Variant& v, const AttentionArgs& fwd);
 // budget allows for the probe families); 2 stages.
 Variant default_backward_variant(const AttentionArgs& fwd, Arch arch);
 // The sm_90a choice (templates/plx/backward_sm90.cuh), what the engine runs on sm_90a
-// devices: 2 consumer warpgroups (block_m 128, warps 12), 4 stages, block_n 32 at head_dim
-// 128 and 64 at 64, the pipelined loop for softmax at 128 (measurements in the .cpp).
+// devices: 2 consumer warpgroups (block_m 128, warps 12), 4 stages, the plain loop;
+// block_n 64 at head_dim 64 and for softmax at 128 without a window, else 32
+// (measurements in the .cpp). A tuned database winner takes precedence in the engine.
 // PLX_BACKWARD_MMA=sync makes the engine run default_backward_variant there instead.
 Variant wgmma_backward_variant(const AttentionArgs& fwd);
 
