@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU run 27 (2026-11-29, fourth session): the varlen backward (branch varlen-bwd) on top of
+# GPU run 27 (2026-11-29, fourth session; NO RESULT: the device machine stopped answering
+# during this run and the session had no device time left to retry): the varlen backward (branch varlen-bwd) on top of
 # the wgmma default and backward tuning: its varlen cases on both kernels, every backward
 # case on the default and under PLX_BACKWARD_MMA=sync, the wgmma loops, the shipped
 # variants, the prefill and attention suites (SeqView changed), the C API, and the final
