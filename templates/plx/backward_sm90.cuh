@@ -41,13 +41,16 @@
 //                                       reduction, rows; d = N, contiguous), as V in the
 //                                       forward's O += P V
 // dK/dV role (own = 64 keys, partner = BN queries of one q head):
-//   S1^T = K Q^T, S2^T = K R^T, A^T = V dO^T : ss, m64 nBN; A = own K/V (K-major),
-//                                       B = q/r/dO slot tiles (K-major)
+//   [S1^T | S2^T] = K [q; r]^T         : ss, m64 n(2 BN); A = own K (K-major), B = the
+//                                       slot's stacked [q; r] tile (K-major), so K is read
+//                                       from shared memory once for both score tiles
+//   A^T = V dO^T                       : ss, m64 nBN; A = own V, B = the dO slot tile
 //   grad_terms with rows = keys, columns = queries (the row terms lse, bart, t, b are per
 //   column: read from the slot's term buffer in shared memory, as backward.cuh does)
-//   dV += W^T dO, dK += (c GL)^T q + GU^T r : rs, m64 nD; A = W^T, c GL^T, GU^T from the
-//                                       registers (already key-major: no transpose), B =
-//                                       dO/q/r slot tiles read MN-major
+//   dV += W^T dO, dK += [c GL^T | GU^T] [q; r] : rs, m64 nD; A = W^T and the stacked
+//                                       c GL^T, GU^T from the registers (already key-major:
+//                                       no transpose), B = the dO and [q; r] slot tiles
+//                                       read MN-major (k = 2 BN for dK)
 // So no operand is ever transposed in registers: the transposed score tile each gradient
 // needs is produced directly by choosing which side owns the rows (keys own the rows in
 // the dK/dV role, as in the mma.sync kernel), and the shared-memory tiles serve both
@@ -87,7 +90,7 @@
 //
 // ---- Shared memory (BM 128 = 2 consumers) ----------------------------------------------
 //   dQ/dR: own q, r, dO 3 x 128 x D x 2 B + STAGES x (K + V) x BN x D x 2 B
-//   dK/dV: own K, V 2 x 128 x D x 2 B + STAGES x ((q, r, dO) x BN x D x 2 B + BN x 16 B)
+//   dK/dV: own K, V 2 x 128 x D x 2 B + STAGES x (([q; r], dO) x BN x D x 2 B + BN x 16 B)
 //   + 1024 B alignment slack + 2 x STAGES mbarriers; the larger role sizes the launch.
 //   d 128 BN 32 stages 2: max(98304 + 32768, 65536 + 50176) + 1024 + 32 = 132128 B;
 //   stages 4 fits too (<= 227 KB): 1024 + 165888 + 64 = 166976 B.
@@ -459,14 +462,24 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
   using T = typename C::Elem;
   using Own = typename C::OwnTile;
   using Part = typename C::PartTile;
-  constexpr int D = C::kD, BM = C::kBM, BN = C::kBN, S = C::kStages, kDo = C::kQSide - 1;
+  constexpr int D = C::kD, BM = C::kBM, BN = C::kBN, S = C::kStages;
   const AttnParams& f = p.f;
   const int L = live_len(f, b);
   const int key0 = tile * BM;
   const long long kv_off = b * f.k_stride_b + hkv * f.k_stride_h;
   auto own = [&](int i) { return Own{base + unsigned(i * Own::kBytes)}; };
   const unsigned ring = base + unsigned(2 * Own::kBytes);
-  auto part = [&](int s, int j) { return Part{ring + unsigned((s * C::kQSide + j) * Part::kBytes)}; };
+  // A slot holds q and r stacked as one [q; r] tile of NQ = 2 BN rows (softmax: q alone,
+  // NQ = BN), then dO. The stacked tile is the B operand of one m64 nNQ score wgmma that
+  // yields S1^T and S2^T together (A = own K read once, not twice), and of one k = NQ
+  // accumulation dK += [c GL^T | GU^T] [q; r].
+  constexpr int NQ = C::kProbe ? 2 * BN : BN;
+  using QrTile = sm90::Sw128Tile<NQ, D>;
+  using QrHalf = sm90::Sw128Tile<BN, D, NQ>;  // the q (j = 0) or r (j = 1) rows of it
+  auto slot_at = [&](int s) { return ring + unsigned(s * C::kQSide * Part::kBytes); };
+  auto qr = [&](int s) { return QrTile{slot_at(s)}; };
+  auto qr_half = [&](int s, int j) { return QrHalf{slot_at(s) + unsigned(j * BN * 128)}; };
+  auto dot = [&](int s) { return Part{slot_at(s) + unsigned(QrTile::kBytes)}; };
   auto terms_at = [&](int s) { return ring + unsigned(S * C::kQSide * Part::kBytes + s * C::kTermBytes); };
   const BwdRing<C> rg{base + unsigned(C::kBody)};
 
@@ -503,20 +516,20 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
     for (int i = 0; i < n_tiles; ++i) {
       const int s = rg.slot(i), h = head_of(i), q0 = query0(i);
       sm90::mbar_wait(rg.empty(s), rg.parity(i) ^ 1);
-      auto load_part = [&](int j, const void* src, long long off_h, long long stride_t) {
+      auto load_part = [&](auto tile, const void* src, long long off_h, long long stride_t) {
         const unsigned short* g = static_cast<const unsigned short*>(src) + off_h;
         if (q0 + BN <= f.q_len) {
-          part(s, j).template copy_rows<128>(tid, g + (long long)q0 * stride_t, stride_t);
+          tile.template copy_rows<128>(tid, g + (long long)q0 * stride_t, stride_t);
           return;
         }
-        part(s, j).template load_rows<128>(tid, BN, [&](int r) -> const unsigned short* {
+        tile.template load_rows<128>(tid, BN, [&](int r) -> const unsigned short* {
           return q0 + r < f.q_len ? g + (long long)(q0 + r) * stride_t : nullptr;
         });
       };
       const long long q_off = b * f.q_stride_b + h * f.q_stride_h;
-      load_part(0, f.q, q_off, f.q_stride_t);
-      if (C::kProbe) load_part(1, f.r, q_off, f.q_stride_t);
-      load_part(kDo, p.dout, b * f.o_stride_b + h * f.o_stride_h, f.o_stride_t);
+      load_part(qr_half(s, 0), f.q, q_off, f.q_stride_t);
+      if (C::kProbe) load_part(qr_half(s, 1), f.r, q_off, f.q_stride_t);
+      load_part(dot(s), p.dout, b * f.o_stride_b + h * f.o_stride_h, f.o_stride_t);
       if (tid < BN) {
         const int q = q0 + tid;
         const bool live = q < f.q_len;
@@ -545,19 +558,19 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
     float dk[1][D / 8][4], dv[1][D / 8][4];
     zero<T, D>(dk);
     zero<T, D>(dv);
-    float s1[BN / 8][4], s2[BN / 8][4], a[BN / 8][4];
-    unsigned pw[BN / 16][4], pl[BN / 16][4], pu[BN / 16][4];
+    // s12: columns [0, BN) S1^T, [BN, 2 BN) S2^T (C layout: n8 block n + BN / 8 is the
+    // r counterpart of block n); then c GL^T and GU^T in place.
+    float s12[NQ / 8][4], a[BN / 8][4];
+    unsigned pw[BN / 16][4], p12[NQ / 16][4];
     auto scores = [&](int s) {
       sm90::fence_proxy_async();
       sm90::wgmma_fence();
-      issue_scores<T, BN, D>(s1, own(0), 64 * cw, part(s, 0));
-      if constexpr (C::kProbe) issue_scores<T, BN, D>(s2, own(0), 64 * cw, part(s, 1));
-      issue_scores<T, BN, D>(a, own(1), 64 * cw, part(s, kDo));
+      issue_scores<T, NQ, D>(s12, own(0), 64 * cw, qr(s));
+      issue_scores<T, BN, D>(a, own(1), 64 * cw, dot(s));
       sm90::wgmma_commit();
     };
     auto terms = [&](int i, int s) {
-      sm90::fence_regs(s1);
-      if constexpr (C::kProbe) sm90::fence_regs(s2);
+      sm90::fence_regs(s12);
       sm90::fence_regs(a);
       const int q0 = query0(i);
       // Every (key, query) of the warpgroup's 64 keys x this tile visible (backward.cuh).
@@ -584,9 +597,10 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
               const bool vis = !decltype(masked)::value ||
                                sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, f.q_len, f.window);
               float gl, gu, w;
-              grad_terms<C::kFamily>(s1[n][e], C::kProbe ? s2[n][e] : 0.f, a[n][e], rt, f.scale_log2, vis, gl, gu, w);
-              s1[n][e] = gl * p.scale;
-              if (C::kProbe) s2[n][e] = gu;
+              float& s2 = s12[C::kProbe ? n + BN / 8 : n][e];
+              grad_terms<C::kFamily>(s12[n][e], C::kProbe ? s2 : 0.f, a[n][e], rt, f.scale_log2, vis, gl, gu, w);
+              s12[n][e] = gl * p.scale;
+              if (C::kProbe) s2 = gu;
               a[n][e] = w;
             }
           }
@@ -594,14 +608,12 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
       if (all) combine(Flag<false>{});
       else combine(Flag<true>{});
       pack_a<T, BN>(a, pw);
-      pack_a<T, BN>(s1, pl);
-      if constexpr (C::kProbe) pack_a<T, BN>(s2, pu);
+      pack_a<T, NQ>(s12, p12);
     };
     auto accumulate = [&](int s) {
       sm90::wgmma_fence();
-      issue_accumulate<T, BN, D>(dv[0], pw, part(s, kDo));
-      issue_accumulate<T, BN, D>(dk[0], pl, part(s, 0));
-      if constexpr (C::kProbe) issue_accumulate<T, BN, D>(dk[0], pu, part(s, 1));
+      issue_accumulate<T, BN, D>(dv[0], pw, dot(s));
+      issue_accumulate<T, NQ, D>(dk[0], p12, qr(s));
       sm90::wgmma_commit();
     };
     auto landed = [&] {

@@ -43,11 +43,15 @@ __device__ __forceinline__ unsigned long long desc_at(unsigned long long tile_de
   return (unsigned long long)hi << 32 | lo;
 }
 
-template <int ROWS, int D>
+// PANEL_ROWS > ROWS views rows [k, k + ROWS) of a taller tile (base = the taller tile's
+// base + k * 128, k a multiple of 8): the backward stacks the q and r tiles of one slot as
+// a single [q; r] tile, so one n64 wgmma computes both score tiles against one read of A.
+template <int ROWS, int D, int PANEL_ROWS = ROWS>
 struct Sw128Tile {
   static_assert(ROWS % 8 == 0 && D % 64 == 0, "a tile is whole 8-row x 64-column swizzle atoms");
+  static_assert(PANEL_ROWS >= ROWS && PANEL_ROWS % 8 == 0, "a view lies inside its tile's panels");
   static constexpr int kRows = ROWS;
-  static constexpr int kPanelBytes = ROWS * 128;
+  static constexpr int kPanelBytes = PANEL_ROWS * 128;
   static constexpr int kBytes = ROWS * D * 2;
   static constexpr int kChunks = D / 8;  // 16-byte chunks per row
 
