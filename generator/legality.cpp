@@ -23,6 +23,7 @@ std::optional<std::string> why_illegal_wgmma(const Variant& v) {
     return fmt::format("mma {}: only the prefill and backward templates use wgmma (op is {})", mma, to_string(v.op));
   }
   if (v.arch != Arch::sm90a) return fmt::format("mma {}: wgmma needs sm_90a (arch is {})", mma, to_string(v.arch));
+  if (t.mma == Mma::wgmma_red) return fmt::format("mma {}: a backward loop (dQ/dR reduced from the dK/dV pass)", mma);
   if (d != 64 && d != 128) {
     return fmt::format("head_dim {}: no template for head_dim {} yet (templates cover 64 and 128)", d, d);
   }

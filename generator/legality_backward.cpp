@@ -78,6 +78,15 @@ std::optional<std::string> why_illegal_backward_wgmma(const Variant& v) {
   if (t.mma == Mma::wgmma_pipe_pp) {
     return fmt::format("backward: mma {} not implemented (the pipelined loop takes no ping-pong turns)", mma);
   }
+  // The reduced form stages [c GL^T | GU^T] as one n64 B operand (2 x block_n 32 columns =
+  // one 128-byte swizzle line) and each of the two consumers reduces one 64-wide half of
+  // dQ^T/dR^T = K^T [c GL^T | GU^T]: so the probe families, d 128, block_m 128, block_n 32.
+  if (t.mma == Mma::wgmma_red &&
+      (!has_probe(v.family) || d != 128 || t.block_m != 128 || t.block_n != 32)) {
+    return fmt::format("mma {}: the reduced dQ/dR form is built for the probe families at head_dim 128, block_m 128, "
+                       "block_n 32 (got {} d {} block_m {} block_n {})",
+                       mma, to_string(v.family), d, t.block_m, t.block_n);
+  }
   if (d != 64 && d != 128) {
     return fmt::format("head_dim {}: no template for head_dim {} yet (templates cover 64 and 128)", d, d);
   }

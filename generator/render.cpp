@@ -61,7 +61,8 @@ RenderedKernel render(const Variant& v) {
       fmt::arg("w", v.tile.warps), fmt::arg("s", v.tile.stages), fmt::arg("causal", v.causal ? "true" : "false"),
       fmt::arg("window", v.window ? "true" : "false"),
       fmt::arg("extra", prefill_wgmma ? fmt::format(", {}, {}", is_pipelined(v.tile.mma), is_pingpong(v.tile.mma))
-                        : wgmma       ? fmt::format(", {}, {}", is_pipelined(v.tile.mma), is_pingpong(v.tile.mma))
+                        : wgmma       ? fmt::format(", {}, {}, {}", is_pipelined(v.tile.mma), is_pingpong(v.tile.mma),
+                                                    v.tile.mma == Mma::wgmma_red)
                                       : std::string()),
       fmt::arg("smem", r.smem_bytes),
       fmt::arg("threads", r.threads));
@@ -89,17 +90,19 @@ RenderedKernel render_merge(Family f, DType dt, int head_dim) {
   return r;
 }
 
-std::string backward_pre_name(Family f, DType dt, int head_dim) {
+namespace {
+std::string row_kernel_name(const char* what, Family f, DType dt, int head_dim) {
   std::string fam(to_string(f));
   for (auto& c : fam) if (c == '_') c = '-';
-  return fmt::format("plx_bwdpre_{}_{}_d{}", fam, to_string(dt), head_dim);
+  return fmt::format("plx_{}_{}_{}_d{}", what, fam, to_string(dt), head_dim);
 }
 
-RenderedKernel render_backward_pre(Family f, DType dt, int head_dim) {
+// The backward's per-row kernels (plx/backward_pre.cuh): 128 threads, D / 8 per row.
+RenderedKernel render_row_kernel(const char* what, const char* entry, Family f, DType dt, int head_dim) {
   if (head_dim != 64 && head_dim != 128)
-    throw UnsupportedError(fmt::format("backward preprocess kernel: head_dim {} not in {{64, 128}}", head_dim));
+    throw UnsupportedError(fmt::format("backward {} kernel: head_dim {} not in {{64, 128}}", what, head_dim));
   RenderedKernel r;
-  r.display_name = backward_pre_name(f, dt, head_dim);
+  r.display_name = row_kernel_name(what, f, dt, head_dim);
   r.threads = 128;
   r.smem_bytes = 0;
   r.source = fmt::format(
@@ -112,8 +115,18 @@ RenderedKernel render_backward_pre(Family f, DType dt, int head_dim) {
       "}}  // namespace plx_gen\n",
       fmt::arg("name", r.display_name), fmt::arg("gen", kGeneratorVersion), fmt::arg("fam", family_expr(f)),
       fmt::arg("dt", dtype_expr(dt)), fmt::arg("d", head_dim), fmt::arg("threads", r.threads));
-  r.name_expression = "plx::bwd_pre_kernel<plx_gen::Cfg>";
+  r.name_expression = fmt::format("plx::{}<plx_gen::Cfg>", entry);
   return r;
+}
+}  // namespace
+
+std::string backward_pre_name(Family f, DType dt, int head_dim) { return row_kernel_name("bwdpre", f, dt, head_dim); }
+RenderedKernel render_backward_pre(Family f, DType dt, int head_dim) {
+  return render_row_kernel("bwdpre", "bwd_pre_kernel", f, dt, head_dim);
+}
+std::string backward_post_name(Family f, DType dt, int head_dim) { return row_kernel_name("bwdpost", f, dt, head_dim); }
+RenderedKernel render_backward_post(Family f, DType dt, int head_dim) {
+  return render_row_kernel("bwdpost", "bwd_post_kernel", f, dt, head_dim);
 }
 
 const std::vector<std::pair<std::string, std::string>>& template_headers() {

@@ -29,6 +29,9 @@ std::string merge_name(Family f, DType dt, int head_dim);
 // head dim; render(v) of an Op::backward variant is the main kernel that runs after it.
 RenderedKernel render_backward_pre(Family f, DType dt, int head_dim);
 std::string backward_pre_name(Family f, DType dt, int head_dim);
+// mma wgmma-red's third kernel: the fp32 dQ/dR accumulators into dq and dr.
+RenderedKernel render_backward_post(Family f, DType dt, int head_dim);
+std::string backward_post_name(Family f, DType dt, int head_dim);
 
 // The device headers, include name -> content (embedded at build time).
 const std::vector<std::pair<std::string, std::string>>& template_headers();

@@ -430,7 +430,7 @@ class Parser {
       else if (x.key == "warps") t.warps = ints(x, key, kWarps);
       else if (x.key == "stages") t.stages = ints(x, key, kStages);
       else if (x.key == "mma") {
-        static const std::string kMmas = "one of sync | wgmma | wgmma-pipe | wgmma-pp | wgmma-pipe-pp";
+        static const std::string kMmas = "one of sync | wgmma | wgmma-pipe | wgmma-pp | wgmma-pipe-pp | wgmma-red";
         t.mma = list<Mma>(x, key, kMmas,
             [&](const YAML::Node& n) { return enum_item<Mma>(n, key, kMmas, parse_mma); }, nullptr);
       } else t.split_kv = ints(x, key, op == Op::decode ? kSplitDecode : kSplitPrefill);

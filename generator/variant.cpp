@@ -33,6 +33,7 @@ std::string_view to_string(Mma v) {
     case Mma::wgmma_pipe: return "wgmma-pipe";
     case Mma::wgmma_pp: return "wgmma-pp";
     case Mma::wgmma_pipe_pp: return "wgmma-pipe-pp";
+    case Mma::wgmma_red: return "wgmma-red";
   }
   return "?";
 }
@@ -60,7 +61,7 @@ std::optional<Arch> parse_arch(std::string_view s) {
   return std::nullopt;
 }
 std::optional<Mma> parse_mma(std::string_view s) {
-  for (Mma m : {Mma::sync, Mma::wgmma, Mma::wgmma_pipe, Mma::wgmma_pp, Mma::wgmma_pipe_pp}) {
+  for (Mma m : {Mma::sync, Mma::wgmma, Mma::wgmma_pipe, Mma::wgmma_pp, Mma::wgmma_pipe_pp, Mma::wgmma_red}) {
     const std::string_view name = to_string(m);
     if (s.size() == name.size() && std::equal(s.begin(), s.end(), name.begin(), [](char a, char b) {
           return a == b || (a == '_' && b == '-');

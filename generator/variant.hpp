@@ -20,7 +20,9 @@ enum class Arch { sm80, sm90a };
 // neighbours (wgmma_pipe, named "wgmma-pipe"). The -pp forms add ping-pong scheduling: the
 // consumer warpgroups take turns issuing their MMAs, so one's softmax runs while another's
 // MMAs hold the tensor cores (needs two or more consumers).
-enum class Mma { sync, wgmma, wgmma_pipe, wgmma_pp, wgmma_pipe_pp };
+// wgmma_red (backward only): one dK/dV pass that also reduces dQ/dR into an fp32
+// workspace (backward_sm90.cuh, "Reduced dQ/dR"), instead of separate dQ/dR CTAs.
+enum class Mma { sync, wgmma, wgmma_pipe, wgmma_pp, wgmma_pipe_pp, wgmma_red };
 constexpr bool is_wgmma(Mma m) { return m != Mma::sync; }
 constexpr bool is_pipelined(Mma m) { return m == Mma::wgmma_pipe || m == Mma::wgmma_pipe_pp; }
 constexpr bool is_pingpong(Mma m) { return m == Mma::wgmma_pp || m == Mma::wgmma_pipe_pp; }
@@ -29,7 +31,7 @@ std::string_view to_string(Op);
 std::string_view to_string(Family);
 std::string_view to_string(DType);
 std::string_view to_string(Arch);          // "sm_80", "sm_90a" (NVRTC spelling)
-std::string_view to_string(Mma);           // "sync", "wgmma", "wgmma-pipe", "wgmma-pp", "wgmma-pipe-pp"
+std::string_view to_string(Mma);           // "sync", "wgmma", "wgmma-pipe", "wgmma-pp", "wgmma-pipe-pp", "wgmma-red"
 std::optional<Op> parse_op(std::string_view);
 std::optional<Family> parse_family(std::string_view);
 std::optional<DType> parse_dtype(std::string_view);

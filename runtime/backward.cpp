@@ -121,7 +121,9 @@ BackwardPlan plan_backward(const Variant& v, const AttentionArgs& a, const Backw
   p.kv_tiles = ceil_div(a.kv_len, v.tile.block_m);
   p.kv_ctas = p.kv_tiles * a.heads_kv;
 
-  const long long ctas = (long long)p.kv_ctas + (long long)p.q_tiles * a.heads_q;
+  // wgmma-red: the dK/dV CTAs also reduce dQ/dR, so there are no dQ/dR CTAs.
+  const bool red = v.tile.mma == Mma::wgmma_red;
+  const long long ctas = (long long)p.kv_ctas + (red ? 0LL : (long long)p.q_tiles * a.heads_q);
   if (ctas > INT32_MAX)
     throw UnsupportedError(fmt::format("attention_backward arguments: {} CTAs per batch exceed a grid's x limit", ctas));
   bp.grid = {unsigned(ctas), unsigned(a.batch), 1};
@@ -135,6 +137,10 @@ BackwardPlan plan_backward(const Variant& v, const AttentionArgs& a, const Backw
   bp.pre_grid = {unsigned((rows + rows_per_block - 1) / rows_per_block), 1, 1};
   bp.pre_block = {128, 1, 1};
   bp.rows_floats = std::size_t(rows) * 4;
+  if (red) {
+    bp.accum_floats = std::size_t(rows) * 2 * a.head_dim;
+    bp.post_grid = {unsigned((rows + rows_per_block - 1) / rows_per_block), 1, 1};
+  }
   return bp;
 }
 

@@ -33,7 +33,11 @@ struct BackwardPlan {
   cu::Dim3 grid, block;          // backward_kernel: kv CTAs then q CTAs in x, batch in y
   unsigned smem_bytes = 0;
   std::size_t rows_floats = 0;   // BwdParams::rows: batch x heads_q x q_len x 4
-  BwdParams params{};            // everything but `rows`
+  // mma wgmma-red: BwdParams::accum, 2 x batch x heads_q x q_len x head_dim (dQ then dR),
+  // right after the row terms in the same workspace; the post kernel's grid. Else 0.
+  std::size_t accum_floats = 0;
+  cu::Dim3 post_grid{0, 0, 0};
+  BwdParams params{};            // everything but `rows` and `accum`
 };
 
 BackwardPlan plan_backward(const Variant& v, const AttentionArgs& fwd, const BackwardArgs& g);

@@ -58,7 +58,8 @@ struct Engine::Impl {
   }();
   // The backward on sm_90a runs the wgmma kernel (wgmma_backward_variant); elsewhere, or
   // under PLX_BACKWARD_MMA=sync, the mma.sync one (default_backward_variant).
-  // PLX_BACKWARD_MMA=wgmma / wgmma-pipe / wgmma-pp force that consumer loop (measurement switches).
+  // PLX_BACKWARD_MMA=wgmma / wgmma-pipe / wgmma-pp / wgmma-red force that consumer loop
+  // (measurement switches; wgmma-red fits 3 stages, not 4).
   const std::optional<Mma> backward_mma = []() -> std::optional<Mma> {
     const char* e = std::getenv("PLX_BACKWARD_MMA");
     if (!e) return std::nullopt;
@@ -67,7 +68,9 @@ struct Engine::Impl {
     if (m == "wgmma") return Mma::wgmma;
     if (m == "wgmma-pipe") return Mma::wgmma_pipe;
     if (m == "wgmma-pp") return Mma::wgmma_pp;
-    throw UnsupportedError(fmt::format("PLX_BACKWARD_MMA='{}': expected sync, wgmma, wgmma-pipe or wgmma-pp", m));
+    if (m == "wgmma-red") return Mma::wgmma_red;
+    throw UnsupportedError(
+        fmt::format("PLX_BACKWARD_MMA='{}': expected sync, wgmma, wgmma-pipe, wgmma-pp or wgmma-red", m));
   }();
   // PLX_BACKWARD_TILE=block_m,block_n,warps,stages: the tile of that choice, for sweeping
   // the backward's tiles through unchanged callers (train_step.py); the variant's legality
@@ -113,6 +116,7 @@ struct Engine::Impl {
     const bool hopper = device.arch() == Arch::sm90a && backward_mma != Mma::sync;
     Variant v = hopper ? wgmma_backward_variant(a) : default_backward_variant(a, device.arch());
     if (hopper && backward_mma) v.tile.mma = *backward_mma;
+    if (v.tile.mma == Mma::wgmma_red) v.tile.stages = std::min(v.tile.stages, 3);
     if (backward_tile) {
       v.tile.block_m = (*backward_tile)[0];
       v.tile.block_n = (*backward_tile)[1];
@@ -338,10 +342,18 @@ struct Engine::Impl {
     BackwardPlan bp = plan_backward(v, a, g);
     const CUstream s = static_cast<CUstream>(stream);
     cu::CurrentContext ctx(device);
-    bp.params.rows = workspace(s, bp.rows_floats);
+    // One workspace: the row terms, then (mma wgmma-red) the fp32 dQ/dR accumulators, which
+    // the preprocess zeroes and the post kernel converts into dq and dr.
+    bp.params.rows = workspace(s, bp.rows_floats + bp.accum_floats);
+    bp.params.accum = bp.accum_floats ? bp.params.rows + bp.rows_floats : nullptr;
+    LoadedKernel* post = nullptr;
+    if (bp.accum_floats)
+      post = &kernel(backward_post_name(v.family, v.dtype, v.head_dim),
+                     [&] { return render_backward_post(v.family, v.dtype, v.head_dim); });
     void* args[] = {&bp.params};
     cu::launch(pre.fn, bp.pre_grid, bp.pre_block, 0, s, args);
     cu::launch(main.fn, bp.grid, bp.block, bp.smem_bytes, s, args);
+    if (post) cu::launch(post->fn, bp.post_grid, bp.pre_block, 0, s, args);
   }
 
   Variant parse(const std::string& name) const {

@@ -126,10 +126,12 @@ TEST_CASE("backward: launch plan and source of a wgmma variant (backward_sm90.cu
   CHECK(bp.smem_bytes == 132128);
   CHECK(bp.params.f.persistent == 0);  // not the persistent wgmma prefill grid
   CHECK(bp.pre_grid.x == 2000);
+  CHECK(bp.accum_floats == 0);  // two CTA roles: no dQ/dR workspace, no post kernel
+  CHECK(bp.post_grid.x == 0);
   const RenderedKernel r = render(*v);
   CHECK(r.name_expression == "plx::backward_sm90_kernel<plx_gen::Cfg>");
   CHECK(r.source.find("#include \"plx/backward_sm90.cuh\"") != std::string::npos);
-  CHECK(r.source.find("plx::BackwardSm90Config<plx::Family::parallax, plx::bf16, 128, 128, 32, 12, 2, true, false, false, false>;") !=
+  CHECK(r.source.find("plx::BackwardSm90Config<plx::Family::parallax, plx::bf16, 128, 128, 32, 12, 2, true, false, false, false, false>;") !=
         std::string::npos);
   CHECK(r.threads == 384);
   CHECK(r.smem_bytes == 132128);
@@ -138,6 +140,35 @@ TEST_CASE("backward: launch plan and source of a wgmma variant (backward_sm90.cu
   // Batches past gridDim.y's limit are still refused by name (the 65535 checks).
   a.batch = 70000;
   CHECK_THROWS_AS(plan_backward(*v, a, g), UnsupportedError);
+}
+
+TEST_CASE("backward: the reduced dQ/dR form (mma wgmma-red)", "[backward]") {
+  AttentionArgs a = args(Family::parallax, 128);
+  const BackwardArgs g = all_set();
+  const auto v = parse_variant_name("plx_backward_parallax_bf16_d128_causal_m128_n32_w12_s3_k1_wgmma-red_sm90a");
+  REQUIRE(v);
+  CHECK(v->tile.mma == Mma::wgmma_red);
+  CHECK(v->name() == "plx_backward_parallax_bf16_d128_causal_m128_n32_w12_s3_k1_wgmma-red_sm90a");
+  CHECK_NOTHROW(check_fits_backward(*v, a));
+  const BackwardPlan bp = plan_backward(*v, a, g);
+  // Only the 11 x 2 dK/dV CTAs; dQ and dR (2 x 16000 rows x 128) go through the workspace,
+  // which the preprocess zeroes and the post kernel (one row per 16 lanes) converts.
+  CHECK(bp.grid.x == 22);
+  CHECK(bp.accum_floats == 2u * 16000 * 128);
+  CHECK(bp.post_grid.x == 2000);
+  // 1024 + 2 x 32768 + 3 x (3 x 8192 + 512) + 2 x 16384 + 2 x 64 x 272 + 3 x 16.
+  CHECK(bp.smem_bytes == 209456);
+  CHECK(render(*v).source.find("128, 32, 12, 3, true, false, false, false, true>;") != std::string::npos);
+  // Built for the probe families at d 128, block_n 32 only; and no 4th stage (smem).
+  Variant w = *v;
+  w.family = Family::softmax;
+  CHECK(why_illegal(w));
+  w = *v;
+  w.tile.stages = 4;
+  CHECK(why_illegal(w));
+  w = *v;
+  w.op = Op::prefill;
+  CHECK(why_illegal(w));
 }
 
 TEST_CASE("backward: arguments are refused by name", "[backward]") {

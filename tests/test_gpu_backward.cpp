@@ -573,6 +573,17 @@ TEST_CASE("backward: the wgmma kernel (backward_sm90.cuh) against the oracle", "
         if (!why_illegal(wgmma_variant(a, m))) cases.push_back({a, {}, wgmma_variant(a, m).name()});
     }
   }
+  // The reduced dQ/dR form (wgmma-red: the probe families at d 128): chunked prefill with a
+  // window and GQA 4, fp16, and a length that wraps its two Ds tiles and the ring many times.
+  for (Family f : {Family::parallax, Family::parallax_uncentered}) {
+    for (const AttentionArgs& a : {shape_of(f, DType::bf16, 128, 2, 333, 333, true, -1),
+                                   shape_of(f, DType::bf16, 128, 4, 211, 300, true, 45),
+                                   shape_of(f, DType::fp16, 128, 8, 700, 777, true, 100),
+                                   shape_of(f, DType::bf16, 128, 1, 1029, 1029, true, -1)}) {
+      REQUIRE(!why_illegal(wgmma_variant(a, Mma::wgmma_red)));
+      cases.push_back({a, {}, wgmma_variant(a, Mma::wgmma_red).name()});
+    }
+  }
   warm(*e, cases);
   for (const BwdCase& c : cases) check_backward(*e, c, "wgmma");
 }

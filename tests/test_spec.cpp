@@ -775,5 +775,5 @@ TEST_CASE("the mma axis: names, spec key, legality of the wgmma prefill", "[spec
                                        "plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_wgmma-pipe-pp_sm90a"});
   for (const auto& x : r.variants) CHECK(parse_variant_name(x.name()) == x);  // -pp names parse back
   CHECK(error_of(pre + "tile:\n  mma: tensor\n") ==
-        "t.yaml:7:8: key 'tile.mma': got 'tensor', expected one of sync | wgmma | wgmma-pipe | wgmma-pp | wgmma-pipe-pp");
+        "t.yaml:7:8: key 'tile.mma': got 'tensor', expected one of sync | wgmma | wgmma-pipe | wgmma-pp | wgmma-pipe-pp | wgmma-red");
 }

@@ -80,10 +80,47 @@ __global__ void __launch_bounds__(C::kThreads) bwd_pre_kernel(const BwdParams p)
     dot_o += __shfl_xor_sync(0xffffffffu, dot_o, m);
     dot_barv += __shfl_xor_sync(0xffffffffu, dot_barv, m);
   }
+  if (live && p.accum) {  // mma wgmma-red: zero this row's dQ and dR accumulators
+    float4* acc = reinterpret_cast<float4*>(p.accum + row * C::kD + lane * 8);
+    const long long plane = n_rows * C::kD / 4;  // dR's offset in float4
+    const float4 z = make_float4(0.f, 0.f, 0.f, 0.f);
+    acc[0] = z;
+    acc[1] = z;
+    acc[plane] = z;
+    acc[plane + 1] = z;
+  }
   if (!live || lane != 0) return;
   const float4 st = *reinterpret_cast<const float4*>(p.stats + row * 4);
   *reinterpret_cast<float4*>(p.rows + row * 4) =
       make_float4(st.w * kLog2e, kCentered ? st.z : 0.f, dot_o, kCentered ? dot_barv : 0.f);
+}
+
+// mma wgmma-red, kernel 3 of 3: dq and dr from the fp32 accumulators the dK/dV CTAs
+// reduced into (BwdParams::accum; dQ's already carries the scale). Same row walk as above.
+template <class C>
+__global__ void __launch_bounds__(C::kThreads) bwd_post_kernel(const BwdParams p) {
+  using T = typename C::Elem;
+  constexpr int LPR = C::kLanesPerRow;
+  const AttnParams& f = p.f;
+  const int lane = threadIdx.x % LPR;
+  const long long row = (long long)blockIdx.x * C::kRowsPerBlock + threadIdx.x / LPR;  // (b, h, t)
+  const long long n_rows = (long long)f.batch * f.heads_q * f.q_len;
+  if (row >= n_rows) return;
+  const int t = int(row % f.q_len), bh = int(row / f.q_len);
+  const int h = bh % f.heads_q, b = bh / f.heads_q;
+  const long long at = b * f.q_stride_b + t * f.q_stride_t + h * f.q_stride_h + lane * 8;
+  auto convert = [&](const float* src, void* dst) {
+    const float4 lo = reinterpret_cast<const float4*>(src)[0], hi = reinterpret_cast<const float4*>(src)[1];
+    uint4 out;
+    out.x = pack2<T>(lo.x, lo.y);
+    out.y = pack2<T>(lo.z, lo.w);
+    out.z = pack2<T>(hi.x, hi.y);
+    out.w = pack2<T>(hi.z, hi.w);
+    *reinterpret_cast<uint4*>(static_cast<unsigned short*>(dst) + at) = out;
+  };
+  const float* acc = p.accum + row * C::kD + lane * 8;
+  convert(acc, p.dq);
+  if (p.dr) convert(acc + n_rows * C::kD, p.dr);
 }
 
 }  // namespace plx

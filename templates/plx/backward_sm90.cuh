@@ -121,7 +121,7 @@
 namespace plx {
 
 template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW,
-          bool PIPELINED = false, bool PINGPONG = false>
+          bool PIPELINED = false, bool PINGPONG = false, bool RED = false>
 struct BackwardSm90Config {
   using Elem = T;
   static constexpr Family kFamily = F;
@@ -131,6 +131,12 @@ struct BackwardSm90Config {
   static constexpr bool kPipelined = PIPELINED;  // mma wgmma-pipe: see bwd_consume
   static constexpr bool kPingPong = PINGPONG;     // mma wgmma-pp: consumers take issue turns
   static_assert(!(PIPELINED && PINGPONG), "the pipelined loop takes no turns (generator/legality_backward.cpp)");
+  // mma wgmma-red: dK/dV CTAs only, each also reducing its dQ/dR share into BwdParams::accum.
+  static constexpr bool kRed = RED;
+  static_assert(!RED || (!PIPELINED && !PINGPONG && F != Family::softmax && D == 128 && BM == 128 && BN == 32),
+                "the reduced form's shapes (generator/legality_backward.cpp)");
+  static constexpr unsigned kRedBar = 3;    // both consumers: the [c GL^T | GU^T] tile is whole
+  static constexpr unsigned kStageBar = 4;  // + consumer: its fp32 staging tile is whole
   static_assert(!PINGPONG || BM >= 128, "ping-pong needs a second consumer to hand turns to");
   static constexpr unsigned kTurnBar = 1;  // named barriers kTurnBar + c: consumer c's turn
   static constexpr int kThreads = WARPS * 32;
@@ -148,10 +154,20 @@ struct BackwardSm90Config {
   static constexpr int kDqBody = kQSide * OwnTile::kBytes + STAGES * 2 * PartTile::kBytes;
   // dK/dV: own K, V; per slot q, (r), dO; then every slot's row terms (kept after the tiles
   // so each tile stays 1024-aligned).
-  static constexpr int kKvBody = 2 * OwnTile::kBytes + STAGES * (kQSide * PartTile::kBytes + kTermBytes);
-  static constexpr int kBody = kDqBody > kKvBody ? kDqBody : kKvBody;
+  // wgmma-red adds, after the slots: two [c GL^T | GU^T] tiles (BM keys x 2 BN columns,
+  // 1024-aligned like the slots), then the row terms, then per consumer an fp32 staging
+  // tile of 2 BN rows (dQ then dR queries) x 64 d, rows padded to 68 floats so the
+  // fragment stores hit 32 distinct banks.
+  static constexpr int kDsBytes = RED ? BM * 2 * BN * 2 : 0;
+  static constexpr int kStageRow = (64 + 4) * 4;
+  static constexpr int kStageBytes = RED ? 2 * BN * kStageRow : 0;
+  static constexpr int kKvBody = 2 * OwnTile::kBytes + STAGES * (kQSide * PartTile::kBytes + kTermBytes) +
+                                 2 * kDsBytes + kConsumers * kStageBytes;
+  static constexpr int kBody = RED || kKvBody > kDqBody ? kKvBody : kDqBody;
   static constexpr int kBarrierBytes = STAGES * 2 * 8;
   static constexpr int kSmemBytes = kAlignSlack + kBody + kBarrierBytes;
+  // wgmma-red's consumers hold 32 dQ/dR accumulators on top: 32 + 2 x 240 per 128 threads
+  // = 512 registers per lane-slot (232 spilled 64 B, ptxas NVRTC 13).
   static constexpr int kProducerRegs = 40;
   static constexpr int kConsumerRegs = kConsumers == 3 ? 152 : 232;
 };
@@ -456,6 +472,97 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
   });
 }
 
+// ---- Reduced dQ/dR (mma wgmma-red): the dK/dV pass also yields dQ and dR ----------------
+// One consumer's walk over the ring in the reduced form. Per tile, after the usual scores,
+// terms and the dV/dK accumulation (issued, not yet waited):
+//   1. the consumer's [c GL^T | GU^T] (its 64 keys x 2 BN queries, already packed as the A
+//      fragments p12) goes to rows 64 cw .. of a shared tile Ds (keys x 2 BN, MN-major B);
+//      two such tiles alternate, so a tile is rewritten only after the barrier of the next
+//      tile, by which time both consumers' wgmmas on it completed;
+//   2. a 256-thread barrier: Ds holds both consumers' keys;
+//   3. [dQ^T | dR^T] (d rows 64 cw .. 64 cw + 63, 2 BN query columns) = K^T Ds over all BM
+//      keys: 8 m64 n64 k16 wgmmas, A = the own K tile read MN-major (d as M), B = Ds;
+//   4. the fp32 result goes to the consumer's staging tile (rows = dQ then dR queries, 64 d
+//      each), a 128-thread barrier, then one thread per row adds its 256 bytes to
+//      BwdParams::accum with cp.reduce.async.bulk (the L2 performs the adds: no atomics in
+//      the SM, one request per 256 bytes). The issuing threads wait for the reads of the
+//      previous tile's reduction before step 2, so the staging tile is free after it.
+// Every tile is computed by both consumers (masked terms are zero), live or not: the
+// barriers need both every time.
+template <class C, int cw, class Own, class HeadOf, class Query0, class Scores, class Terms, class Accumulate>
+__device__ __forceinline__ void bwd_red_consume(const BwdParams& p, int b, const BwdRing<C>& rg, int n_tiles, Own k_own,
+                                                HeadOf head_of, Query0 query0,
+                                                Scores scores, Terms terms, Accumulate accumulate,
+                                                float (&dk)[1][C::kD / 8][4], float (&dv)[1][C::kD / 8][4],
+                                                const unsigned (&p12)[2 * C::kBN / 16][4]) {
+  using T = typename C::Elem;
+  constexpr int BM = C::kBM, BN = C::kBN, NQ = 2 * BN, D = C::kD;
+  using DsTile = sm90::Sw128Tile<BM, NQ>;
+  const AttnParams& f = p.f;
+  const int ctid = threadIdx.x - 128 * (cw + 1);
+  const int warp = ctid >> 5, lane = ctid & 31, g = lane >> 2, t4 = lane & 3;
+  // bwd_sm90_dkv_role's layout, from the own K tile's base (the smem base: kept in a
+  // register anyway), so no extra address lives across the role split.
+  const unsigned ds_at = k_own.base + unsigned(2 * Own::kBytes + C::kStages * C::kQSide * C::PartTile::kBytes);
+  const unsigned stage = ds_at + unsigned(2 * C::kDsBytes + C::kStages * C::kTermBytes + cw * C::kStageBytes);
+  const long long plane = (long long)f.batch * f.heads_q * f.q_len * D;  // dR's offset in accum
+  float dqr[NQ / 8][4];
+  for (int i = 0; i < n_tiles; ++i) {
+    const int s = rg.slot(i);
+    sm90::mbar_wait(rg.full(s), rg.parity(i));
+    scores(s);
+    sm90::wgmma_wait<0>();
+    terms(i, s);
+    accumulate(s);  // dV, dK: wgmma_fence, issue, commit; runs while Ds is written
+    const DsTile ds{ds_at + unsigned((i & 1) * DsTile::kBytes)};
+    const int row = 64 * cw + 16 * warp + g;
+#pragma unroll
+    for (int ks = 0; ks < NQ / 16; ++ks) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {  // p12[ks][j]: row + 8 (j & 1), columns 16 ks + 8 (j >> 1) + 2 t4
+        const unsigned at = ds.chunk(row + 8 * (j & 1), 2 * ks + (j >> 1)) + unsigned(4 * t4);
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(p12[ks][j]) : "memory");
+      }
+    }
+    sm90::fence_proxy_async();
+    if (ctid < NQ) sm90::bulk_wait_read0();
+    sm90::named_barrier_sync(C::kRedBar, 256);
+    // The packed operands die with the dV/dK group, before the 32 dQ/dR accumulators are
+    // born: issuing both groups together spilled 224 B (ptxas, NVRTC 13).
+    sm90::wgmma_wait<0>();
+    sm90::fence_regs(dk[0]);
+    sm90::fence_regs(dv[0]);
+    bwd_release(rg.empty(s));
+    sm90::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < BM / 16; ++ks)
+      sm90::wgmma_ss_mn<T>(dqr, sm90::desc_at(k_own.mnmajor_desc(ks), unsigned(cw * Own::kPanelBytes)),
+                           ds.mnmajor_desc(ks), ks > 0);
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<0>();
+    sm90::fence_regs(dqr);
+#pragma unroll
+    for (int n = 0; n < NQ / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {  // (d = 16 warp + g + 8 (e >> 1), column 8 n + 2 t4 + (e & 1))
+        const int col = 8 * n + 2 * t4 + (e & 1), d = 16 * warp + g + 8 * (e >> 1);
+        asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(stage + unsigned(col * C::kStageRow + d * 4)), "f"(dqr[n][e])
+                     : "memory");
+      }
+    sm90::fence_proxy_async();
+    sm90::named_barrier_sync(C::kStageBar + cw, 128);
+    if (ctid < NQ) {
+      const int q = query0(i) + ctid % BN;
+      if (q < f.q_len) {
+        float* dst = p.accum + (ctid / BN) * plane + (((long long)b * f.heads_q + head_of(i)) * f.q_len + q) * D + 64 * cw;
+        sm90::bulk_reduce_add_f32(dst, stage + unsigned(ctid * C::kStageRow), 64 * 4);
+        sm90::bulk_commit();
+      }
+    }
+  }
+  if (ctid < NQ) sm90::bulk_wait0();
+}
+
 // ---- dK and dV of BM keys of kv head hkv, summed over its q heads ------------------------
 template <class C>
 __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned base, int b, int hkv, int tile) {
@@ -480,7 +587,9 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
   auto qr = [&](int s) { return QrTile{slot_at(s)}; };
   auto qr_half = [&](int s, int j) { return QrHalf{slot_at(s) + unsigned(j * BN * 128)}; };
   auto dot = [&](int s) { return Part{slot_at(s) + unsigned(QrTile::kBytes)}; };
-  auto terms_at = [&](int s) { return ring + unsigned(S * C::kQSide * Part::kBytes + s * C::kTermBytes); };
+  // wgmma-red keeps its two [c GL^T | GU^T] tiles between the slots and the row terms, and
+  // its staging tiles after the terms (bwd_red_consume).
+  auto terms_at = [&](int s) { return ring + unsigned(S * C::kQSide * Part::kBytes + 2 * C::kDsBytes + s * C::kTermBytes); };
   const BwdRing<C> rg{base + unsigned(C::kBody)};
 
   auto load_own = [&](int i, const void* src) {
@@ -620,9 +729,13 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
       sm90::fence_regs(dk[0]);
       sm90::fence_regs(dv[0]);
     };
-    bwd_consume<C, C::kPipelined>(
-        cw, rg, n_tiles, wg_live, [&](int i) { return query0(i) < qb_w && query0(i) + BN > qa_w; }, scores, terms,
-        accumulate, landed);
+    if constexpr (C::kRed) {
+      bwd_red_consume<C, cw>(p, b, rg, n_tiles, own(0), head_of, query0, scores, terms, accumulate, dk, dv, p12);
+    } else {
+      bwd_consume<C, C::kPipelined>(
+          cw, rg, n_tiles, wg_live, [&](int i) { return query0(i) < qb_w && query0(i) + BN > qa_w; }, scores, terms,
+          accumulate, landed);
+    }
 
     auto out_row = [&](void* base_ptr) {
       return [&, base_ptr](int i) -> T* {

@@ -43,6 +43,19 @@ __device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
 // landed) before later async-proxy reads (wgmma operands).
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
+// Bulk asynchronous reduction (sm_90): global[dst .. dst + bytes) += shared[src ..) as
+// fp32, performed at L2 (16-byte aligned, bytes a multiple of 16). Tracked per thread in
+// bulk groups: commit after issuing; wait_read<0> before the source is overwritten, wait<0>
+// before the CTA exits.
+__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, unsigned src, unsigned bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(src),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait_read0() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait0() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+
 // Barrier among `threads` threads (a multiple of 32) on hardware barrier `id` (0 is
 // __syncthreads'; the kernel uses 1 + consumer warpgroup).
 __device__ __forceinline__ void named_barrier_sync(unsigned id, unsigned threads) {

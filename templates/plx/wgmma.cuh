@@ -115,6 +115,24 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 8][4], const unsigned (&
   }
 }
 
+// d (+)= A(smem, MN-major) * B(smem, MN-major), m64 n64 k16: imm-trans-a = imm-trans-b = 1
+// (the backward's reduced dQ^T = K^T [c GL^T | GU^T]: A = the own K tile read with d as M,
+// B = the staged score tile with keys as K).
+template <class T>
+__device__ __forceinline__ void wgmma_ss_mn(float (&d)[8][4], unsigned long long da, unsigned long long db,
+                                            int scale_d) {
+  if constexpr (IsBf16<T>::value)
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {" PLX_WG_REGS32 "}, %32, %33, p, 1, 1, 1, 1;\n}\n"
+                 : PLX_WG_ACC32(d, 0)
+                 : "l"(da), "l"(db), "r"(scale_d));
+  else
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {" PLX_WG_REGS32 "}, %32, %33, p, 1, 1, 1, 1;\n}\n"
+                 : PLX_WG_ACC32(d, 0)
+                 : "l"(da), "l"(db), "r"(scale_d));
+}
+
 #undef PLX_WGMMA_SS
 #undef PLX_WGMMA_RS
 #undef PLX_WG_REGS64
