@@ -537,6 +537,13 @@ TEST_CASE("backward through the C API (plx_attention_backward)", "[gpu][backward
   CHECK(dk.nonfinite + dq.nonfinite == 0);
   CHECK(dk.err < kTol);
   CHECK(dq.err < kTol);
+  // The ABI 4 varlen fields reach the backward: one offset array alone is refused by name
+  // (before any launch; the [varlen] cases below run packed batches).
+  alignas(16) static int cu[2] = {0, 160};
+  ca.cu_seqlens_q = cu;
+  CHECK(bwd(eng, &ca, &cg, nullptr) == PLX_ERROR_INVALID_ARGUMENT);
+  CHECK(std::string(last_error()).find("needs both") != std::string::npos);
+  ca.cu_seqlens_q = nullptr;
   destroy(eng);
 }
 
