@@ -25,7 +25,8 @@ void validate_backward(const AttentionArgs& a, const BackwardArgs& g, bool point
   validate(a, /*pointers=*/false);
   if (a.block_table || a.page_size || a.max_pages)
     bad("paged K/V (block_table) has no backward: pass contiguous k and v");
-  if (a.cu_seqlens_q || a.cu_seqlens_k) bad("varlen batches (cu_seqlens) have no backward yet: pass a padded batch");
+  // Varlen batches (cu_seqlens) need nothing more than the forward's checks (validate: both
+  // or neither, int32 alignment, no paged cache): the gradients are packed like their inputs.
   if (!pointers) return;
   const bool probe = has_probe(a.family);
   check_pointer(a.q, "q");
@@ -117,6 +118,8 @@ BackwardPlan plan_backward(const Variant& v, const AttentionArgs& a, const Backw
   p.dk = g.dk;
   p.dv = g.dv;
   p.scale = a.qk_scale > 0 ? a.qk_scale : static_cast<float>(1.0 / std::sqrt(double(a.head_dim)));
+  // Varlen: q_len / kv_len are the longest sequence, so the grid covers every sequence's
+  // tiles; a CTA past its own sequence's end exits at once (backward.cuh, backward_sm90.cuh).
   p.q_tiles = ceil_div(a.q_len, v.tile.block_m);
   p.kv_tiles = ceil_div(a.kv_len, v.tile.block_m);
   p.kv_ctas = p.kv_tiles * a.heads_kv;
@@ -132,6 +135,7 @@ BackwardPlan plan_backward(const Variant& v, const AttentionArgs& a, const Backw
   bp.block = {unsigned(v.tile.warps * 32), 1, 1};
   bp.smem_bytes = static_cast<unsigned>(smem_bytes(v));
 
+  // The row terms keep the forward's stats layout, padded to q_len also for varlen batches.
   const long long rows = (long long)a.batch * a.heads_q * a.q_len;
   const int rows_per_block = 128 / (a.head_dim / 8);  // BwdPreConfig
   bp.pre_grid = {unsigned((rows + rows_per_block - 1) / rows_per_block), 1, 1};

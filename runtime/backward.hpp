@@ -11,8 +11,10 @@
 namespace plx {
 
 // Throws UnsupportedError naming the field: the forward's shape rules (launch.hpp's
-// validate), no paged K/V, and (with `pointers`) every pointer the family needs non-null
-// and 16-byte aligned.
+// validate, including its varlen checks), no paged K/V, and (with `pointers`) every
+// pointer the family needs non-null and 16-byte aligned. Varlen batches (cu_seqlens) are
+// accepted: dout, o, barv, dq, dr packed like q, dk, dv like k, stats as the forward wrote
+// them.
 void validate_backward(const AttentionArgs& fwd, const BackwardArgs& g, bool pointers = true);
 // Throws UnsupportedError when v is not a backward variant that serves fwd.
 void check_fits_backward(const Variant& v, const AttentionArgs& fwd);

@@ -88,8 +88,10 @@ struct Engine::Impl {
   // for a's backward bucket when there is a usable one (cached per bucket like choose()),
   // else the untuned choice below. PLX_BACKWARD_MMA / PLX_BACKWARD_TILE are measurement
   // switches over the untuned choice, so either one bypasses the database.
+  // Varlen batches take the untuned choice: a backward bucket is keyed by q_len / kv_len,
+  // which for them are only the longest sequence, not the work the kernels do.
   Variant backward_choice(const AttentionArgs& a) {
-    if (!backward_mma && !backward_tile && tuned) {
+    if (!backward_mma && !backward_tile && tuned && !a.cu_seqlens_q) {
       const tune::BucketId b = tune::bucket_of_backward(a);
       std::optional<Variant> v;
       bool known = false;

@@ -109,6 +109,37 @@ TEST_CASE("backward: launch plan", "[backward]") {
   CHECK(plan_backward(default_backward_variant(a, Arch::sm90a), a, g).params.dr == nullptr);
 }
 
+TEST_CASE("backward: a varlen batch's plan covers the longest sequence", "[backward][varlen]") {
+  // Three sequences of (q, k) lengths (0, 0), (1000, 1300), (17, 40): q_len / kv_len are the
+  // longest, and the plan is the padded one's, with cu_seqlens handed to the kernels.
+  AttentionArgs a = args(Family::parallax, 128);
+  a.batch = 3;
+  alignas(16) static int cu_q[4] = {0, 0, 1000, 1017}, cu_k[4] = {0, 0, 1300, 1340};
+  a.cu_seqlens_q = cu_q;
+  a.cu_seqlens_k = cu_k;
+  const BackwardArgs g = all_set();
+  AttentionArgs padded = a;
+  padded.cu_seqlens_q = padded.cu_seqlens_k = nullptr;
+  for (const Variant& v : {default_backward_variant(a, Arch::sm80), wgmma_backward_variant(a)}) {
+    INFO(v.name());
+    CHECK_NOTHROW(check_fits_backward(v, a));
+    const BackwardPlan bp = plan_backward(v, a, g), pp = plan_backward(v, padded, g);
+    CHECK(bp.params.f.cu_seqlens_q == cu_q);
+    CHECK(bp.params.f.cu_seqlens_k == cu_k);
+    CHECK(bp.params.q_tiles == (1000 + v.tile.block_m - 1) / v.tile.block_m);
+    CHECK(bp.params.kv_tiles == (1300 + v.tile.block_m - 1) / v.tile.block_m);
+    CHECK(bp.grid.x == pp.grid.x);
+    CHECK(bp.grid.y == 3);
+    // The row terms keep the stats layout [batch][heads_q][q_len] of the longest sequence.
+    CHECK(bp.rows_floats == 3u * 8 * 1000 * 4);
+    CHECK(bp.pre_grid.x == pp.pre_grid.x);
+    // Strides per token and head as for the forward; the batch strides go unused.
+    CHECK(bp.params.f.q_stride_t == 8 * 128);
+    CHECK(bp.params.f.k_stride_t == 2 * 128);
+    CHECK(bp.params.f.o_stride_t == bp.params.f.q_stride_t);
+  }
+}
+
 TEST_CASE("backward: launch plan and source of a wgmma variant (backward_sm90.cuh)", "[backward]") {
   AttentionArgs a = args(Family::parallax, 128);
   const BackwardArgs g = all_set();
@@ -197,14 +228,26 @@ TEST_CASE("backward: arguments are refused by name", "[backward]") {
   CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("paged"));
   a.block_table = nullptr;
   a.page_size = a.max_pages = 0;
-  // Varlen packed batches have no backward yet: refused by name, pointers or not.
+  // Varlen packed batches are accepted, pointers or not; the forward's varlen rules hold.
   alignas(16) static int cu[3] = {0, 500, 1000};
   a.cu_seqlens_q = a.cu_seqlens_k = cu;
-  CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("varlen") && Catch::Contains("no backward"));
-  CHECK_THROWS_WITH(validate_backward(a, BackwardArgs{}, false), Catch::Contains("varlen"));
-  a.cu_seqlens_k = nullptr;  // the forward's own both-or-neither rule comes first
+  CHECK_NOTHROW(validate_backward(a, g));
+  CHECK_NOTHROW(validate_backward(a, BackwardArgs{}, false));
+  a.cu_seqlens_k = nullptr;  // both or neither
   CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("needs both"));
+  CHECK_THROWS_WITH(validate_backward(a, BackwardArgs{}, false), Catch::Contains("needs both"));
   a.cu_seqlens_q = nullptr;
+  a.cu_seqlens_k = cu;
+  CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("needs both"));
+  a.cu_seqlens_q = cu + 1;
+  CHECK_NOTHROW(validate_backward(a, g));
+  a.cu_seqlens_q = reinterpret_cast<const int*>(dummy + 2);  // int32 offsets: 4-byte aligned
+  CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("cu_seqlens_q") && Catch::Contains("aligned"));
+  a.cu_seqlens_q = cu;
+  g.dq = nullptr;  // the gradients are still checked by name
+  CHECK_THROWS_WITH(validate_backward(a, g), Catch::Contains("dq"));
+  g.dq = dummy;
+  a.cu_seqlens_q = a.cu_seqlens_k = nullptr;
   CHECK_NOTHROW(validate_backward(a, g));
   // A variant for another mask, or a forward variant, is refused by name.
   Variant v = default_backward_variant(a, Arch::sm90a);

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -26,6 +27,7 @@
 #include "runtime/backward.hpp"
 #include "runtime/jit.hpp"
 #include "runtime/oracle_backward.hpp"
+#include "watchdog.hpp"
 
 using namespace plx;
 using namespace plx::testing;
@@ -535,6 +537,13 @@ TEST_CASE("backward through the C API (plx_attention_backward)", "[gpu][backward
   CHECK(dk.nonfinite + dq.nonfinite == 0);
   CHECK(dk.err < kTol);
   CHECK(dq.err < kTol);
+  // The ABI 4 varlen fields reach the backward: one offset array alone is refused by name
+  // (before any launch; the [varlen] cases below run packed batches).
+  alignas(16) static int cu[2] = {0, 160};
+  ca.cu_seqlens_q = cu;
+  CHECK(bwd(eng, &ca, &cg, nullptr) == PLX_ERROR_INVALID_ARGUMENT);
+  CHECK(std::string(last_error()).find("needs both") != std::string::npos);
+  ca.cu_seqlens_q = nullptr;
   destroy(eng);
 }
 
@@ -619,4 +628,274 @@ TEST_CASE("every shipped backward variant matches the oracle", "[.][gpu][backwar
   REQUIRE(!cases.empty());
   warm(*e, cases);
   for (const BwdCase& c : cases) check_backward(*e, c, "shipped");
+}
+
+// ---- Varlen packed batches (cu_seqlens) ---------------------------------------------
+// One packed batch per case: the training forward (the engine's prefill choice writes o,
+// stats, barv), then the named backward variant. Every gradient is checked against the
+// fp64 oracle run on each sequence alone (batch 1, as tests/gpu_varlen.hpp does for the
+// forward), the per-sequence references packed like the gradient; the metric is the
+// padded tests' (max-norm over the packed tensor, kCaseTol). dq, dr, dk, dv are NaN-
+// poisoned, with kBwdGuardRows poisoned rows in front of and behind each: every element
+// must be written and finite (zeros for rows that see no key and keys no query sees) and
+// the guard rows untouched (CTAs past a sequence's end, empty sequences). The stats rows
+// past a sequence's end stay NaN: a kernel reading them would show. A watchdog ends the
+// process if a launch hangs (an mbarrier ring whose roles disagree).
+namespace {
+
+constexpr int kBwdGuardRows = 16;
+
+struct VarlenBwdCase {
+  AttentionArgs shape;             // family, dtype, head_dim, heads, mask; lengths below
+  std::vector<int> q_lens, k_lens;  // per sequence; 0 = empty
+};
+
+std::string describe_varlen(const VarlenBwdCase& c) {
+  std::string d = fmt::format("{} {} d{} heads {}/{} causal {} window {} q,k:", to_string(c.shape.family),
+                              to_string(c.shape.dtype), c.shape.head_dim, c.shape.heads_q, c.shape.heads_kv,
+                              c.shape.causal, c.shape.window_left);
+  for (std::size_t i = 0; i < c.q_lens.size(); ++i) d += fmt::format(" {},{}", c.q_lens[i], c.k_lens[i]);
+  return d;
+}
+
+VarlenBwdCase varlen_case(Family f, DType dt, int d, int heads_q, int heads_kv, bool causal, int window,
+                          std::vector<int> q_lens, std::vector<int> k_lens) {
+  VarlenBwdCase c;
+  c.shape = shape_of(f, dt, d, 1, 1, 1, causal, window);
+  c.shape.heads_q = heads_q;
+  c.shape.heads_kv = heads_kv;
+  c.shape.batch = int(q_lens.size());
+  c.shape.q_len = std::max(1, *std::max_element(q_lens.begin(), q_lens.end()));
+  c.shape.kv_len = std::max(1, *std::max_element(k_lens.begin(), k_lens.end()));
+  c.q_lens = std::move(q_lens);
+  c.k_lens = std::move(k_lens);
+  return c;
+}
+
+// The shapes every varlen variant runs: both families with probes and softmax, GQA 1-4,
+// causal, windows that divide no tile (causal and two-sided), self-attention lengths
+// {0 or 1, 17, 130, 257} and one chunked batch (q_len < kv_len per sequence) with a
+// sequence of queries but no keys (dq = dr = 0) and one of keys but no queries (dk = dv = 0).
+std::vector<VarlenBwdCase> varlen_bwd_cases() {
+  const std::vector<int> self0 = {0, 17, 130, 257}, self1 = {1, 17, 130, 257};
+  return {
+      varlen_case(Family::parallax, DType::bf16, 128, 4, 2, true, -1, self0, self0),
+      varlen_case(Family::softmax, DType::bf16, 64, 8, 2, true, 37, self1, self1),
+      varlen_case(Family::parallax_uncentered, DType::fp16, 64, 2, 2, false, 45, self0, self0),
+      varlen_case(Family::parallax, DType::bf16, 64, 4, 1, true, 29, self1, self1),
+      varlen_case(Family::parallax, DType::bf16, 128, 4, 1, true, -1, {5, 64, 0, 100, 20}, {40, 64, 30, 300, 0}),
+      varlen_case(Family::softmax, DType::fp16, 128, 4, 2, false, -1, {33, 0, 129}, {70, 45, 200}),
+  };
+}
+
+// Device buffer of n elements of `elem` bytes behind `guard` poisoned (0xFF) elements and
+// followed by as many; data() is the first element after the front guard.
+struct Guarded {
+  cu::Buffer buf;
+  std::size_t n = 0, guard = 0, elem = 2;
+  Guarded(std::size_t n_, std::size_t guard_, std::size_t elem_ = 2)
+      : buf((std::max<std::size_t>(n_, 1) + 2 * guard_) * elem_), n(n_), guard(guard_), elem(elem_) {
+    buf.fill_bytes(0xFF);
+  }
+  void* data() const { return static_cast<char*>(buf.data()) + guard * elem; }
+};
+
+// "(seq s, t, h, d)" of a flat index into a packed [total, heads, D] tensor.
+std::string where_packed(long i, const std::vector<int>& cu, int heads, int D) {
+  if (i < 0) return "-";
+  const long row = i / D / heads;
+  int s = 0;
+  while (s + 1 < int(cu.size()) - 1 && cu[s + 1] <= row) ++s;
+  return fmt::format("(seq {}, t {}, h {}, d {})", s, row - cu[s], (i / D) % heads, i % D);
+}
+
+// bwd: the backward variant to run by name; nullopt: attention_backward without a name
+// (the engine's choice).
+void check_varlen_backward(Engine& e, const VarlenBwdCase& c, const std::optional<Variant>& bwd,
+                           const std::string& what) {
+  const std::uint64_t seed = fresh_seed();
+  std::mt19937_64 rng(seed);
+  AttentionArgs a = c.shape;
+  const int n = a.batch, D = a.head_dim;
+  std::vector<int> cu_q{0}, cu_k{0};
+  for (int i = 0; i < n; ++i) {
+    cu_q.push_back(cu_q.back() + c.q_lens[i]);
+    cu_k.push_back(cu_k.back() + c.k_lens[i]);
+  }
+  const std::size_t qrow = std::size_t(a.heads_q) * D, krow = std::size_t(a.heads_kv) * D;
+  const std::size_t nq = std::size_t(cu_q.back()) * qrow, nkv = std::size_t(cu_k.back()) * krow;
+  // One row at least, so that every pointer is valid even for an all-empty side.
+  const std::size_t aq = std::max(nq, qrow), akv = std::max(nkv, krow);
+  const Tensor q = random_tensor(rng, aq, D, a.dtype, true), r = random_tensor(rng, aq, D, a.dtype, true);
+  const Tensor k = random_tensor(rng, akv, D, a.dtype, true), v = random_tensor(rng, akv, D, a.dtype, false);
+  const Tensor dout = random_tensor(rng, aq, D, a.dtype, false);
+  auto up = [](const Tensor& t) {
+    cu::Buffer b(t.bits.size() * 2);
+    b.upload(t.bits.data(), t.bits.size() * 2);
+    return b;
+  };
+  cu::Buffer dq_in = up(q), dr_in = up(r), dk_in = up(k), dv_in = up(v), ddout = up(dout);
+  cu::Buffer dcu_q((n + 1) * sizeof(int)), dcu_k((n + 1) * sizeof(int));
+  dcu_q.upload(cu_q.data(), (n + 1) * sizeof(int));
+  dcu_k.upload(cu_k.data(), (n + 1) * sizeof(int));
+  const std::size_t stat_rows = std::size_t(n) * a.heads_q * a.q_len;
+  Guarded o(aq, 0), barv(aq, 0), stats(stat_rows * 4, 0, 4);
+  Guarded dq(nq, kBwdGuardRows * qrow), dr(nq, kBwdGuardRows * qrow);
+  Guarded dk(nkv, kBwdGuardRows * krow), dv(nkv, kBwdGuardRows * krow);
+  a.q = dq_in.data();
+  a.r = dr_in.data();
+  a.k = dk_in.data();
+  a.v = dv_in.data();
+  a.o = o.data();
+  a.stats = static_cast<float*>(stats.data());
+  a.barv = barv.data();
+  a.cu_seqlens_q = static_cast<const int*>(dcu_q.data());
+  a.cu_seqlens_k = static_cast<const int*>(dcu_k.data());
+  BackwardArgs g;
+  g.dout = ddout.data();
+  g.o = o.data();
+  g.stats = static_cast<const float*>(stats.data());
+  g.barv = barv.data();
+  g.dq = dq.data();
+  g.dr = dr.data();
+  g.dk = dk.data();
+  g.dv = dv.data();
+  const std::string fwd_variant = e.variant_for(a);
+  const std::string bwd_variant = bwd ? bwd->name() : e.backward_variant_for(a);
+  {
+    Watchdog w(60, fmt::format("{} | forward {} + backward {} | {}", what, fwd_variant, bwd_variant, describe_varlen(c)));
+    e.attention(a, nullptr);
+    if (bwd) e.attention_backward(a, g, bwd->name(), nullptr);
+    else e.attention_backward(a, g, nullptr);
+    PLX_CU(cu::api().cuCtxSynchronize());
+  }
+
+  // The oracle on each sequence alone, packed like the gradients; zeros where a sequence
+  // has no queries or no keys.
+  std::vector<double> ref_dq(nq, 0.0), ref_dr(nq, 0.0), ref_dk(nkv, 0.0), ref_dv(nkv, 0.0);
+  for (int b = 0; b < n; ++b) {
+    if (c.q_lens[b] == 0 || c.k_lens[b] == 0) continue;
+    AttentionArgs s = c.shape;
+    s.batch = 1;
+    s.q_len = c.q_lens[b];
+    s.kv_len = c.k_lens[b];
+    const std::size_t qo = std::size_t(cu_q[b]) * qrow, ko = std::size_t(cu_k[b]) * krow;
+    const oracle::Gradients gr = oracle::backward(problem_of(s, {}), q.exact.data() + qo, r.exact.data() + qo,
+                                                  k.exact.data() + ko, v.exact.data() + ko, dout.exact.data() + qo);
+    std::copy(gr.dq.begin(), gr.dq.end(), ref_dq.begin() + qo);
+    std::copy(gr.dr.begin(), gr.dr.end(), ref_dr.begin() + qo);
+    std::copy(gr.dk.begin(), gr.dk.end(), ref_dk.begin() + ko);
+    std::copy(gr.dv.begin(), gr.dv.end(), ref_dv.begin() + ko);
+  }
+  struct Item {
+    const char* name;
+    const Guarded& out;
+    const std::vector<double>& ref;
+    bool kv;
+  } items[] = {{"dq", dq, ref_dq, false}, {"dr", dr, ref_dr, false}, {"dk", dk, ref_dk, true}, {"dv", dv, ref_dv, true}};
+  for (const Item& it : items) {
+    if (std::string(it.name) == "dr" && !has_probe(a.family)) continue;  // softmax has no dr
+    const std::vector<std::uint16_t> bits = download16(it.out.buf);
+    long guard_written = 0;
+    for (std::size_t i = 0; i < it.out.guard; ++i)
+      guard_written += (bits[i] != 0xFFFF) + (bits[it.out.guard + std::max<std::size_t>(it.out.n, 1) + i] != 0xFFFF);
+    const std::vector<std::uint16_t> packed(bits.begin() + it.out.guard, bits.begin() + it.out.guard + it.out.n);
+    const Cmp cmp = compare(widen(a.dtype, packed), it.ref);
+    INFO(fmt::format("{} | {} | {} | backward {} | forward {} | seed {} | max-norm rel err {:.3g} | nonfinite {} | "
+                     "guard elements written {} | first bad {} {} got {} want {}",
+                     what, it.name, describe_varlen(c), bwd_variant, fwd_variant, seed, cmp.err, cmp.nonfinite,
+                     guard_written, cmp.first_bad,
+                     where_packed(cmp.first_bad, it.kv ? cu_k : cu_q, it.kv ? a.heads_kv : a.heads_q, D), cmp.got,
+                     cmp.want));
+    CHECK(guard_written == 0);
+    CHECK(cmp.nonfinite == 0);
+    CHECK(cmp.err < kCaseTol);
+  }
+}
+
+// Compiles every kernel the varlen cases run (the training forward's choice, the backward
+// variants and their preprocess) on all cores before the first launch.
+using VarlenRuns = std::vector<std::pair<VarlenBwdCase, std::optional<Variant>>>;
+
+AttentionArgs varlen_shape(const VarlenBwdCase& c) {
+  AttentionArgs a = c.shape;
+  a.cu_seqlens_q = a.cu_seqlens_k = reinterpret_cast<const int*>(std::uintptr_t(16));  // unread: choices only
+  return a;
+}
+
+void warm_varlen(Engine& e, const VarlenRuns& runs) {
+  std::vector<BwdCase> named;
+  for (const auto& [c, v] : runs) named.push_back({varlen_shape(c), {}, v ? v->name() : ""});
+  warm(e, named);
+}
+
+Arch engine_arch(Engine& e) { return e.arch() == std::string("sm_90a") ? Arch::sm90a : Arch::sm80; }
+
+// The wgmma variant of a case under consumer loop `mma`, on the engine's default tile or
+// (small) the tests' tile: stages 2, block_n 32, which wraps the ring more often.
+Variant wgmma_for(const AttentionArgs& a, Mma mma, bool small) {
+  Variant v = wgmma_backward_variant(a);
+  if (small) v.tile = Tile{128, 32, 12, 2, 1, mma};
+  v.tile.mma = mma;
+  return v;
+}
+
+void run_varlen(Engine& e, const VarlenRuns& runs, const std::string& what) {
+  for (const auto& [c, v] : runs) REQUIRE((!v || !why_illegal(*v)));
+  warm_varlen(e, runs);
+  for (const auto& [c, v] : runs) check_varlen_backward(e, c, v, what);
+}
+
+}  // namespace
+
+TEST_CASE("backward varlen: the mma.sync kernel (backward.cuh)", "[gpu][backward][varlen][varlen_sync]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  VarlenRuns runs;
+  for (const VarlenBwdCase& c : varlen_bwd_cases()) runs.push_back({c, default_backward_variant(c.shape, engine_arch(*e))});
+  run_varlen(*e, runs, "varlen mma.sync");
+}
+
+TEST_CASE("backward varlen: the wgmma kernel (backward_sm90.cuh), plain loop", "[gpu][backward][varlen][varlen_wgmma]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  if (e->arch() != std::string("sm_90a")) {
+    WARN("the wgmma backward needs sm_90a; this device is " << e->arch());
+    return;
+  }
+  VarlenRuns runs;
+  for (const VarlenBwdCase& c : varlen_bwd_cases()) {
+    runs.push_back({c, wgmma_for(c.shape, Mma::wgmma, false)});  // the engine's untuned choice
+    runs.push_back({c, wgmma_for(c.shape, Mma::wgmma, true)});
+  }
+  run_varlen(*e, runs, "varlen wgmma");
+}
+
+TEST_CASE("backward varlen: the wgmma kernel's pipelined and ping-pong loops",
+          "[gpu][backward][varlen][varlen_wgmma_loops]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  if (e->arch() != std::string("sm_90a")) {
+    WARN("the wgmma backward needs sm_90a; this device is " << e->arch());
+    return;
+  }
+  VarlenRuns runs;
+  for (const VarlenBwdCase& c : varlen_bwd_cases())
+    for (Mma m : {Mma::wgmma_pipe, Mma::wgmma_pp})
+      if (!why_illegal(wgmma_for(c.shape, m, true))) runs.push_back({c, wgmma_for(c.shape, m, true)});
+  run_varlen(*e, runs, "varlen wgmma loops");
+}
+
+TEST_CASE("backward varlen: the engine's choice (attention_backward without a variant name)",
+          "[gpu][backward][varlen][varlen_engine]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  // A varlen call takes the untuned choice, never a tuning database's winner.
+  const VarlenBwdCase c = varlen_bwd_cases().front();
+  const AttentionArgs a = varlen_shape(c);
+  if (!std::getenv("PLX_BACKWARD_MMA") && !std::getenv("PLX_BACKWARD_TILE"))
+    CHECK(e->backward_variant_for(a) == (engine_arch(*e) == Arch::sm90a ? wgmma_backward_variant(a)
+                                                                          : default_backward_variant(a, Arch::sm80))
+                                            .name());
+  run_varlen(*e, {{c, std::nullopt}}, "varlen engine choice");
 }

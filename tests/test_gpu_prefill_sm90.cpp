@@ -30,6 +30,7 @@
 #include "gpu_engine.hpp"
 #include "gpu_harness.hpp"
 #include "gpu_varlen.hpp"
+#include "watchdog.hpp"
 #include "runtime/compiler.hpp"
 #include "runtime/jit.hpp"
 
@@ -294,37 +295,6 @@ Engine* sm90_engine_or_skip() {
   }
   return engine;
 }
-
-// Ends the process with a message if a launch does not finish: a deadlocked mbarrier
-// pipeline would otherwise hang the run with nothing printed.
-class Watchdog {
- public:
-  Watchdog(double seconds, std::string what) : what_(std::move(what)) {
-    thread_ = std::thread([this, seconds] {
-      std::unique_lock lock(mu_);
-      if (!cv_.wait_for(lock, std::chrono::duration<double>(seconds), [this] { return done_; })) {
-        std::printf("\nHANG: %s did not finish within %.0f s; exiting\n", what_.c_str(), seconds);
-        std::fflush(stdout);
-        std::_Exit(3);
-      }
-    });
-  }
-  ~Watchdog() {
-    {
-      std::lock_guard lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::string what_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
 
 void warm_cache(const std::vector<Variant>& vs) {
   static std::set<std::string> done;

@@ -38,11 +38,14 @@ typedef struct {
   const int *cu_seqlens_k;         /* int32[batch + 1] prefix sums; q, r, o are then            */
                                    /* [total_q, heads_q, head_dim], k, v [total_k, heads_kv,    */
                                    /* head_dim]; q_len / kv_len the longest sequence. Prefill   */
-                                   /* kernels only; not with block_table; no backward yet.      */
+                                   /* kernels and plx_attention_backward (gradients packed like  */
+                                   /* their tensors, stats as the forward wrote them); not with */
+                                   /* block_table.                                              */
 } plx_attention_args;
 
 /* ABI 3: the gradients of one plx_attention call (plx_attention_backward). Device pointers,
- * 16-byte aligned, each laid out like the tensor it is the gradient of. */
+ * 16-byte aligned, each laid out like the tensor it is the gradient of (packed
+ * [total, heads, head_dim] for a varlen call: dout, o, barv, dq, dr like q; dk, dv like k). */
 typedef struct {
   int struct_size;                 /* sizeof(plx_backward_args) */
   const void *dout;                /* dL/do, like o */

@@ -57,7 +57,9 @@ struct AttentionArgs {
   // (they size the grid and choose the kernel); a sequence may be empty. The causal
   // diagonal aligns with the end of each sequence's keys, as for a padded batch;
   // seqused_k still clamps; stats keep the [batch, heads_q, q_len, 4] layout (rows past a
-  // sequence's end unwritten). Not with a paged cache; no backward yet.
+  // sequence's end unwritten). Not with a paged cache. attention_backward takes the same
+  // layout: dout, o, barv, dq, dr packed like q, dk and dv like k (every stored key of a
+  // sequence written, zero where no query sees it).
   const int* cu_seqlens_q = nullptr;
   const int* cu_seqlens_k = nullptr;
 };

@@ -226,21 +226,25 @@ __device__ __forceinline__ void bwd_dq_role(const BwdParams& p, unsigned char* s
   constexpr int D = C::kD, BM = C::kBM, BN = C::kBN, kDo = C::kQSide - 1;
   const AttnParams& f = p.f;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-  const int L = live_len(f, b);
+  const SeqView sv = seq_view(f, b);
+  const int L = sv.L, q_len = sv.q_len;
   const int row0 = tile * BM;
+  // Varlen: the grid covers the longest sequence; a tile past this one's queries has no
+  // row to write. The condition is the same for every thread, and no barrier came yet.
+  if (row0 >= q_len) return;
   const unsigned base = smem_addr(smem);
   auto own = [&](int i) { return SmemTile<D>{base + unsigned(i * C::kOwnTile)}; };
   auto mine = [&](int i) { return SmemTile<D>{base + unsigned(i * C::kOwnTile + warp * 16 * D * 2)}; };
   auto load_own = [&](int i, const void* src, long long off, long long stride_t) {
     own(i).template load_rows<C::kThreads>(BM, [&](int r) -> const unsigned short* {
       const int pos = row0 + r;
-      return pos < f.q_len ? static_cast<const unsigned short*>(src) + off + pos * stride_t : nullptr;
+      return pos < q_len ? static_cast<const unsigned short*>(src) + off + pos * stride_t : nullptr;
     });
   };
-  const long long q_off = b * f.q_stride_b + h * f.q_stride_h;
+  const long long q_off = sv.q0 + h * f.q_stride_h;
   load_own(0, f.q, q_off, f.q_stride_t);
   if (C::kProbe) load_own(1, f.r, q_off, f.q_stride_t);
-  load_own(kDo, p.dout, b * f.o_stride_b + h * f.o_stride_h, f.o_stride_t);
+  load_own(kDo, p.dout, sv.o0 + h * f.o_stride_h, f.o_stride_t);
   cp_async_commit();
 
   const int warp_first = row0 + warp * 16;
@@ -249,20 +253,20 @@ __device__ __forceinline__ void bwd_dq_role(const BwdParams& p, unsigned char* s
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int pos = warp_first + g + 8 * r;
-    const bool live = pos < f.q_len;
+    const bool live = pos < q_len;
     rt[r] = live ? *reinterpret_cast<const float4*>(p.rows + (((long long)b * f.heads_q + h) * f.q_len + pos) * 4)
                  : make_float4(__int_as_float(0x7f800000), 0.f, 0.f, 0.f);
-    rr[r] = live ? visible_keys<C::kCausal, C::kWindow>(L, f.q_len, pos, f.window) : RowRange{0, 0};
+    rr[r] = live ? visible_keys<C::kCausal, C::kWindow>(L, q_len, pos, f.window) : RowRange{0, 0};
   }
-  const int cta_last = min(row0 + BM, f.q_len) - 1;
-  const BlockKeys cta_keys = block_keys<C::kCausal, C::kWindow>(L, f.q_len, row0, cta_last, f.window);
-  const int warp_last = min(warp_first + 16, f.q_len) - 1;
-  const bool warp_live = warp_first < f.q_len;
+  const int cta_last = min(row0 + BM, q_len) - 1;  // >= row0: the kernel skips dead CTAs
+  const BlockKeys cta_keys = block_keys<C::kCausal, C::kWindow>(L, q_len, row0, cta_last, f.window);
+  const int warp_last = min(warp_first + 16, q_len) - 1;
+  const bool warp_live = warp_first < q_len;
   const BlockKeys warp_keys =
-      block_keys<C::kCausal, C::kWindow>(L, f.q_len, warp_first, max(warp_last, warp_first), f.window);
+      block_keys<C::kCausal, C::kWindow>(L, q_len, warp_first, max(warp_last, warp_first), f.window);
 
   // Contiguous K/V only (the backward refuses paged caches); keys past L are zero-filled.
-  const long long kv_off = b * f.k_stride_b + (h / f.group) * f.k_stride_h;
+  const long long kv_off = sv.k0 + (h / f.group) * f.k_stride_h;
   auto load_keys = [&](SmemTile<D> tile, const void* src, int key0) {
     tile.template load_rows<C::kThreads>(BN, [&](int r) -> const unsigned short* {
       const int key = key0 + r;
@@ -314,7 +318,7 @@ __device__ __forceinline__ void bwd_dq_role(const BwdParams& p, unsigned char* s
   auto out_row = [&](void* base_ptr) {
     return [&, base_ptr](int i) -> T* {
       const int pos = warp_first + i;
-      return pos < f.q_len ? static_cast<T*>(base_ptr) + q_off + pos * f.q_stride_t : nullptr;
+      return pos < q_len ? static_cast<T*>(base_ptr) + q_off + pos * f.q_stride_t : nullptr;
     };
   };
   store_rows<T, D>(dq, p.scale, out_row(p.dq));
@@ -328,10 +332,14 @@ __device__ __forceinline__ void bwd_dkv_role(const BwdParams& p, unsigned char* 
   constexpr int D = C::kD, BM = C::kBM, BN = C::kBN, kDo = C::kQSide - 1;
   const AttnParams& f = p.f;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-  const int L = live_len(f, b);
+  const SeqView sv = seq_view(f, b);
+  const int L = sv.L, q_len = sv.q_len;
   const int key0 = tile * BM;
+  // Varlen: a tile past this sequence's stored keys has no dK / dV row (uniform, before
+  // any barrier). Keys past L but stored (seqused_k) still get their zeros below.
+  if (key0 >= sv.kv_len) return;
   const unsigned base = smem_addr(smem);
-  const long long kv_off = b * f.k_stride_b + hkv * f.k_stride_h;
+  const long long kv_off = sv.k0 + hkv * f.k_stride_h;
   auto own = [&](int i) { return SmemTile<D>{base + unsigned(i * C::kOwnTile)}; };
   auto mine = [&](int i) { return SmemTile<D>{base + unsigned(i * C::kOwnTile + warp * 16 * D * 2)}; };
   auto load_own = [&](int i, const void* src) {
@@ -346,9 +354,10 @@ __device__ __forceinline__ void bwd_dkv_role(const BwdParams& p, unsigned char* 
 
   // The queries that see any key of [k_first, k_last]: causal needs q >= key - off, a
   // window q < key - off + W (off = L - q_len aligns the diagonal to the end).
-  const int off = L - f.q_len;
+  // Keys past L (seqused_k) or a sequence without queries: qb <= qa, no tile, dK = dV = 0.
+  const int off = L - q_len;
   auto first_query = [&](int k_first) { return C::kCausal ? max(0, k_first - off) : 0; };
-  auto end_query = [&](int k_last) { return C::kWindow ? min(f.q_len, k_last - off + f.window) : f.q_len; };
+  auto end_query = [&](int k_last) { return C::kWindow ? min(q_len, k_last - off + f.window) : q_len; };
   const int cta_last = min(key0 + BM, L) - 1;
   const int qa = first_query(key0), qb = key0 < L ? end_query(cta_last) : qa;
   const int per_head = qb > qa ? (qb - qa + BN - 1) / BN : 0;
@@ -373,16 +382,16 @@ __device__ __forceinline__ void bwd_dkv_role(const BwdParams& p, unsigned char* 
         auto load_part = [&](int j, const void* src, long long off_h, long long stride_t) {
           part(slot, j).template load_rows<C::kThreads>(BN, [&](int r) -> const unsigned short* {
             const int q = q0 + r;
-            return q < f.q_len ? static_cast<const unsigned short*>(src) + off_h + q * stride_t : nullptr;
+            return q < q_len ? static_cast<const unsigned short*>(src) + off_h + q * stride_t : nullptr;
           });
         };
-        const long long q_off = b * f.q_stride_b + h * f.q_stride_h;
+        const long long q_off = sv.q0 + h * f.q_stride_h;
         load_part(0, f.q, q_off, f.q_stride_t);
         if (C::kProbe) load_part(1, f.r, q_off, f.q_stride_t);
-        load_part(kDo, p.dout, b * f.o_stride_b + h * f.o_stride_h, f.o_stride_t);
+        load_part(kDo, p.dout, sv.o0 + h * f.o_stride_h, f.o_stride_t);
         if (threadIdx.x < BN) {
           const int q = q0 + threadIdx.x;
-          const bool live = q < f.q_len;
+          const bool live = q < q_len;
           const float* src = p.rows + (((long long)b * f.heads_q + h) * f.q_len + (live ? q : 0)) * 4;
           cp_async_16(terms(slot) + threadIdx.x * 16, src, live);
         }
@@ -397,10 +406,10 @@ __device__ __forceinline__ void bwd_dkv_role(const BwdParams& p, unsigned char* 
         // Every (key, query) of the warp's 16 keys x this tile visible: the first query's
         // range ends past the warp's last key and the last query's starts before its first
         // (ranges move monotonically with the query).
-        bool all = q0 + BN <= f.q_len;
+        bool all = q0 + BN <= q_len;
         if (all) {
-          const RowRange first = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0, f.window);
-          const RowRange last = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0 + BN - 1, f.window);
+          const RowRange first = visible_keys<C::kCausal, C::kWindow>(L, q_len, q0, f.window);
+          const RowRange last = visible_keys<C::kCausal, C::kWindow>(L, q_len, q0 + BN - 1, f.window);
           all = last.lo <= kw0 && kw1 < first.hi;
         }
         const unsigned tb = terms(slot);
@@ -418,7 +427,7 @@ __device__ __forceinline__ void bwd_dkv_role(const BwdParams& p, unsigned char* 
               for (int r = 0; r < 2; ++r) {
                 const int e = 2 * r + c;
                 const bool vis = !decltype(masked)::value ||
-                                 sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, f.q_len, f.window);
+                                 sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, q_len, f.window);
                 float gl, gu, w;
                 grad_terms<C::kFamily>(s1[0][n][e], C::kProbe ? s2[0][n][e] : 0.f, a[0][n][e], rt, f.scale_log2,
                                        vis, gl, gu, w);
@@ -437,8 +446,8 @@ __device__ __forceinline__ void bwd_dkv_role(const BwdParams& p, unsigned char* 
 
   auto out_row = [&](void* base_ptr) {
     return [&, base_ptr](int i) -> T* {
-      const int key = kw0 + i;
-      return key < f.kv_len ? static_cast<T*>(base_ptr) + kv_off + key * f.k_stride_t : nullptr;
+      const int key = kw0 + i;  // every stored key of the sequence: zero past L
+      return key < sv.kv_len ? static_cast<T*>(base_ptr) + kv_off + key * f.k_stride_t : nullptr;
     };
   };
   store_rows<T, D>(dk, 1.f, out_row(p.dk));

@@ -8,6 +8,7 @@
 //                           gradients are the centered ones with bart = b = 0)
 // D / 8 lanes share a row, each reading 16 bytes of dO, o and barv.
 #pragma once
+#include "plx/mask.cuh"
 #include "plx/online_state.cuh"
 #include "plx/params_bwd.cuh"
 #include "plx/row_stats.cuh"
@@ -59,12 +60,16 @@ __global__ void __launch_bounds__(C::kThreads) bwd_pre_kernel(const BwdParams p)
   const int lane = threadIdx.x % LPR;
   const long long row = (long long)blockIdx.x * C::kRowsPerBlock + threadIdx.x / LPR;  // (b, h, t)
   const long long n_rows = (long long)f.batch * f.heads_q * f.q_len;
-  // No early return: the shuffles below need every lane of the warp.
-  const bool live = row < n_rows;
-  const int t = live ? int(row % f.q_len) : 0;
-  const int bh = live ? int(row / f.q_len) : 0;
+  // No early return: the shuffles below need every lane of the warp. A row past its
+  // (varlen) sequence's length is not live: it reads and writes nothing, and the gradient
+  // kernel never reads its terms (rows keep the padded [batch][heads_q][q_len] layout).
+  const bool in_grid = row < n_rows;
+  const int t = in_grid ? int(row % f.q_len) : 0;
+  const int bh = in_grid ? int(row / f.q_len) : 0;
   const int h = bh % f.heads_q, b = bh / f.heads_q;
-  const long long at = b * f.o_stride_b + t * f.o_stride_t + h * f.o_stride_h + lane * 8;
+  const SeqView sv = seq_view(f, b);
+  const bool live = in_grid && t < sv.q_len;
+  const long long at = sv.o0 + t * f.o_stride_t + h * f.o_stride_h + lane * 8;
   float dot_o = 0.f, dot_barv = 0.f;
   if (live) {
     const uint4 g = *reinterpret_cast<const uint4*>(static_cast<const unsigned short*>(p.dout) + at);
@@ -108,7 +113,9 @@ __global__ void __launch_bounds__(C::kThreads) bwd_post_kernel(const BwdParams p
   if (row >= n_rows) return;
   const int t = int(row % f.q_len), bh = int(row / f.q_len);
   const int h = bh % f.heads_q, b = bh / f.heads_q;
-  const long long at = b * f.q_stride_b + t * f.q_stride_t + h * f.q_stride_h + lane * 8;
+  const SeqView sv = seq_view(f, b);
+  if (t >= sv.q_len) return;  // varlen: past the sequence (never zeroed, never reduced into)
+  const long long at = sv.q0 + t * f.q_stride_t + h * f.q_stride_h + lane * 8;
   auto convert = [&](const float* src, void* dst) {
     const float4 lo = reinterpret_cast<const float4*>(src)[0], hi = reinterpret_cast<const float4*>(src)[1];
     uint4 out;

@@ -330,20 +330,25 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
   using Part = typename C::PartTile;
   constexpr int D = C::kD, BM = C::kBM, BN = C::kBN, kDo = C::kQSide - 1;
   const AttnParams& f = p.f;
-  const int L = live_len(f, b);
+  const SeqView sv = seq_view(f, b);
+  const int L = sv.L, q_len = sv.q_len;
   const int row0 = tile * BM;
+  // Varlen: the grid covers the longest sequence; a tile past this one's queries has no
+  // row to write. Every thread of the CTA computes the same condition and leaves here,
+  // before the ring's barriers exist and before any __syncthreads: no role waits on them.
+  if (row0 >= q_len) return;
   auto own = [&](int i) { return Own{base + unsigned(i * Own::kBytes)}; };
   const unsigned ring = base + unsigned(C::kQSide * Own::kBytes);
   auto kt = [&](int s) { return Part{ring + unsigned(2 * s * Part::kBytes)}; };
   auto vt = [&](int s) { return Part{ring + unsigned((2 * s + 1) * Part::kBytes)}; };
   const BwdRing<C> rg{base + unsigned(C::kBody)};
 
-  const long long q_off = b * f.q_stride_b + h * f.q_stride_h;
-  const long long o_off = b * f.o_stride_b + h * f.o_stride_h;
+  const long long q_off = sv.q0 + h * f.q_stride_h;
+  const long long o_off = sv.o0 + h * f.o_stride_h;
   auto load_own = [&](int i, const void* src, long long off, long long stride_t) {
     own(i).template load_rows<C::kThreads>(int(threadIdx.x), BM, [&](int r) -> const unsigned short* {
       const int pos = row0 + r;
-      return pos < f.q_len ? static_cast<const unsigned short*>(src) + off + (long long)pos * stride_t : nullptr;
+      return pos < q_len ? static_cast<const unsigned short*>(src) + off + (long long)pos * stride_t : nullptr;
     });
   };
   load_own(0, f.q, q_off, f.q_stride_t);
@@ -355,8 +360,10 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
   sm90::fence_proxy_async();
   __syncthreads();
 
-  const int cta_last = min(row0 + BM, f.q_len) - 1;
-  const BlockKeys cta_keys = block_keys<C::kCausal, C::kWindow>(L, f.q_len, row0, cta_last, f.window);
+  // Producer and consumers walk the same n_tiles (>= 0: cta_last >= row0 after the exit
+  // above, so the span is never negative).
+  const int cta_last = min(row0 + BM, q_len) - 1;
+  const BlockKeys cta_keys = block_keys<C::kCausal, C::kWindow>(L, q_len, row0, cta_last, f.window);
   const int n_tiles = (cta_keys.any.hi - cta_keys.any.lo + BN - 1) / BN;
   const int wg = threadIdx.x / 128;
 
@@ -364,7 +371,7 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
     // ------------------------------------------------------------------ producer
     if constexpr (C::kConsumers > 1) sm90::regs_dealloc<C::kProducerRegs>();
     const int tid = threadIdx.x;
-    const long long kv_off = b * f.k_stride_b + (h / f.group) * f.k_stride_h;
+    const long long kv_off = sv.k0 + (h / f.group) * f.k_stride_h;
     const unsigned short* kg = static_cast<const unsigned short*>(f.k) + kv_off;
     const unsigned short* vg = static_cast<const unsigned short*>(f.v) + kv_off;
     for (int i = 0; i < n_tiles; ++i) {
@@ -401,14 +408,14 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
   #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int pos = warp_first + g + 8 * r;
-      const bool live = pos < f.q_len;
+      const bool live = pos < q_len;
       rt[r] = live ? *reinterpret_cast<const float4*>(p.rows + (((long long)b * f.heads_q + h) * f.q_len + pos) * 4)
                    : make_float4(__int_as_float(0x7f800000), 0.f, 0.f, 0.f);
-      rr[r] = live ? visible_keys<C::kCausal, C::kWindow>(L, f.q_len, pos, f.window) : RowRange{0, 0};
+      rr[r] = live ? visible_keys<C::kCausal, C::kWindow>(L, q_len, pos, f.window) : RowRange{0, 0};
     }
-    const bool wg_live = wg_first < f.q_len;
-    const int wg_last = min(wg_first + 64, f.q_len) - 1;
-    const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, f.q_len, wg_first, max(wg_last, wg_first), f.window);
+    const bool wg_live = wg_first < q_len;
+    const int wg_last = min(wg_first + 64, q_len) - 1;
+    const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, q_len, wg_first, max(wg_last, wg_first), f.window);
 
     float dq[1][D / 8][4], dr[1][D / 8][4];
     zero<T, D>(dq);
@@ -464,7 +471,7 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
     auto out_row = [&](void* base_ptr) {
       return [&, base_ptr](int i) -> T* {
         const int pos = warp_first + i;
-        return pos < f.q_len ? static_cast<T*>(base_ptr) + q_off + (long long)pos * f.q_stride_t : nullptr;
+        return pos < q_len ? static_cast<T*>(base_ptr) + q_off + (long long)pos * f.q_stride_t : nullptr;
       };
     };
     store_rows<T, D>(dq, p.scale, out_row(p.dq));
@@ -490,7 +497,8 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
 // Every tile is computed by both consumers (masked terms are zero), live or not: the
 // barriers need both every time.
 template <class C, int cw, class Own, class HeadOf, class Query0, class Scores, class Terms, class Accumulate>
-__device__ __forceinline__ void bwd_red_consume(const BwdParams& p, int b, const BwdRing<C>& rg, int n_tiles, Own k_own,
+__device__ __forceinline__ void bwd_red_consume(const BwdParams& p, int b, int q_len, const BwdRing<C>& rg, int n_tiles,
+                                                Own k_own,
                                                 HeadOf head_of, Query0 query0,
                                                 Scores scores, Terms terms, Accumulate accumulate,
                                                 float (&dk)[1][C::kD / 8][4], float (&dv)[1][C::kD / 8][4],
@@ -553,7 +561,7 @@ __device__ __forceinline__ void bwd_red_consume(const BwdParams& p, int b, const
     sm90::named_barrier_sync(C::kStageBar + cw, 128);
     if (ctid < NQ) {
       const int q = query0(i) + ctid % BN;
-      if (q < f.q_len) {
+      if (q < q_len) {  // the accumulators keep the padded [batch][heads_q][f.q_len] rows
         float* dst = p.accum + (ctid / BN) * plane + (((long long)b * f.heads_q + head_of(i)) * f.q_len + q) * D + 64 * cw;
         sm90::bulk_reduce_add_f32(dst, stage + unsigned(ctid * C::kStageRow), 64 * 4);
         sm90::bulk_commit();
@@ -571,9 +579,14 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
   using Part = typename C::PartTile;
   constexpr int D = C::kD, BM = C::kBM, BN = C::kBN, S = C::kStages;
   const AttnParams& f = p.f;
-  const int L = live_len(f, b);
+  const SeqView sv = seq_view(f, b);
+  const int L = sv.L, q_len = sv.q_len;
   const int key0 = tile * BM;
-  const long long kv_off = b * f.k_stride_b + hkv * f.k_stride_h;
+  // Varlen: a tile past this sequence's stored keys has no dK / dV row. Uniform over the
+  // CTA and before the ring's barriers and any __syncthreads (as in the dQ/dR role). Keys
+  // past L but stored (seqused_k) still get their zeros below.
+  if (key0 >= sv.kv_len) return;
+  const long long kv_off = sv.k0 + hkv * f.k_stride_h;
   auto own = [&](int i) { return Own{base + unsigned(i * Own::kBytes)}; };
   const unsigned ring = base + unsigned(2 * Own::kBytes);
   // A slot holds q and r stacked as one [q; r] tile of NQ = 2 BN rows (softmax: q alone,
@@ -606,10 +619,12 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
   sm90::fence_proxy_async();
   __syncthreads();
 
-  // The queries that see any key of [k_first, k_last] (backward.cuh's bwd_dkv_role).
-  const int off = L - f.q_len;
+  // The queries that see any key of [k_first, k_last] (backward.cuh's bwd_dkv_role). Keys
+  // past L or a sequence without queries: per_head = n_tiles = 0 for producer and
+  // consumers alike, and the consumers store zeros.
+  const int off = L - q_len;
   auto first_query = [&](int k_first) { return C::kCausal ? max(0, k_first - off) : 0; };
-  auto end_query = [&](int k_last) { return C::kWindow ? min(f.q_len, k_last - off + f.window) : f.q_len; };
+  auto end_query = [&](int k_last) { return C::kWindow ? min(q_len, k_last - off + f.window) : q_len; };
   const int cta_last = min(key0 + BM, L) - 1;
   const int qa = first_query(key0), qb = key0 < L ? end_query(cta_last) : qa;
   const int per_head = qb > qa ? (qb - qa + BN - 1) / BN : 0;
@@ -627,21 +642,21 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
       sm90::mbar_wait(rg.empty(s), rg.parity(i) ^ 1);
       auto load_part = [&](auto tile, const void* src, long long off_h, long long stride_t) {
         const unsigned short* g = static_cast<const unsigned short*>(src) + off_h;
-        if (q0 + BN <= f.q_len) {
+        if (q0 + BN <= q_len) {
           tile.template copy_rows<128>(tid, g + (long long)q0 * stride_t, stride_t);
           return;
         }
         tile.template load_rows<128>(tid, BN, [&](int r) -> const unsigned short* {
-          return q0 + r < f.q_len ? g + (long long)(q0 + r) * stride_t : nullptr;
+          return q0 + r < q_len ? g + (long long)(q0 + r) * stride_t : nullptr;
         });
       };
-      const long long q_off = b * f.q_stride_b + h * f.q_stride_h;
+      const long long q_off = sv.q0 + h * f.q_stride_h;
       load_part(qr_half(s, 0), f.q, q_off, f.q_stride_t);
       if (C::kProbe) load_part(qr_half(s, 1), f.r, q_off, f.q_stride_t);
-      load_part(dot(s), p.dout, b * f.o_stride_b + h * f.o_stride_h, f.o_stride_t);
+      load_part(dot(s), p.dout, sv.o0 + h * f.o_stride_h, f.o_stride_t);
       if (tid < BN) {
         const int q = q0 + tid;
-        const bool live = q < f.q_len;
+        const bool live = q < q_len;
         const float* src = p.rows + (((long long)b * f.heads_q + h) * f.q_len + (live ? q : 0)) * 4;
         cp_async_16(terms_at(s) + unsigned(tid * 16), src, live);
       }
@@ -683,10 +698,10 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
       sm90::fence_regs(a);
       const int q0 = query0(i);
       // Every (key, query) of the warpgroup's 64 keys x this tile visible (backward.cuh).
-      bool all = q0 + BN <= f.q_len;
+      bool all = q0 + BN <= q_len;
       if (all) {
-        const RowRange first = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0, f.window);
-        const RowRange last = visible_keys<C::kCausal, C::kWindow>(L, f.q_len, q0 + BN - 1, f.window);
+        const RowRange first = visible_keys<C::kCausal, C::kWindow>(L, q_len, q0, f.window);
+        const RowRange last = visible_keys<C::kCausal, C::kWindow>(L, q_len, q0 + BN - 1, f.window);
         all = last.lo <= kw0 && kw1 < first.hi;
       }
       const unsigned tb = terms_at(s);
@@ -704,7 +719,7 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
             for (int r = 0; r < 2; ++r) {
               const int e = 2 * r + c;
               const bool vis = !decltype(masked)::value ||
-                               sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, f.q_len, f.window);
+                               sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, q_len, f.window);
               float gl, gu, w;
               float& s2 = s12[C::kProbe ? n + BN / 8 : n][e];
               grad_terms<C::kFamily>(s12[n][e], C::kProbe ? s2 : 0.f, a[n][e], rt, f.scale_log2, vis, gl, gu, w);
@@ -730,7 +745,7 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
       sm90::fence_regs(dv[0]);
     };
     if constexpr (C::kRed) {
-      bwd_red_consume<C, cw>(p, b, rg, n_tiles, own(0), head_of, query0, scores, terms, accumulate, dk, dv, p12);
+      bwd_red_consume<C, cw>(p, b, q_len, rg, n_tiles, own(0), head_of, query0, scores, terms, accumulate, dk, dv, p12);
     } else {
       bwd_consume<C, C::kPipelined>(
           cw, rg, n_tiles, wg_live, [&](int i) { return query0(i) < qb_w && query0(i) + BN > qa_w; }, scores, terms,
@@ -739,8 +754,8 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
 
     auto out_row = [&](void* base_ptr) {
       return [&, base_ptr](int i) -> T* {
-        const int key = warp_key + i;
-        return key < f.kv_len ? static_cast<T*>(base_ptr) + kv_off + (long long)key * f.k_stride_t : nullptr;
+        const int key = warp_key + i;  // every stored key of the sequence: zero past L
+        return key < sv.kv_len ? static_cast<T*>(base_ptr) + kv_off + (long long)key * f.k_stride_t : nullptr;
       };
     };
     store_rows<T, D>(dk, 1.f, out_row(p.dk));

@@ -22,22 +22,27 @@ __device__ __forceinline__ int live_len(const AttnParams& p, int b) {
   return p.seqused_k ? min(max(p.seqused_k[b], 0), p.kv_len) : p.kv_len;
 }
 
-// One sequence of the batch as a prefill kernel sees it: its query count, its live keys,
-// and the element offsets of its first query row (q, r, o, barv) and first key row (k, v).
+// One sequence of the batch as a prefill or backward kernel sees it: its query count, its
+// live keys, the element offsets of its first query row (q, r, o, barv; the backward's
+// dout, dq, dr) and first key row (k, v; dk, dv), and kv_len, its stored key rows: the
+// backward writes dk / dv for all of them (zero past L, the keys seqused_k cuts off).
 // A padded batch [batch, len, heads, d] and a packed varlen batch (cu_seqlens) differ only
 // here; for the padded one every field is what the kernels computed before varlen.
 struct SeqView {
   int q_len, L;
   long long q0, o0, k0;
+  int kv_len;
 };
 __device__ __forceinline__ SeqView seq_view(const AttnParams& p, int b) {
-  if (!p.cu_seqlens_q) return {p.q_len, live_len(p, b), b * p.q_stride_b, b * p.o_stride_b, b * p.k_stride_b};
+  if (!p.cu_seqlens_q)
+    return {p.q_len, live_len(p, b), b * p.q_stride_b, b * p.o_stride_b, b * p.k_stride_b, p.kv_len};
   // Varlen: the device reads the offsets (the host cannot validate them). A sequence with
-  // cu[b + 1] <= cu[b] is empty (its CTAs exit); the keys are clamped to [0, length].
+  // cu[b + 1] <= cu[b] is empty (its CTAs exit): both lengths are clamped at 0, so no loop
+  // count derived from them can go negative; the live keys are clamped to [0, length].
   const int qs = p.cu_seqlens_q[b], ks = p.cu_seqlens_k[b];
-  int L = max(p.cu_seqlens_k[b + 1] - ks, 0);
-  if (p.seqused_k) L = min(max(p.seqused_k[b], 0), L);
-  return {p.cu_seqlens_q[b + 1] - qs, L, qs * p.q_stride_t, qs * p.o_stride_t, ks * p.k_stride_t};
+  const int kv_len = max(p.cu_seqlens_k[b + 1] - ks, 0);
+  const int L = p.seqused_k ? min(max(p.seqused_k[b], 0), kv_len) : kv_len;
+  return {max(p.cu_seqlens_q[b + 1] - qs, 0), L, qs * p.q_stride_t, qs * p.o_stride_t, ks * p.k_stride_t, kv_len};
 }
 
 // Loads rows [key0, key0 + rows) of one head of K (or V) into `tile`, zero-filling keys at
