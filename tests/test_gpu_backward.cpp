@@ -881,7 +881,7 @@ TEST_CASE("backward varlen: the wgmma kernel's pipelined and ping-pong loops",
   }
   VarlenRuns runs;
   for (const VarlenBwdCase& c : varlen_bwd_cases())
-    for (Mma m : {Mma::wgmma_pipe, Mma::wgmma_pp})
+    for (Mma m : {Mma::wgmma_pipe, Mma::wgmma_pp, Mma::wgmma_red})
       if (!why_illegal(wgmma_for(c.shape, m, true))) runs.push_back({c, wgmma_for(c.shape, m, true)});
   run_varlen(*e, runs, "varlen wgmma loops");
 }
