@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(C::kThreads) bwd_pre_kernel(const BwdParams p)
     dot_o += __shfl_xor_sync(0xffffffffu, dot_o, m);
     dot_barv += __shfl_xor_sync(0xffffffffu, dot_barv, m);
   }
-  if (live && p.accum) {  // mma wgmma-red: zero this row's dQ and dR accumulators
+  if (in_grid && p.accum) {  // mma wgmma-red: zero the accumulators, as a linear memset
     float4* acc = reinterpret_cast<float4*>(p.accum + row * C::kD + lane * 8);
     const long long plane = n_rows * C::kD / 4;  // dR's offset in float4
     const float4 z = make_float4(0.f, 0.f, 0.f, 0.f);
@@ -125,7 +125,10 @@ __global__ void __launch_bounds__(C::kThreads) bwd_post_kernel(const BwdParams p
     out.w = pack2<T>(hi.z, hi.w);
     *reinterpret_cast<uint4*>(static_cast<unsigned short*>(dst) + at) = out;
   };
-  const float* acc = p.accum + row * C::kD + lane * 8;
+  // accum is [dQ, dR][batch][heads_q][d half][q_len][64], 8-float chunks XORed with
+  // (t >> 1) & 3 (backward_sm90.cuh, red_slot): d = 8 lane .. 8 lane + 7 is one chunk.
+  const int half = lane / 8, chunk = (lane % 8) ^ ((t >> 1) & 3);
+  const float* acc = p.accum + ((bh * 2LL + half) * f.q_len + t) * 64 + chunk * 8;
   convert(acc, p.dq);
   if (p.dr) convert(acc + n_rows * C::kD, p.dr);
 }

@@ -159,7 +159,7 @@ struct BackwardSm90Config {
   // tile of 2 BN rows (dQ then dR queries) x 64 d, rows padded to 68 floats so the
   // fragment stores hit 32 distinct banks.
   static constexpr int kDsBytes = RED ? BM * 2 * BN * 2 : 0;
-  static constexpr int kStageRow = (64 + 4) * 4;
+  static constexpr int kStageRow = 64 * 4;  // 64 fp32 d, XOR-swizzled (red_slot)
   static constexpr int kStageBytes = RED ? 2 * BN * kStageRow : 0;
   static constexpr int kKvBody = 2 * OwnTile::kBytes + STAGES * (kQSide * PartTile::kBytes + kTermBytes) +
                                  2 * kDsBytes + kConsumers * kStageBytes;
@@ -490,19 +490,28 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
 //   3. [dQ^T | dR^T] (d rows 64 cw .. 64 cw + 63, 2 BN query columns) = K^T Ds over all BM
 //      keys: 8 m64 n64 k16 wgmmas, A = the own K tile read MN-major (d as M), B = Ds;
 //   4. the fp32 result goes to the consumer's staging tile (rows = dQ then dR queries, 64 d
-//      each), a 128-thread barrier, then one thread per row adds its 256 bytes to
-//      BwdParams::accum with cp.reduce.async.bulk (the L2 performs the adds: no atomics in
-//      the SM, one request per 256 bytes). The issuing threads wait for the reads of the
-//      previous tile's reduction before step 2, so the staging tile is free after it.
+//      each), a 128-thread barrier, then one thread adds it to BwdParams::accum with two
+//      cp.reduce.async.bulk requests of up to 8 KB (the L2 performs the adds). accum is laid
+//      out [dQ, dR][batch][heads_q][d half][q_len][64] so a tile's rows of one d half are
+//      contiguous: with one 256-byte request per row (run 32) the reductions cost 4.6 of
+//      13.5 ms at 1 x 16384. The thread waits for the reads of the previous tile's requests
+//      before step 2, so the staging tile is free after it.
 // Every tile is computed by both consumers (masked terms are zero), live or not: the
 // barriers need both every time.
-template <class C, int cw, class Own, class HeadOf, class Query0, class Scores, class Terms, class Accumulate>
+// Where d (0..63) of query q sits in a 64-float accumulator row (shared staging and
+// BwdParams::accum alike, so one bulk request moves whole tiles): 8-float chunks XORed with
+// (q >> 1) & 3. The staging stores of a warp (q = q0 + 2 t4 + c, d = g + const) then hit
+// 32 distinct banks for any q0; unswizzled, the four t4 lanes of a g collide. A function of
+// the query alone, since every key tile adds into the same rows; bwd_post_kernel undoes it.
+__device__ __forceinline__ int red_slot(int q, int d) { return d ^ (((q >> 1) & 3) << 3); }
+
+template <class C, int cw, class TileRegs, class Own, class HeadOf, class Query0, class Scores, class Terms,
+          class Accumulate>
 __device__ __forceinline__ void bwd_red_consume(const BwdParams& p, int b, int q_len, const BwdRing<C>& rg, int n_tiles,
                                                 Own k_own,
                                                 HeadOf head_of, Query0 query0,
                                                 Scores scores, Terms terms, Accumulate accumulate,
-                                                float (&dk)[1][C::kD / 8][4], float (&dv)[1][C::kD / 8][4],
-                                                const unsigned (&p12)[2 * C::kBN / 16][4]) {
+                                                float (&dk)[1][C::kD / 8][4], float (&dv)[1][C::kD / 8][4]) {
   using T = typename C::Elem;
   constexpr int BM = C::kBM, BN = C::kBN, NQ = 2 * BN, D = C::kD;
   using DsTile = sm90::Sw128Tile<BM, NQ>;
@@ -514,14 +523,19 @@ __device__ __forceinline__ void bwd_red_consume(const BwdParams& p, int b, int q
   const unsigned ds_at = k_own.base + unsigned(2 * Own::kBytes + C::kStages * C::kQSide * C::PartTile::kBytes);
   const unsigned stage = ds_at + unsigned(2 * C::kDsBytes + C::kStages * C::kTermBytes + cw * C::kStageBytes);
   const long long plane = (long long)f.batch * f.heads_q * f.q_len * D;  // dR's offset in accum
-  float dqr[NQ / 8][4];
   for (int i = 0; i < n_tiles; ++i) {
+    // Declared per tile: the first wgmma overwrites it (scale-d 0), and an uninitialised
+    // "+f" operand carries nothing over from the previous tile, so the 32 registers are
+    // not live through the scores and terms (declared outside the loop, ptxas kept them
+    // live and spilled).
+    float dqr[NQ / 8][4];
+    TileRegs r;
     const int s = rg.slot(i);
     sm90::mbar_wait(rg.full(s), rg.parity(i));
-    scores(s);
+    scores(r, s);
     sm90::wgmma_wait<0>();
-    terms(i, s);
-    accumulate(s);  // dV, dK: wgmma_fence, issue, commit; runs while Ds is written
+    terms(r, i, s);
+    accumulate(r, s);  // dV, dK: wgmma_fence, issue, commit; runs while Ds is written
     const DsTile ds{ds_at + unsigned((i & 1) * DsTile::kBytes)};
     const int row = 64 * cw + 16 * warp + g;
 #pragma unroll
@@ -529,11 +543,11 @@ __device__ __forceinline__ void bwd_red_consume(const BwdParams& p, int b, int q
 #pragma unroll
       for (int j = 0; j < 4; ++j) {  // p12[ks][j]: row + 8 (j & 1), columns 16 ks + 8 (j >> 1) + 2 t4
         const unsigned at = ds.chunk(row + 8 * (j & 1), 2 * ks + (j >> 1)) + unsigned(4 * t4);
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(p12[ks][j]) : "memory");
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(at), "r"(r.p12[ks][j]) : "memory");
       }
     }
     sm90::fence_proxy_async();
-    if (ctid < NQ) sm90::bulk_wait_read0();
+    if (ctid == 0) sm90::bulk_wait_read0();
     sm90::named_barrier_sync(C::kRedBar, 256);
     // The packed operands die with the dV/dK group, before the 32 dQ/dR accumulators are
     // born: issuing both groups together spilled 224 B (ptxas, NVRTC 13).
@@ -549,26 +563,30 @@ __device__ __forceinline__ void bwd_red_consume(const BwdParams& p, int b, int q
     sm90::wgmma_commit();
     sm90::wgmma_wait<0>();
     sm90::fence_regs(dqr);
+    const int q0 = query0(i);  // the swizzle follows the query, not the tile row: tiles start anywhere
 #pragma unroll
     for (int n = 0; n < NQ / 8; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {  // (d = 16 warp + g + 8 (e >> 1), column 8 n + 2 t4 + (e & 1))
         const int col = 8 * n + 2 * t4 + (e & 1), d = 16 * warp + g + 8 * (e >> 1);
-        asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(stage + unsigned(col * C::kStageRow + d * 4)), "f"(dqr[n][e])
+        const int slot = red_slot(q0 + col % BN, d);
+        asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(stage + unsigned(col * C::kStageRow + slot * 4)),
+                     "f"(dqr[n][e])
                      : "memory");
       }
     sm90::fence_proxy_async();
     sm90::named_barrier_sync(C::kStageBar + cw, 128);
-    if (ctid < NQ) {
-      const int q = query0(i) + ctid % BN;
-      if (q < q_len) {  // the accumulators keep the padded [batch][heads_q][f.q_len] rows
-        float* dst = p.accum + (ctid / BN) * plane + (((long long)b * f.heads_q + head_of(i)) * f.q_len + q) * D + 64 * cw;
-        sm90::bulk_reduce_add_f32(dst, stage + unsigned(ctid * C::kStageRow), 64 * 4);
+    if (ctid == 0) {  // two requests: the tile's dQ rows, then its dR rows (the valid prefix)
+      const int rows = min(BN, q_len - q0);
+      const long long at = ((((long long)b * f.heads_q + head_of(i)) * 2 + cw) * f.q_len + q0) * 64;
+      if (rows > 0) {
+        sm90::bulk_reduce_add_f32(p.accum + at, stage, unsigned(rows * C::kStageRow));
+        sm90::bulk_reduce_add_f32(p.accum + plane + at, stage + unsigned(BN * C::kStageRow), unsigned(rows * C::kStageRow));
         sm90::bulk_commit();
       }
     }
   }
-  if (ctid < NQ) sm90::bulk_wait0();
+  if (ctid == 0) sm90::bulk_wait0();
 }
 
 // ---- dK and dV of BM keys of kv head hkv, summed over its q heads ------------------------
@@ -684,18 +702,23 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
     zero<T, D>(dv);
     // s12: columns [0, BN) S1^T, [BN, 2 BN) S2^T (C layout: n8 block n + BN / 8 is the
     // r counterpart of block n); then c GL^T and GU^T in place.
-    float s12[NQ / 8][4], a[BN / 8][4];
-    unsigned pw[BN / 16][4], p12[NQ / 16][4];
-    auto scores = [&](int s) {
+    // The per-tile score and packed-operand registers. The reduced loop declares them per
+    // tile (bwd_red_consume): a score tile's first wgmma overwrites it, so nothing is
+    // carried between tiles and they are not live while dQ/dR is computed.
+    struct TileRegs {
+      float s12[NQ / 8][4], a[BN / 8][4];
+      unsigned pw[BN / 16][4], p12[NQ / 16][4];
+    };
+    auto scores_into = [&](auto& tr, int s) {
       sm90::fence_proxy_async();
       sm90::wgmma_fence();
-      issue_scores<T, NQ, D>(s12, own(0), 64 * cw, qr(s));
-      issue_scores<T, BN, D>(a, own(1), 64 * cw, dot(s));
+      issue_scores<T, NQ, D>(tr.s12, own(0), 64 * cw, qr(s));
+      issue_scores<T, BN, D>(tr.a, own(1), 64 * cw, dot(s));
       sm90::wgmma_commit();
     };
-    auto terms = [&](int i, int s) {
-      sm90::fence_regs(s12);
-      sm90::fence_regs(a);
+    auto terms_into = [&](auto& tr, int i, int s) {
+      sm90::fence_regs(tr.s12);
+      sm90::fence_regs(tr.a);
       const int q0 = query0(i);
       // Every (key, query) of the warpgroup's 64 keys x this tile visible (backward.cuh).
       bool all = q0 + BN <= q_len;
@@ -721,23 +744,23 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
               const bool vis = !decltype(masked)::value ||
                                sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, q_len, f.window);
               float gl, gu, w;
-              float& s2 = s12[C::kProbe ? n + BN / 8 : n][e];
-              grad_terms<C::kFamily>(s12[n][e], C::kProbe ? s2 : 0.f, a[n][e], rt, f.scale_log2, vis, gl, gu, w);
-              s12[n][e] = gl * p.scale;
+              float& s2 = tr.s12[C::kProbe ? n + BN / 8 : n][e];
+              grad_terms<C::kFamily>(tr.s12[n][e], C::kProbe ? s2 : 0.f, tr.a[n][e], rt, f.scale_log2, vis, gl, gu, w);
+              tr.s12[n][e] = gl * p.scale;
               if (C::kProbe) s2 = gu;
-              a[n][e] = w;
+              tr.a[n][e] = w;
             }
           }
       };
       if (all) combine(Flag<false>{});
       else combine(Flag<true>{});
-      pack_a<T, BN>(a, pw);
-      pack_a<T, NQ>(s12, p12);
+      pack_a<T, BN>(tr.a, tr.pw);
+      pack_a<T, NQ>(tr.s12, tr.p12);
     };
-    auto accumulate = [&](int s) {
+    auto accumulate_from = [&](auto& tr, int s) {
       sm90::wgmma_fence();
-      issue_accumulate<T, BN, D>(dv[0], pw, dot(s));
-      issue_accumulate<T, NQ, D>(dk[0], p12, qr(s));
+      issue_accumulate<T, BN, D>(dv[0], tr.pw, dot(s));
+      issue_accumulate<T, NQ, D>(dk[0], tr.p12, qr(s));
       sm90::wgmma_commit();
     };
     auto landed = [&] {
@@ -745,8 +768,13 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
       sm90::fence_regs(dv[0]);
     };
     if constexpr (C::kRed) {
-      bwd_red_consume<C, cw>(p, b, q_len, rg, n_tiles, own(0), head_of, query0, scores, terms, accumulate, dk, dv, p12);
+      bwd_red_consume<C, cw, TileRegs>(p, b, q_len, rg, n_tiles, own(0), head_of, query0, scores_into, terms_into,
+                                       accumulate_from, dk, dv);
     } else {
+      TileRegs regs;
+      auto scores = [&](int s) { scores_into(regs, s); };
+      auto terms = [&](int i, int s) { terms_into(regs, i, s); };
+      auto accumulate = [&](int s) { accumulate_from(regs, s); };
       bwd_consume<C, C::kPipelined>(
           cw, rg, n_tiles, wg_live, [&](int i) { return query0(i) < qb_w && query0(i) + BN > qa_w; }, scores, terms,
           accumulate, landed);

@@ -15,9 +15,10 @@ struct BwdParams {
   // Per-row terms the preprocess kernel writes, [batch][heads_q][q_len][4] fp32:
   // lse in log2 units (+inf for a row that sees no key), bart, t = dO.o, b = dO.barv.
   float* rows;
-  // mma wgmma-red only (else null): fp32 [2][batch][heads_q][q_len][D], dQ (scale
-  // included) then dR, reduced into by the dK/dV CTAs; zeroed by the preprocess,
-  // converted into dq and dr by bwd_post_kernel.
+  // mma wgmma-red only (else null): fp32 [dQ, dR][batch][heads_q][d half][q_len][64],
+  // chunks swizzled by the query (backward_sm90.cuh, red_slot); dQ includes the scale.
+  // Zeroed by the preprocess, reduced into by the dK/dV CTAs, converted into dq and dr by
+  // bwd_post_kernel.
   float* accum;
   void* dq;
   void* dr;
