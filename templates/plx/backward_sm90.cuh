@@ -1,4 +1,5 @@
-// Backward on Hopper (sm_90a): the gradients of parallax-math.md 4.2 with wgmma, no atomics.
+// Backward on Hopper (sm_90a): the gradients of parallax-math.md 4.2 with wgmma; by default
+// no atomics (the opt-in reduced form, "Reduced form" below, reduces dQ/dR at the L2).
 // The engine's backward on sm_90a (runtime/backward.cpp, wgmma_backward_variant). On the
 // H200 (2026-11-29, docs/PERFORMANCE.md) it runs the d 128 parallax backward of 1 x 16384
 // x 16 heads in 10.8 ms under ncu (564 TFLOP/s counting 22 D per pair, 57.6% tensor-pipe
@@ -107,11 +108,14 @@
 // precedes each batch (the A registers and accumulators were last written by ordinary
 // instructions: grad_terms, pack, zero-init).
 //
-// ---- Atomic form (not implemented) ----------------------------------------------------
-// dQ/dR would be added per (key tile, query tile) from the dK/dV role: dQ += GL K needs GL
-// with rows = queries, i.e. the transpose of the register tile there. It would be computed
-// as an ss wgmma with GL^T staged to shared memory (MN-major A), or as dQ^T = K^T GL^T with
-// rows = d (m64 x 2 for d 128) and B = GL^T staged to shared memory, then red.global.add.
+// ---- Reduced form (mma wgmma-red; bwd_red_consume) --------------------------------------
+// dQ/dR added per (key tile, query tile) from the dK/dV role: dQ += GL K needs GL with
+// rows = queries, the transpose of the register tile there, so it is computed as
+// [dQ^T | dR^T] = K^T [c GL^T | GU^T] (rows = d, one 64-wide half per consumer) with the
+// score tile staged to shared memory, then reduced into an fp32 workspace at the L2
+// (cp.reduce.async.bulk). H200, parallax d 128, 1 x 16384 (runs 32-33, fifth session): the
+// pass without its reductions takes 8.9 ms (the two-role default 11.2); the 17 GB of
+// reductions bring it to 11.3 ms (13.5 with one 256-byte request per row). Not shipped.
 #pragma once
 #include "plx/backward.cuh"
 #include "plx/mbarrier.cuh"
