@@ -547,18 +547,24 @@ TEST_CASE("backward through the C API (plx_attention_backward)", "[gpu][backward
   destroy(eng);
 }
 
+// The engine when the device runs the wgmma backward (sm_90a); else a warning and null.
+Engine* sm90_engine_or_skip() {
+  Engine* e = engine_or_skip();
+  if (e && e->arch() != std::string("sm_90a")) {
+    WARN("the wgmma backward needs sm_90a; this device is " << e->arch());
+    return nullptr;
+  }
+  return e;
+}
+
 // Runs after the cases above (Catch keeps declaration order): the issue's median bar.
 // The sm_90a wgmma draft (templates/plx/backward_sm90.cuh, specs/backward_sm90_wgmma.yaml):
 // every family at d 128 and d 64, self-attention and chunked prefill, GQA, windows, and a
 // length that wraps the ring several times. Skipped on GPUs other than sm_90a. The engine's
 // default backward stays mma.sync, so the variant is named explicitly.
 TEST_CASE("backward: the wgmma kernel (backward_sm90.cuh) against the oracle", "[gpu][backward][wgmma]") {
-  Engine* e = engine_or_skip();
+  Engine* e = sm90_engine_or_skip();
   if (!e) return;
-  if (e->arch() != std::string("sm_90a")) {
-    WARN("the wgmma backward needs sm_90a; this device is " << e->arch());
-    return;
-  }
   // Not the default tile: stages 2 and block_n 32 wrap the ring more often on these shapes.
   auto wgmma_variant = [](const AttentionArgs& a, Mma mma) {
     Variant v = wgmma_backward_variant(a);
@@ -857,12 +863,8 @@ TEST_CASE("backward varlen: the mma.sync kernel (backward.cuh)", "[gpu][backward
 }
 
 TEST_CASE("backward varlen: the wgmma kernel (backward_sm90.cuh), plain loop", "[gpu][backward][varlen][varlen_wgmma]") {
-  Engine* e = engine_or_skip();
+  Engine* e = sm90_engine_or_skip();
   if (!e) return;
-  if (e->arch() != std::string("sm_90a")) {
-    WARN("the wgmma backward needs sm_90a; this device is " << e->arch());
-    return;
-  }
   VarlenRuns runs;
   for (const VarlenBwdCase& c : varlen_bwd_cases()) {
     runs.push_back({c, wgmma_for(c.shape, Mma::wgmma, false)});  // the engine's untuned choice
@@ -873,12 +875,8 @@ TEST_CASE("backward varlen: the wgmma kernel (backward_sm90.cuh), plain loop", "
 
 TEST_CASE("backward varlen: the wgmma kernel's pipelined and ping-pong loops",
           "[gpu][backward][varlen][varlen_wgmma_loops]") {
-  Engine* e = engine_or_skip();
+  Engine* e = sm90_engine_or_skip();
   if (!e) return;
-  if (e->arch() != std::string("sm_90a")) {
-    WARN("the wgmma backward needs sm_90a; this device is " << e->arch());
-    return;
-  }
   VarlenRuns runs;
   for (const VarlenBwdCase& c : varlen_bwd_cases())
     for (Mma m : {Mma::wgmma_pipe, Mma::wgmma_pp, Mma::wgmma_red})
