@@ -105,6 +105,38 @@ __device__ __forceinline__ void grad_terms(float s1, float s2, float a, const fl
 
 template <bool B> struct Flag { static constexpr bool value = B; };
 
+// The dK/dV role's element-wise step over one warp's 16 keys (C-layout rows key_of[0..1])
+// x BN queries (columns q0 + col), shared by backward.cuh and backward_sm90.cuh (the two
+// score layouts agree per warp). Each column's row terms are read from shared memory at
+// `terms` (16 bytes per query). score(j, n, e) names the fragment element: j = 0 S1^T, then
+// c GL^T; 1 S2^T, then GU^T (probe families only); 2 A^T, then W^T.
+template <class C, int BN, bool kMasked, class Score>
+__device__ __forceinline__ void dkv_grad_terms(const BwdParams& p, unsigned terms, int q0, const int (&key_of)[2], int L,
+                                               int q_len, Score score) {
+  const int t4 = threadIdx.x & 3;
+#pragma unroll
+  for (int n = 0; n < BN / 8; ++n)
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int col = n * 8 + 2 * t4 + c;
+      float4 rt;
+      asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];\n"
+                   : "=f"(rt.x), "=f"(rt.y), "=f"(rt.z), "=f"(rt.w)
+                   : "r"(terms + unsigned(col * 16)));
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int e = 2 * r + c;
+        const bool vis = !kMasked || sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, q_len, p.f.window);
+        float gl, gu, w;
+        grad_terms<C::kFamily>(score(0, n, e), C::kProbe ? score(1, n, e) : 0.f, score(2, n, e), rt, p.f.scale_log2,
+                               vis, gl, gu, w);
+        score(0, n, e) = gl * p.scale;
+        if (C::kProbe) score(1, n, e) = gu;
+        score(2, n, e) = w;
+      }
+    }
+}
+
 // S1 = X1 Y1^T and S2 = X2 Y2^T over NK partner rows of 16-row tiles, where the two
 // products share one operand: the B fragment (dQ/dR role: q and r against the same K,
 // X1 != X2, Y1 == Y2) or the A fragment (dK/dV role: K against q and r, X1 == X2). Each
@@ -412,33 +444,9 @@ __device__ __forceinline__ void bwd_dkv_role(const BwdParams& p, unsigned char* 
           const RowRange last = visible_keys<C::kCausal, C::kWindow>(L, q_len, q0 + BN - 1, f.window);
           all = last.lo <= kw0 && kw1 < first.hi;
         }
-        const unsigned tb = terms(slot);
-        auto combine = [&](auto masked) {
-#pragma unroll
-          for (int n = 0; n < BN / 8; ++n)
-#pragma unroll
-            for (int c = 0; c < 2; ++c) {
-              const int col = n * 8 + 2 * t4 + c;
-              float4 rt;
-              asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];\n"
-                           : "=f"(rt.x), "=f"(rt.y), "=f"(rt.z), "=f"(rt.w)
-                           : "r"(tb + unsigned(col * 16)));
-#pragma unroll
-              for (int r = 0; r < 2; ++r) {
-                const int e = 2 * r + c;
-                const bool vis = !decltype(masked)::value ||
-                                 sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, q_len, f.window);
-                float gl, gu, w;
-                grad_terms<C::kFamily>(s1[0][n][e], C::kProbe ? s2[0][n][e] : 0.f, a[0][n][e], rt, f.scale_log2,
-                                       vis, gl, gu, w);
-                s1[0][n][e] = gl * p.scale;
-                s2[0][n][e] = gu;
-                a[0][n][e] = w;
-              }
-            }
-        };
-        if (all) combine(Flag<false>{});
-        else combine(Flag<true>{});
+        auto score = [&](int j, int n, int e) -> float& { return j == 0 ? s1[0][n][e] : j == 1 ? s2[0][n][e] : a[0][n][e]; };
+        if (all) dkv_grad_terms<C, BN, false>(p, terms(slot), q0, key_of, L, q_len, score);
+        else dkv_grad_terms<C, BN, true>(p, terms(slot), q0, key_of, L, q_len, score);
         accumulate_pv<T, 1, BN, D>(dv, a, part(slot, kDo), 0);
         accumulate_pv<T, 1, BN, D>(dk, s1, part(slot, 0), 0);
         if (C::kProbe) accumulate_pv<T, 1, BN, D>(dk, s2, part(slot, 1), 0);

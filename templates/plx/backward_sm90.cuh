@@ -731,33 +731,12 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
         const RowRange last = visible_keys<C::kCausal, C::kWindow>(L, q_len, q0 + BN - 1, f.window);
         all = last.lo <= kw0 && kw1 < first.hi;
       }
-      const unsigned tb = terms_at(s);
-      auto combine = [&](auto masked) {
-  #pragma unroll
-        for (int n = 0; n < BN / 8; ++n)
-  #pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            const int col = n * 8 + 2 * t4 + c;
-            float4 rt;
-            asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];\n"
-                         : "=f"(rt.x), "=f"(rt.y), "=f"(rt.z), "=f"(rt.w)
-                         : "r"(tb + unsigned(col * 16)));
-  #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-              const int e = 2 * r + c;
-              const bool vis = !decltype(masked)::value ||
-                               sees<C::kCausal, C::kWindow>(key_of[r], q0 + col, L, q_len, f.window);
-              float gl, gu, w;
-              float& s2 = tr.s12[C::kProbe ? n + BN / 8 : n][e];
-              grad_terms<C::kFamily>(tr.s12[n][e], C::kProbe ? s2 : 0.f, tr.a[n][e], rt, f.scale_log2, vis, gl, gu, w);
-              tr.s12[n][e] = gl * p.scale;
-              if (C::kProbe) s2 = gu;
-              tr.a[n][e] = w;
-            }
-          }
+      // S2^T's n8 block n is block n + BN / 8 of the stacked tile (softmax: no S2).
+      auto score = [&](int j, int n, int e) -> float& {
+        return j == 2 ? tr.a[n][e] : tr.s12[j == 1 && C::kProbe ? n + BN / 8 : n][e];
       };
-      if (all) combine(Flag<false>{});
-      else combine(Flag<true>{});
+      if (all) dkv_grad_terms<C, BN, false>(p, terms_at(s), q0, key_of, L, q_len, score);
+      else dkv_grad_terms<C, BN, true>(p, terms_at(s), q0, key_of, L, q_len, score);
       pack_a<T, BN>(tr.a, tr.pw);
       pack_a<T, NQ>(tr.s12, tr.p12);
     };
