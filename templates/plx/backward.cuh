@@ -15,6 +15,7 @@
 //   dQ += GL K, dR += GU K        or        dV += W dO, dK += (c GL) q + GU r.
 // Heavy CTAs are numbered first (causal: the first key tiles, the last query tiles).
 #pragma once
+#include "plx/kv_ring.cuh"
 #include "plx/mask.cuh"
 #include "plx/online_state.cuh"
 #include "plx/params_bwd.cuh"
@@ -44,39 +45,6 @@ struct BackwardConfig {
   static constexpr int kKvBytes = 2 * kOwnTile + STAGES * kKvStage;
   static constexpr int kSmemBytes = kDqBytes > kKvBytes ? kDqBytes : kKvBytes;
 };
-
-// KvRing::run's schedule (kv_ring.cuh) over slots laid out by the caller: one commit group
-// per tile, STAGES - 1 tiles in flight. Groups committed before the call (the own tiles)
-// complete by the first wait.
-template <int STAGES, class Load, class Compute>
-__device__ __forceinline__ void bwd_pipeline(int n, Load load, Compute compute) {
-  if constexpr (STAGES == 1) {
-    for (int i = 0; i < n; ++i) {
-      load(i, 0);
-      cp_async_commit();
-      cp_async_wait<0>();
-      __syncthreads();
-      compute(i, 0);
-      __syncthreads();
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < STAGES - 1; ++i) {
-      if (i < n) load(i, i);
-      cp_async_commit();
-    }
-    for (int i = 0; i < n; ++i) {
-      cp_async_wait<STAGES - 2>();
-      __syncthreads();
-      const int next = i + STAGES - 1;
-      if (next < n) load(next, next % STAGES);
-      cp_async_commit();
-      compute(i, i % STAGES);
-    }
-  }
-  cp_async_wait<0>();
-  __syncthreads();
-}
 
 // Query q sees key `key` (the mask of mask.cuh's visible_keys, as one predicate).
 template <bool kCausal, bool kWindow>
@@ -313,7 +281,7 @@ __device__ __forceinline__ void bwd_dq_role(const BwdParams& p, unsigned char* s
   float dq[1][D / 8][4], dr[1][D / 8][4];
   zero<T, D>(dq);
   zero<T, D>(dr);
-  bwd_pipeline<C::kStages>(
+  cp_async_ring<C::kStages>(
       n_tiles,
       [&](int i, int slot) {
         const int key0 = cta_keys.any.lo + i * BN;
@@ -407,7 +375,7 @@ __device__ __forceinline__ void bwd_dkv_role(const BwdParams& p, unsigned char* 
   float dk[1][D / 8][4], dv[1][D / 8][4];
   zero<T, D>(dk);
   zero<T, D>(dv);
-  bwd_pipeline<C::kStages>(
+  cp_async_ring<C::kStages>(
       per_head * f.group,
       [&](int i, int slot) {
         const int h = head_of(i), q0 = query0(i);

@@ -7,6 +7,40 @@
 
 namespace plx {
 
+// The ring's schedule over slots laid out by the caller (KvRing below; the backward's own
+// layouts): load(i, slot) issues tile i's copies, compute(i, slot) consumes it. Groups
+// committed before the call (e.g. resident tiles) complete by the first wait; the ring's
+// memory may be reused after the call.
+template <int STAGES, class Load, class Compute>
+__device__ __forceinline__ void cp_async_ring(int n, Load load, Compute compute) {
+  if constexpr (STAGES == 1) {
+    for (int i = 0; i < n; ++i) {
+      load(i, 0);
+      cp_async_commit();
+      cp_async_wait<0>();
+      __syncthreads();
+      compute(i, 0);
+      __syncthreads();
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < STAGES - 1; ++i) {
+      if (i < n) load(i, i);
+      cp_async_commit();
+    }
+    for (int i = 0; i < n; ++i) {
+      cp_async_wait<STAGES - 2>();
+      __syncthreads();
+      const int next = i + STAGES - 1;
+      if (next < n) load(next, next % STAGES);
+      cp_async_commit();
+      compute(i, i % STAGES);
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+}
+
 template <int D, int BN, int STAGES>
 struct KvRing {
   static constexpr int kTileBytes = BN * D * 2;
@@ -21,32 +55,7 @@ struct KvRing {
   // load(i, slot) issues the copies of tile i; compute(i, slot) consumes it.
   template <class Load, class Compute>
   __device__ __forceinline__ void run(int n, Load load, Compute compute) const {
-    if constexpr (STAGES == 1) {
-      for (int i = 0; i < n; ++i) {
-        load(i, 0);
-        cp_async_commit();
-        cp_async_wait<0>();
-        __syncthreads();
-        compute(i, 0);
-        __syncthreads();
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < STAGES - 1; ++i) {
-        if (i < n) load(i, i);
-        cp_async_commit();
-      }
-      for (int i = 0; i < n; ++i) {
-        cp_async_wait<STAGES - 2>();
-        __syncthreads();
-        const int next = i + STAGES - 1;
-        if (next < n) load(next, next % STAGES);
-        cp_async_commit();
-        compute(i, i % STAGES);
-      }
-    }
-    cp_async_wait<0>();
-    __syncthreads();  // the ring's memory may be reused after this
+    cp_async_ring<STAGES>(n, load, compute);
   }
 };
 
