@@ -153,17 +153,7 @@ BackwardArgs BackwardInputs::grads(int rep) const {
 // ---- the oracle check -----------------------------------------------------------------
 
 AttentionArgs backward_check_problem(const AttentionArgs& b) {
-  AttentionArgs a;
-  a.family = b.family;
-  a.dtype = b.dtype;
-  a.head_dim = b.head_dim;
-  a.causal = b.causal;
-  a.qk_scale = b.qk_scale;
-  a.window_left = b.window_left >= 0 ? std::min(b.window_left, 77) : -1;
-  const int group = b.heads_kv > 0 ? std::max(1, b.heads_q / b.heads_kv) : 1;
-  a.batch = 2;
-  a.heads_kv = 2;
-  a.heads_q = 2 * group;
+  AttentionArgs a = check_problem_base(b);
   a.q_len = a.kv_len = 136;  // the fp64 gradients are quadratic: keep them well under a second
   return a;
 }
@@ -291,16 +281,8 @@ BucketOutcome tune_backward_bucket(measure::Harness& h, BackwardInputs& inputs, 
     return finish_outcome(std::move(out), t0);
   }
   const AttentionArgs shape = b.args();
-  try {
-    inputs.prepare(shape, o.mem_fraction, run.forward);
-  } catch (const DriverError& e) {
-    if (is_sticky(e)) throw;
-    out.error = first_line(e.what());
-    return finish_outcome(std::move(out), t0);
-  } catch (const Error& e) {
-    out.error = first_line(e.what());
-    return finish_outcome(std::move(out), t0);
-  }
+  out.error = prepare_error([&] { inputs.prepare(shape, o.mem_fraction, run.forward); });
+  if (!out.error.empty()) return finish_outcome(std::move(out), t0);
   const AttentionArgs small = backward_check_problem(shape);
   CheckCache local;
   CheckCache& cache = checks ? *checks : local;

@@ -13,7 +13,7 @@
 
 namespace plx::tune {
 
-AttentionArgs check_problem(const AttentionArgs& b) {
+AttentionArgs check_problem_base(const AttentionArgs& b) {
   AttentionArgs a;
   a.family = b.family;
   a.dtype = b.dtype;
@@ -25,6 +25,11 @@ AttentionArgs check_problem(const AttentionArgs& b) {
   a.batch = 2;
   a.heads_kv = 2;
   a.heads_q = 2 * group;
+  return a;
+}
+
+AttentionArgs check_problem(const AttentionArgs& b) {
+  AttentionArgs a = check_problem_base(b);
   if (heuristics::choose_op(b.q_len) == Op::decode) {
     a.q_len = b.q_len;
     a.kv_len = 300;

@@ -20,6 +20,10 @@ namespace plx::tune {
 //   prefill: batch 2, q_len = kv_len 136, live lengths {136, 136}, heads as decode
 //   a window keeps its presence, width min(width, 77)
 AttentionArgs check_problem(const AttentionArgs& bucket);
+// What every check problem keeps of the bucket (lengths left to the caller): family,
+// dtype, head_dim, causal, scale, the window (width at most 77), batch 2, 2 kv heads and
+// the bucket's GQA group.
+AttentionArgs check_problem_base(const AttentionArgs& bucket);
 // The live lengths check_problem's problem uses (device seqused_k), one per batch.
 std::vector<int> check_live_lengths(const AttentionArgs& problem);
 

@@ -186,6 +186,18 @@ std::string first_line(const std::string& s) {
   return nl == std::string::npos ? s : s.substr(0, nl);
 }
 
+std::string prepare_error(const std::function<void()>& prepare) {
+  try {
+    prepare();
+  } catch (const DriverError& e) {
+    if (is_sticky(e)) throw;
+    return first_line(e.what());
+  } catch (const Error& e) {
+    return first_line(e.what());
+  }
+  return "";
+}
+
 BucketOutcome outcome_for(const std::vector<Candidate>& cands) {
   BucketOutcome out;
   out.results.resize(cands.size());
@@ -200,16 +212,8 @@ BucketOutcome tune_bucket(measure::Harness& h, measure::AttentionInputs& inputs,
   const auto t0 = std::chrono::steady_clock::now();
   BucketOutcome out = outcome_for(cands);
   const AttentionArgs shape = b.args();
-  try {
-    inputs.prepare(shape, o.mem_fraction);
-  } catch (const DriverError& e) {
-    if (is_sticky(e)) throw;
-    out.error = first_line(e.what());
-    return finish_outcome(std::move(out), t0);
-  } catch (const Error& e) {
-    out.error = first_line(e.what());
-    return finish_outcome(std::move(out), t0);
-  }
+  out.error = prepare_error([&] { inputs.prepare(shape, o.mem_fraction); });
+  if (!out.error.empty()) return finish_outcome(std::move(out), t0);
   const AttentionArgs small = check_problem(shape);
   CheckCache local;
   CheckCache& cache = checks ? *checks : local;

@@ -179,6 +179,9 @@ BucketOutcome race(measure::Harness& h, const std::vector<Candidate>& cands, con
                    const RaceOps& ops, BucketOutcome out, std::chrono::steady_clock::time_point t0);
 // The first line of an error message, for reports.
 std::string first_line(const std::string& s);
+// Runs `prepare` (a bucket's input allocation): "" when it worked, else the first line of
+// the plx::Error it threw, which the bucket records. A sticky driver error is rethrown.
+std::string prepare_error(const std::function<void()>& prepare);
 
 // Bytes and FLOPs a call really needs, for achieved rates (not the model's padded work):
 //   decode : K and V of the visible span once, q (+ r) in, o out
