@@ -29,32 +29,15 @@
 #include "common/json.hpp"
 #include "common/sha256.hpp"
 #include "runtime/kernel_cache.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
+using plx::testing::TempDir;
 using plx::CompiledKernel;
 using plx::KernelCache;
 using plx::Manifest;
 
 namespace {
-
-// A private directory under /tmp, removed with everything in it at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = "/tmp/plx-cache-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-    for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::end(it);
-         it.increment(ec))
-      fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& s) const { return path / s; }
-};
 
 Manifest base_manifest() {
   Manifest m;

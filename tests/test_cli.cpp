@@ -25,23 +25,12 @@
 #include "generator/spec.hpp"
 #include "runtime/driver.hpp"
 #include "xml_check.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
+using plx::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = "/tmp/plx-cli-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 struct Run {
   int rc = -1;

@@ -15,39 +15,18 @@
 #include "autotune/choose_variant.hpp"
 #include "autotune/db_compare.hpp"
 #include "autotune/tuning_db.hpp"
+#include "h200_identity.hpp"
 #include "common/fs_atomic.hpp"
 #include "generator/legality.hpp"
 #include "runtime/launch.hpp"
+#include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace plx;
+using plx::testing::TempDir;
+using plx::testing::h200;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = "/tmp/plx-tuning-db-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-GpuIdentity h200() {
-  GpuIdentity id;
-  id.name = "NVIDIA H200";
-  id.cc_major = 9;
-  id.cc_minor = 0;
-  id.sm_count = 132;
-  id.driver_version = 13000;
-  id.nvrtc_version = "13.0";
-  id.template_hash = template_hash();
-  return id;
-}
 
 DbEntry entry(const std::string& bucket, const std::string& winner, double us) {
   DbEntry e;
