@@ -79,9 +79,11 @@ constexpr std::int64_t backward_smem_bytes(const Variant& v) {
 //   dK/dV 2 x 32768 + 2 x (3 x 8192 + 512) = 115712; 1024 + 131072 + 32 = 132128 B.
 // mma wgmma-red (dK/dV CTAs only, block_m 128, block_n 32, probe families) adds to the
 // dK/dV body two [c GL^T | GU^T] buffers of block_m x 2 block_n x 2 B and, per consumer, an
-// fp32 dQ/dR staging tile of 2 block_n rows x 64 floats:
-//   parallax d128 stages 3: 2 x 32768 + 3 x (3 x 8192 + 512) + 2 x 16384 + 2 x 16384
-//   = 206336; 1024 + 206336 + 48 = 207408 B.
+// fp32 dQ/dR staging tile of 2 block_n rows x 64 floats and an equal receive buffer (the
+// cluster partner's fragments), and per consumer two more mbarriers:
+//   parallax d128 stages 2: 2 x 32768 + 2 x (3 x 8192 + 512) + 2 x 16384 + 2 x 16384
+//   + 2 x 16384 = 214016; 1024 + 214016 + 2 x 2 x 8 + 2 x 2 x 8 = 215104 B (stages 3:
+//   240192 B, over the limit).
 constexpr std::int64_t backward_wgmma_smem_bytes(const Variant& v) {
   const std::int64_t qs = has_probe(v.family) ? 3 : 2, d = v.head_dim;
   const std::int64_t own = std::int64_t{v.tile.block_m} * d * 2, part = std::int64_t{v.tile.block_n} * d * 2;
@@ -89,8 +91,8 @@ constexpr std::int64_t backward_wgmma_smem_bytes(const Variant& v) {
   std::int64_t dkv = 2 * own + v.tile.stages * (qs * part + std::int64_t{v.tile.block_n} * 16);
   if (v.tile.mma == Mma::wgmma_red) {
     const std::int64_t nq = 2 * std::int64_t{v.tile.block_n}, consumers = v.tile.block_m / 64;
-    return 1024 + dkv + 2 * std::int64_t{v.tile.block_m} * nq * 2 + consumers * nq * 64 * 4 +
-           std::int64_t{v.tile.stages} * 2 * 8;
+    return 1024 + dkv + 2 * std::int64_t{v.tile.block_m} * nq * 2 + consumers * 2 * nq * 64 * 4 +
+           std::int64_t{v.tile.stages} * 2 * 8 + consumers * 2 * 8;
   }
   return 1024 + (dq > dkv ? dq : dkv) + std::int64_t{v.tile.stages} * 2 * 8;
 }

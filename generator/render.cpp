@@ -66,6 +66,8 @@ RenderedKernel render(const Variant& v) {
                                       : std::string()),
       fmt::arg("smem", r.smem_bytes),
       fmt::arg("threads", r.threads));
+  // wgmma-red: its own entry, launched in 2-CTA clusters (__cluster_dims__).
+  if (v.op == Op::backward && v.tile.mma == Mma::wgmma_red) kernel = "plx::backward_sm90_red_kernel";
   r.name_expression = fmt::format("{}<plx_gen::Cfg>", kernel);
   return r;
 }

@@ -122,10 +122,12 @@ BackwardPlan plan_backward(const Variant& v, const AttentionArgs& a, const Backw
   // tiles; a CTA past its own sequence's end exits at once (backward.cuh, backward_sm90.cuh).
   p.q_tiles = ceil_div(a.q_len, v.tile.block_m);
   p.kv_tiles = ceil_div(a.kv_len, v.tile.block_m);
-  p.kv_ctas = p.kv_tiles * a.heads_kv;
-
-  // wgmma-red: the dK/dV CTAs also reduce dQ/dR, so there are no dQ/dR CTAs.
+  // wgmma-red: the dK/dV CTAs also reduce dQ/dR, so there are no dQ/dR CTAs; they run in
+  // 2-CTA clusters of key tiles 2k, 2k + 1 (backward_sm90_red_kernel), so an odd kv_tiles
+  // gets a padding CTA per kv head (keys past kv_len: zeros, no store, still handshakes).
   const bool red = v.tile.mma == Mma::wgmma_red;
+  p.kv_ctas = (red ? 2 * ceil_div(p.kv_tiles, 2) : p.kv_tiles) * a.heads_kv;
+
   const long long ctas = (long long)p.kv_ctas + (red ? 0LL : (long long)p.q_tiles * a.heads_q);
   if (ctas > INT32_MAX)
     throw UnsupportedError(fmt::format("attention_backward arguments: {} CTAs per batch exceed a grid's x limit", ctas));

@@ -59,7 +59,7 @@ struct Engine::Impl {
   // The backward on sm_90a runs the wgmma kernel (wgmma_backward_variant); elsewhere, or
   // under PLX_BACKWARD_MMA=sync, the mma.sync one (default_backward_variant).
   // PLX_BACKWARD_MMA=wgmma / wgmma-pipe / wgmma-pp / wgmma-red force that consumer loop
-  // (measurement switches; wgmma-red fits 3 stages, not 4).
+  // (measurement switches; wgmma-red, with its cluster receive buffers, fits 2 stages).
   const std::optional<Mma> backward_mma = []() -> std::optional<Mma> {
     const char* e = std::getenv("PLX_BACKWARD_MMA");
     if (!e) return std::nullopt;
@@ -118,7 +118,7 @@ struct Engine::Impl {
     const bool hopper = device.arch() == Arch::sm90a && backward_mma != Mma::sync;
     Variant v = hopper ? wgmma_backward_variant(a) : default_backward_variant(a, device.arch());
     if (hopper && backward_mma) v.tile.mma = *backward_mma;
-    if (v.tile.mma == Mma::wgmma_red) v.tile.stages = std::min(v.tile.stages, 3);
+    if (v.tile.mma == Mma::wgmma_red) v.tile.stages = std::min(v.tile.stages, 2);
     if (backward_tile) {
       v.tile.block_m = (*backward_tile)[0];
       v.tile.block_n = (*backward_tile)[1];

@@ -115,7 +115,29 @@
 // score tile staged to shared memory, then reduced into an fp32 workspace at the L2
 // (cp.reduce.async.bulk). H200, parallax d 128, 1 x 16384 (runs 32-33, fifth session): the
 // pass without its reductions takes 8.9 ms (the two-role default 11.2); the 17 GB of
-// reductions bring it to 11.3 ms (13.5 with one 256-byte request per row). Not shipped.
+// reductions bring it to 11.3 ms (13.5 with one 256-byte request per row). Not shipped. Now paired in clusters (below).
+//
+// ---- Cluster pairs (wgmma-red) ----------------------------------------------------------
+// The reduced form launches clusters of two CTAs along x (backward_sm90_red_kernel): key
+// tiles 2k (rank 0) and 2k + 1 (rank 1) of one (batch, kv head). Both stream the same
+// query tiles, those of the pair's 256 keys (the union of the two ranges: a tile outside
+// one CTA's own range is fully masked there and adds zeros to its dK/dV and dQ/dR), so
+// per tile the two [dQ^T | dR^T] halves of a consumer cover the same (head, queries, d
+// half) and are summed before one bulk reduction: half the 17 GB of the unpaired form.
+// Per tile and consumer c (after its K^T Ds wgmma landed):
+//   rank 1: wait recv_empty[c] (own smem, phase i - 1), st.shared::cluster its 32 fp32 per
+//           thread into rank 0's receive buffer c, __syncwarp, lane 0 arrives on rank 0's
+//           recv_full[c] (release.cluster; count 4 = one per warp);
+//   rank 0: wait recv_full[c] (phase i, acquire.cluster), add the buffer to its fragments,
+//           __syncwarp, lane 0 arrives on rank 1's recv_empty[c] (count 4), then stages and
+//           reduces as before.
+// One buffer per consumer (16 KB; double buffering does not fit the 227 KB), so rank 1
+// runs at most one tile ahead. Every tile of the pair's n_tiles (equal in both CTAs: the
+// pair's keys decide it) takes both steps on both ranks, masked or past q_len or not. A
+// pair whose first tile is past the sequence's stored keys leaves before any barrier; the
+// second tile of a pair past the keys (odd kv tiles, varlen, the grid's padding CTA) loads
+// zero K/V, computes zeros and handshakes like any other. A cluster barrier (all threads
+// of both CTAs) follows the barrier initialisation and precedes the exit.
 #pragma once
 #include "plx/backward.cuh"
 #include "plx/mbarrier.cuh"
@@ -165,10 +187,14 @@ struct BackwardSm90Config {
   static constexpr int kDsBytes = RED ? BM * 2 * BN * 2 : 0;
   static constexpr int kStageRow = 64 * 4;  // 64 fp32 d, XOR-swizzled (red_slot)
   static constexpr int kStageBytes = RED ? 2 * BN * kStageRow : 0;
+  // Then (2-CTA cluster, "Cluster pairs" below) per consumer a receive buffer: the partner
+  // CTA's m64 x 2 BN fp32 dQ^T/dR^T fragments, 16 B per (n8 block, thread), thread-minor.
+  static constexpr int kRecvBytes = RED ? 128 * (2 * BN / 8) * 16 : 0;
   static constexpr int kKvBody = 2 * OwnTile::kBytes + STAGES * (kQSide * PartTile::kBytes + kTermBytes) +
-                                 2 * kDsBytes + kConsumers * kStageBytes;
+                                 2 * kDsBytes + kConsumers * (kStageBytes + kRecvBytes);
   static constexpr int kBody = RED || kKvBody > kDqBody ? kKvBody : kDqBody;
-  static constexpr int kBarrierBytes = STAGES * 2 * 8;
+  // The ring's full / empty per slot; wgmma-red adds per consumer recv_full, recv_empty.
+  static constexpr int kBarrierBytes = STAGES * 2 * 8 + (RED ? kConsumers * 2 * 8 : 0);
   static constexpr int kSmemBytes = kAlignSlack + kBody + kBarrierBytes;
   // wgmma-red's consumers hold 32 dQ/dR accumulators on top: 32 + 2 x 240 per 128 threads
   // = 512 registers per lane-slot (232 spilled 64 B, ptxas NVRTC 13).
@@ -512,7 +538,7 @@ __device__ __forceinline__ int red_slot(int q, int d) { return d ^ (((q >> 1) & 
 template <class C, int cw, class TileRegs, class Own, class HeadOf, class Query0, class Scores, class Terms,
           class Accumulate>
 __device__ __forceinline__ void bwd_red_consume(const BwdParams& p, int b, int q_len, const BwdRing<C>& rg, int n_tiles,
-                                                Own k_own,
+                                                int rank, Own k_own,
                                                 HeadOf head_of, Query0 query0,
                                                 Scores scores, Terms terms, Accumulate accumulate,
                                                 float (&dk)[1][C::kD / 8][4], float (&dv)[1][C::kD / 8][4]) {
@@ -527,6 +553,15 @@ __device__ __forceinline__ void bwd_red_consume(const BwdParams& p, int b, int q
   const unsigned ds_at = k_own.base + unsigned(2 * Own::kBytes + C::kStages * C::kQSide * C::PartTile::kBytes);
   const unsigned stage = ds_at + unsigned(2 * C::kDsBytes + C::kStages * C::kTermBytes + cw * C::kStageBytes);
   const long long plane = (long long)f.batch * f.heads_q * f.q_len * D;  // dR's offset in accum
+  // The cluster pair (see "Cluster pairs"): this consumer's receive buffer and its two
+  // barriers, at the same offsets in both CTAs; rank 1 addresses rank 0's (mapa), rank 0
+  // rank 1's recv_empty.
+  // Computed where used (mapa is one instruction): kept across the loop they cost spills.
+  auto recv_at = [&] {
+    return stage + unsigned((C::kConsumers - cw) * C::kStageBytes + cw * C::kRecvBytes + ctid * 16);
+  };
+  auto recv_full = [&] { return rg.bars + 8u * unsigned(2 * C::kStages + 2 * cw); };
+  auto recv_empty = [&] { return recv_full() + 8u; };
   for (int i = 0; i < n_tiles; ++i) {
     // Declared per tile: the first wgmma overwrites it (scale-d 0), and an uninitialised
     // "+f" operand carries nothing over from the previous tile, so the 32 registers are
@@ -567,6 +602,37 @@ __device__ __forceinline__ void bwd_red_consume(const BwdParams& p, int b, int q
     sm90::wgmma_commit();
     sm90::wgmma_wait<0>();
     sm90::fence_regs(dqr);
+    if (rank != 0) {
+      // Rank 1: once rank 0 has read tile i - 1 out of its receive buffer (phase i - 1 of
+      // this CTA's recv_empty; tile 0 passes at once), write this tile's fragments there and
+      // arrive on rank 0's recv_full, one arrival per warp (count 4) after __syncwarp.
+      sm90::mbar_wait_cluster(recv_empty(), unsigned(i & 1) ^ 1u);
+      const unsigned peer_recv = sm90::cluster_map(recv_at(), 0);
+#pragma unroll
+      for (int n = 0; n < NQ / 8; ++n)
+        sm90::st_cluster_v4(peer_recv + unsigned(n * 128 * 16), dqr[n][0], dqr[n][1], dqr[n][2], dqr[n][3]);
+      __syncwarp();
+      if (lane == 0) sm90::mbar_arrive_remote(sm90::cluster_map(recv_full(), 0));
+      continue;
+    }
+    // Rank 0: add rank 1's fragments of the same tile (phase i of recv_full), then free the
+    // buffer (one arrival per warp on rank 1's recv_empty) and reduce the pair's sum.
+    sm90::mbar_wait_cluster(recv_full(), unsigned(i & 1));
+    const unsigned recv = recv_at();
+#pragma unroll
+    for (int n = 0; n < NQ / 8; ++n) {
+      float4 v;
+      asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];\n"
+                   : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+                   : "r"(recv + unsigned(n * 128 * 16))
+                   : "memory");
+      dqr[n][0] += v.x;
+      dqr[n][1] += v.y;
+      dqr[n][2] += v.z;
+      dqr[n][3] += v.w;
+    }
+    __syncwarp();
+    if (lane == 0) sm90::mbar_arrive_remote(sm90::cluster_map(recv_empty(), 1));
     const int q0 = query0(i);  // the swizzle follows the query, not the tile row: tiles start anywhere
 #pragma unroll
     for (int n = 0; n < NQ / 8; ++n)
@@ -604,10 +670,16 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
   const SeqView sv = seq_view(f, b);
   const int L = sv.L, q_len = sv.q_len;
   const int key0 = tile * BM;
+  // wgmma-red runs in 2-CTA clusters (key tiles 2k, 2k + 1: "Cluster pairs"); the pair's
+  // keys [span0, span0 + span) decide the exit and the query range, so both CTAs agree.
+  const int rank = C::kRed ? tile & 1 : 0;
+  const int span0 = C::kRed ? key0 - rank * BM : key0, span = C::kRed ? 2 * BM : BM;
   // Varlen: a tile past this sequence's stored keys has no dK / dV row. Uniform over the
-  // CTA and before the ring's barriers and any __syncthreads (as in the dQ/dR role). Keys
-  // past L but stored (seqused_k) still get their zeros below.
-  if (key0 >= sv.kv_len) return;
+  // CTA (over the pair in wgmma-red) and before the ring's barriers and any __syncthreads
+  // (as in the dQ/dR role). Keys past L but stored (seqused_k) still get their zeros below;
+  // so does a pair's second tile past the keys (or the grid's padding tile), which still
+  // takes part in every handshake.
+  if (span0 >= sv.kv_len) return;
   const long long kv_off = sv.k0 + hkv * f.k_stride_h;
   auto own = [&](int i) { return Own{base + unsigned(i * Own::kBytes)}; };
   const unsigned ring = base + unsigned(2 * Own::kBytes);
@@ -637,9 +709,22 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
   load_own(1, f.v);
   cp_async_commit();
   rg.init();
+  if constexpr (C::kRed) {
+    if (threadIdx.x == 0) {
+#pragma unroll
+      for (int c = 0; c < C::kConsumers; ++c) {
+        sm90::mbar_init(rg.bars + 8u * unsigned(2 * S + 2 * c), 4);      // recv_full: rank 1's 4 warps
+        sm90::mbar_init(rg.bars + 8u * unsigned(2 * S + 2 * c + 1), 4);  // recv_empty: rank 0's 4 warps
+      }
+      sm90::mbar_init_fence();
+    }
+  }
   cp_async_wait<0>();
   sm90::fence_proxy_async();
   __syncthreads();
+  // Both CTAs' barriers are initialised (and both CTAs running) before either touches the
+  // other's shared memory.
+  if constexpr (C::kRed) sm90::cluster_sync();
 
   // The queries that see any key of [k_first, k_last] (backward.cuh's bwd_dkv_role). Keys
   // past L or a sequence without queries: per_head = n_tiles = 0 for producer and
@@ -647,8 +732,8 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
   const int off = L - q_len;
   auto first_query = [&](int k_first) { return C::kCausal ? max(0, k_first - off) : 0; };
   auto end_query = [&](int k_last) { return C::kWindow ? min(q_len, k_last - off + f.window) : q_len; };
-  const int cta_last = min(key0 + BM, L) - 1;
-  const int qa = first_query(key0), qb = key0 < L ? end_query(cta_last) : qa;
+  const int cta_last = min(span0 + span, L) - 1;
+  const int qa = first_query(span0), qb = span0 < L ? end_query(cta_last) : qa;
   const int per_head = qb > qa ? (qb - qa + BN - 1) / BN : 0;
   const int n_tiles = per_head * f.group;
   auto head_of = [&](int i) { return hkv * f.group + i / per_head; };
@@ -686,6 +771,7 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
       sm90::mbar_arrive(rg.full(s));
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
+    if constexpr (C::kRed) sm90::cluster_sync();  // the consumers' final one (below)
     return;
   }
 
@@ -772,7 +858,7 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
       sm90::fence_regs(dv[0]);
     };
     if constexpr (C::kRed) {
-      bwd_red_consume<C, cw, TileRegs>(p, b, q_len, rg, n_tiles, own(0), head_of, query0, scores_into, terms_into,
+      bwd_red_consume<C, cw, TileRegs>(p, b, q_len, rg, n_tiles, rank, own(0), head_of, query0, scores_into, terms_into,
                                        accumulate_from, dk, dv);
     } else {
       TileRegs regs;
@@ -793,10 +879,14 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
     store_rows<T, D>(dk, 1.f, out_row(p.dk));
     store_rows<T, D>(dv, 1.f, out_row(p.dv));
   });
+  // No CTA of the pair leaves while the other may still arrive on its barriers or write its
+  // receive buffer: every thread of both CTAs (the producer above) arrives here once.
+  if constexpr (C::kRed) sm90::cluster_sync();
 }
 
 template <class C>
 __global__ void __launch_bounds__(C::kThreads, 1) backward_sm90_kernel(const BwdParams p) {
+  static_assert(!C::kRed, "wgmma-red runs in 2-CTA clusters: backward_sm90_red_kernel");
   extern __shared__ __align__(1024) unsigned char smem[];
   const unsigned base = (smem_addr(smem) + 1023u) & ~1023u;
   const int b = blockIdx.y, x = blockIdx.x;
@@ -806,6 +896,19 @@ __global__ void __launch_bounds__(C::kThreads, 1) backward_sm90_kernel(const Bwd
     const int y = x - p.kv_ctas;
     bwd_sm90_dq_role<C>(p, base, b, y % p.f.heads_q, p.q_tiles - 1 - y / p.f.heads_q);
   }
+}
+
+// mma wgmma-red: dK/dV CTAs only, in clusters of two along x (compile-time cluster shape,
+// so a plain cuLaunchKernel launches it; plan_backward makes gridDim.x even). CTA x pairs
+// with x ^ 1: same kv head, key tiles 2k (cluster rank 0) and 2k + 1 (rank 1); pairs are
+// numbered key-tile-major like the two-role grid, heavy (causal: first) tiles first.
+template <class C>
+__global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(C::kThreads, 1) backward_sm90_red_kernel(const BwdParams p) {
+  static_assert(C::kRed, "the reduced form's entry");
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const unsigned base = (smem_addr(smem) + 1023u) & ~1023u;
+  const int pair = blockIdx.x >> 1;
+  bwd_sm90_dkv_role<C>(p, base, blockIdx.y, pair % p.f.heads_kv, 2 * (pair / p.f.heads_kv) + int(blockIdx.x & 1));
 }
 
 }  // namespace plx

@@ -68,6 +68,50 @@ __device__ __forceinline__ void named_barrier_arrive(unsigned id, unsigned threa
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
+// ---- Thread-block clusters (sm_90): distributed shared memory -------------------------
+// This CTA's rank in its cluster (%cluster_ctarank).
+__device__ __forceinline__ unsigned cluster_ctarank() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+// The shared::cluster address of `addr` (a shared::cta address of this CTA's layout) in the
+// shared memory of cluster CTA `rank`.
+__device__ __forceinline__ unsigned cluster_map(unsigned addr, unsigned rank) {
+  unsigned r;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(addr), "r"(rank));
+  return r;
+}
+// Every thread of every CTA of the cluster (not .aligned: the callers may sit at different
+// program points, e.g. the producer and the consumer warpgroups). release / acquire at
+// cluster scope: what a thread wrote before its arrive is visible to every thread after
+// the wait, and no CTA leaves before the others arrived.
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+// Arrives on an mbarrier of another CTA of the cluster (remote = cluster_map(...)); release
+// at cluster scope orders this thread's earlier memory accesses (and, through a preceding
+// __syncwarp, its warp's) before the arrival.
+__device__ __forceinline__ void mbar_arrive_remote(unsigned remote) {
+  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+}
+// mbar_wait with acquire at cluster scope: the waiter sees what the remote arrivers wrote.
+__device__ __forceinline__ void mbar_wait_cluster(unsigned bar, unsigned parity) {
+  unsigned done = 0;
+  while (!done) {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, "
+        "p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  }
+}
+__device__ __forceinline__ void st_cluster_v4(unsigned remote, float a, float b, float c, float d) {
+  asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(remote), "f"(a), "f"(b), "f"(c), "f"(d)
+               : "memory");
+}
+
 // Warpgroup register reallocation (sm_90a): every thread of the warpgroup executes it.
 template <int N>
 __device__ __forceinline__ void regs_dealloc() {
