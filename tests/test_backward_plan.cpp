@@ -176,26 +176,44 @@ TEST_CASE("backward: launch plan and source of a wgmma variant (backward_sm90.cu
 TEST_CASE("backward: the reduced dQ/dR form (mma wgmma-red)", "[backward]") {
   AttentionArgs a = args(Family::parallax, 128);
   const BackwardArgs g = all_set();
-  const auto v = parse_variant_name("plx_backward_parallax_bf16_d128_causal_m128_n32_w12_s3_k1_wgmma-red_sm90a");
+  const auto v = parse_variant_name("plx_backward_parallax_bf16_d128_causal_m128_n32_w12_s2_k1_wgmma-red_sm90a");
   REQUIRE(v);
   CHECK(v->tile.mma == Mma::wgmma_red);
-  CHECK(v->name() == "plx_backward_parallax_bf16_d128_causal_m128_n32_w12_s3_k1_wgmma-red_sm90a");
+  CHECK(v->name() == "plx_backward_parallax_bf16_d128_causal_m128_n32_w12_s2_k1_wgmma-red_sm90a");
   CHECK_NOTHROW(check_fits_backward(*v, a));
   const BackwardPlan bp = plan_backward(*v, a, g);
-  // Only the 11 x 2 dK/dV CTAs; dQ and dR (2 x 16000 rows x 128) go through the workspace,
-  // which the preprocess zeroes and the post kernel (one row per 16 lanes) converts.
-  CHECK(bp.grid.x == 22);
+  // Only dK/dV CTAs, in 2-CTA clusters of key tiles 2k, 2k + 1: 11 key tiles round up to
+  // 12 per kv head (one padding CTA each), x 2 kv heads; grid.x even. dQ and dR (2 x 16000
+  // rows x 128) go through the workspace, which the preprocess zeroes and the post kernel
+  // (one row per 16 lanes) converts.
+  CHECK(bp.params.kv_tiles == 11);
+  CHECK(bp.params.kv_ctas == 24);
+  CHECK(bp.grid.x == 24);
+  CHECK(bp.grid.x % 2 == 0);
   CHECK(bp.accum_floats == 2u * 16000 * 128);
   CHECK(bp.post_grid.x == 2000);
-  // 1024 + 2 x 32768 + 3 x (3 x 8192 + 512) + 2 x 16384 + 2 x 64 x 256 + 3 x 16.
-  CHECK(bp.smem_bytes == 207408);
-  CHECK(render(*v).source.find("128, 32, 12, 3, true, false, false, false, true>;") != std::string::npos);
-  // Built for the probe families at d 128, block_n 32 only; and no 4th stage (smem).
+  // 1024 + 2 x 32768 + 2 x (3 x 8192 + 512) + 2 x 16384 (Ds) + 2 x 16384 (staging)
+  // + 2 x 16384 (receive) + 2 x 2 x 8 + 2 x 2 x 8.
+  CHECK(bp.smem_bytes == 215104);
+  const RenderedKernel r = render(*v);
+  CHECK(r.source.find("128, 32, 12, 2, true, false, false, false, true>;") != std::string::npos);
+  CHECK(r.name_expression == "plx::backward_sm90_red_kernel<plx_gen::Cfg>");
+  // An even number of key tiles needs no padding.
+  AttentionArgs e = a;
+  e.kv_len = e.q_len = 1024;
+  CHECK(plan_backward(*v, e, g).grid.x == 8 * 2);
+  // The two-role wgmma kernel keeps its grid and entry.
+  Variant two = *v;
+  two.tile.mma = Mma::wgmma;
+  CHECK(plan_backward(two, a, g).params.kv_ctas == 22);
+  CHECK(render(two).name_expression == "plx::backward_sm90_kernel<plx_gen::Cfg>");
+  // Built for the probe families at d 128, block_n 32 only; and no 3rd stage (smem, with
+  // the receive buffers: 240192 B).
   Variant w = *v;
   w.family = Family::softmax;
   CHECK(why_illegal(w));
   w = *v;
-  w.tile.stages = 4;
+  w.tile.stages = 3;
   CHECK(why_illegal(w));
   w = *v;
   w.op = Op::prefill;

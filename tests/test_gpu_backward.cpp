@@ -597,6 +597,36 @@ TEST_CASE("backward: the wgmma kernel (backward_sm90.cuh) against the oracle", "
   for (const BwdCase& c : cases) check_backward(*e, c, "wgmma");
 }
 
+// wgmma-red runs in 2-CTA clusters (key tiles 2k, 2k + 1 share their query tiles and one
+// dQ/dR reduction): odd and even key-tile counts (a padding CTA per kv head when odd), a
+// second tile of one key (129), chunked prefill, no mask, windows, GQA 1, 2, 4, 8.
+TEST_CASE("backward: wgmma-red cluster pairs against the oracle", "[gpu][backward][wgmma][wgmma_red]") {
+  Engine* e = engine_or_skip();
+  if (!e) return;
+  if (e->arch() != std::string("sm_90a")) {
+    WARN("the wgmma backward needs sm_90a; this device is " << e->arch());
+    return;
+  }
+  std::vector<BwdCase> cases;
+  for (Family f : {Family::parallax, Family::parallax_uncentered}) {
+    for (AttentionArgs a : {shape_of(f, DType::bf16, 128, 1, 129, 129, true, -1),    // 2 tiles, the 2nd of 1 key
+                            shape_of(f, DType::bf16, 128, 2, 129, 129, false, -1),   // no mask
+                            shape_of(f, DType::fp16, 128, 4, 333, 333, true, -1),    // 3 tiles: padding CTA
+                            shape_of(f, DType::bf16, 128, 8, 1029, 1029, true, -1),  // 9 tiles
+                            shape_of(f, DType::bf16, 128, 1, 512, 512, true, 100),   // 4 tiles, window
+                            shape_of(f, DType::bf16, 128, 2, 100, 1029, true, -1),   // chunked prefill
+                            shape_of(f, DType::bf16, 128, 4, 640, 700, false, 77),   // window, 6 tiles
+                            shape_of(f, DType::fp16, 128, 8, 1, 257, true, -1)}) {   // one query row
+      Variant v = wgmma_backward_variant(a);
+      v.tile = Tile{128, 32, 12, 2, 1, Mma::wgmma_red};
+      REQUIRE(!why_illegal(v));
+      cases.push_back({a, {}, v.name()});
+    }
+  }
+  warm(*e, cases);
+  for (const BwdCase& c : cases) check_backward(*e, c, "wgmma-red pairs");
+}
+
 TEST_CASE("backward: median max-norm gradient error under 1e-2", "[gpu][backward]") {
   std::vector<double> e = gradient_errors();
   if (e.empty()) return;  // the gradient cases were filtered out or skipped (no GPU)
