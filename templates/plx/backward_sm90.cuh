@@ -115,7 +115,8 @@
 // score tile staged to shared memory, then reduced into an fp32 workspace at the L2
 // (cp.reduce.async.bulk). H200, parallax d 128, 1 x 16384 (runs 32-33, fifth session): the
 // pass without its reductions takes 8.9 ms (the two-role default 11.2); the 17 GB of
-// reductions bring it to 11.3 ms (13.5 with one 256-byte request per row). Not shipped. Now paired in clusters (below).
+// reductions bring it to 11.3 ms (13.5 with one 256-byte request per row). Not shipped.
+// Since then paired in 2-CTA clusters, one reduction per pair ("Cluster pairs" below).
 //
 // ---- Cluster pairs (wgmma-red) ----------------------------------------------------------
 // The reduced form launches clusters of two CTAs along x (backward_sm90_red_kernel): key
