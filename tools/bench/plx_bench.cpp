@@ -5,6 +5,9 @@
 //   plx-bench decode [--family parallax|softmax|parallax_uncentered] [--dtype bf16|fp16]
 //            [--batch 1,8,32] [--kv 1024,4096,16384] [--heads-q 32] [--heads-kv 8] [--d 128]
 //            [--q-len 1] [--reps 200] [--variant NAME]
+//            [--page P [--page-order shuffled|linear]]   paged K/V, P tokens per page; the
+//            block table is a random permutation of the pool (as a serving engine's
+//            allocator leaves it) or, with linear, page i of batch b at b * pages + i
 //   plx-bench example-decode --batch B --kv L [--variant NAME] --dump FILE
 //            examples/decode's last step (its inputs, every sequence live to L) through
 //            this build's engine, written as raw bf16 like `plx-decode B L S --dump FILE`
@@ -107,6 +110,7 @@ int main(int argc, char** argv) try {
   std::string family = "parallax", dtype = "bf16", variant, shape_list, dump;
   std::vector<int> batches{1, 8, 32}, kvs{1024, 4096, 16384};
   int page = 0;
+  bool shuffle_pages = true;
   long spin_ns = 40000;
   int hq = 32, hkv = 8, d = 128, q_len = op == "decode" ? 1 : 4096, reps = 200;
   for (int i = 2; i + 1 < argc; i += 2) {
@@ -123,6 +127,10 @@ int main(int argc, char** argv) try {
     else if (k == "--variant") variant = v;
     else if (k == "--shapes") shape_list = v;
     else if (k == "--page") page = std::stoi(v);
+    else if (k == "--page-order") {
+      if (v != "shuffled" && v != "linear") throw Error("--page-order: shuffled or linear, got " + v);
+      shuffle_pages = v == "shuffled";
+    }
     else if (k == "--spin-ns") spin_ns = std::stol(v);
     else if (k == "--dump") dump = v;
     else throw Error("unknown option " + k);
@@ -187,7 +195,7 @@ int main(int argc, char** argv) try {
         std::vector<int> t(size_t(B) * a.max_pages);
         for (size_t i = 0; i < t.size(); ++i) t[i] = int(i);
         std::mt19937 rng(7);
-        std::shuffle(t.begin(), t.end(), rng);
+        if (shuffle_pages) std::shuffle(t.begin(), t.end(), rng);
         table = cu::Buffer(t.size() * sizeof(int));
         table.upload(t.data(), t.size() * sizeof(int));
         a.block_table = static_cast<const int*>(table.data());
@@ -224,9 +232,10 @@ int main(int argc, char** argv) try {
       fmt::print(
           "{{\"op\":\"{}\",\"impl\":\"plx\",\"family\":\"{}\",\"dtype\":\"{}\",\"batch\":{},\"q_len\":{},\"kv_len\":{},"
           "\"heads_q\":{},\"heads_kv\":{},\"d\":{},\"variant\":\"{}\",\"splits\":{},\"median_us\":{:.2f},"
-          "\"p10_us\":{:.2f},\"GBps\":{:.0f},\"TFLOPs\":{:.1f},\"page\":{}}}\n",
+          "\"p10_us\":{:.2f},\"GBps\":{:.0f},\"TFLOPs\":{:.1f},\"page\":{},\"page_order\":\"{}\"}}\n",
           op, family, dtype, B, a.q_len, L, hq, hkv, d, name, engine.splits_for(a, name), med_us,
-          1e3 * ms[ms.size() / 10], bytes / med_us / 1e3, flops / med_us / 1e6, page);
+          1e3 * ms[ms.size() / 10], bytes / med_us / 1e3, flops / med_us / 1e6, page,
+          page > 0 ? (shuffle_pages ? "shuffled" : "linear") : "none");
       std::fflush(stdout);
     }
   }
