@@ -7,12 +7,8 @@
 // on the H200: per-chunk address math cost 40% of its bandwidth), which shapes two
 // choices here:
 //   - paged caches: the page numbers of the *next* tile's rows are loaded while this
-//     tile's copies are issued, so the block-table read is never waited on right before a
-//     cp.async; and the table line kTableAhead tiles ahead is prefetched into L1. Behind
-//     the K/V stream an L1 miss on the table took longer than a tile: at page 16 (a new
-//     128-byte table line every 8 tiles of 64 keys) decode of 1 x 32768 keys ran 43.2 us
-//     against 40.4 contiguous with the same bytes in the same order, page 32 41.4, page 64
-//     and up 40.4 (H200, 2026-11-29 run 39);
+//     tile's copies are issued, so the block-table read (an L2 round trip) is never
+//     waited on right before a cp.async;
 //   - contiguous caches: the batch offset is folded into the head pointers once.
 #pragma once
 #include "plx/params.cuh"
@@ -26,7 +22,6 @@ struct KvLoader {
   static constexpr int kRowStep = kThreads / kChunks;
   static constexpr int kRows = BN / kRowStep;  // rows of a tile per thread
   static_assert(kThreads % kChunks == 0 && BN % kRowStep == 0, "see generator/legality.cpp");
-  static constexpr int kTableAhead = 8;  // tiles: one 32-entry table line at page 16, BN 64
 
   const unsigned short* k;  // this (batch, head)'s key 0 (contiguous) or pool head (paged)
   const unsigned short* v;
@@ -71,10 +66,6 @@ struct KvLoader {
       cp_async_16(vt.chunk(row, col / 8), v + off, live);
     }
     fetch_pages(key0 + BN);
-    if (table && threadIdx.x == 0) {
-      const int ahead = key0 + kTableAhead * BN;
-      if (ahead < L) asm volatile("prefetch.global.L1 [%0];\n" ::"l"(table + (ahead >> shift)));
-    }
   }
 };
 
