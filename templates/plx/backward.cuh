@@ -73,6 +73,26 @@ __device__ __forceinline__ void grad_terms(float s1, float s2, float a, const fl
 
 template <bool B> struct Flag { static constexpr bool value = B; };
 
+// The dK/dV role's walk: the queries that see any key of [k_first, k_last] (causal needs
+// q >= key - off, a window q < key - off + W; off = L - q_len aligns the diagonal to the
+// end), and for a CTA's keys [key0, key0 + BM) the per-head span [qa, qb) in tiles of BN
+// queries, walked head by head over the GQA group: tile i is query0(i) of head_of(i).
+// Keys past L (seqused_k) or a sequence without queries: per_head = 0, no tile, zeros.
+template <bool kCausal, bool kWindow, int BN>
+struct DkvQueries {
+  int off, q_len, window, qa, qb, per_head;
+  __device__ __forceinline__ DkvQueries(int key0, int BM, int L, int q_len_, int window_)
+      : off(L - q_len_), q_len(q_len_), window(window_) {
+    qa = first(key0);
+    qb = key0 < L ? end(min(key0 + BM, L) - 1) : qa;
+    per_head = qb > qa ? (qb - qa + BN - 1) / BN : 0;
+  }
+  __device__ __forceinline__ int first(int k_first) const { return kCausal ? max(0, k_first - off) : 0; }
+  __device__ __forceinline__ int end(int k_last) const { return kWindow ? min(q_len, k_last - off + window) : q_len; }
+  __device__ __forceinline__ int head_of(int hkv, int group, int i) const { return hkv * group + i / per_head; }
+  __device__ __forceinline__ int query0(int i) const { return qa + (i % per_head) * BN; }
+};
+
 // The dK/dV role's element-wise step over one warp's 16 keys (C-layout rows key_of[0..1])
 // x BN queries (columns q0 + col), shared by backward.cuh and backward_sm90.cuh (the two
 // score layouts agree per warp). Each column's row terms are read from shared memory at
@@ -352,15 +372,10 @@ __device__ __forceinline__ void bwd_dkv_role(const BwdParams& p, unsigned char* 
   load_own(1, f.v);
   cp_async_commit();
 
-  // The queries that see any key of [k_first, k_last]: causal needs q >= key - off, a
-  // window q < key - off + W (off = L - q_len aligns the diagonal to the end).
-  // Keys past L (seqused_k) or a sequence without queries: qb <= qa, no tile, dK = dV = 0.
-  const int off = L - q_len;
-  auto first_query = [&](int k_first) { return C::kCausal ? max(0, k_first - off) : 0; };
-  auto end_query = [&](int k_last) { return C::kWindow ? min(q_len, k_last - off + f.window) : q_len; };
-  const int cta_last = min(key0 + BM, L) - 1;
-  const int qa = first_query(key0), qb = key0 < L ? end_query(cta_last) : qa;
-  const int per_head = qb > qa ? (qb - qa + BN - 1) / BN : 0;
+  const DkvQueries<C::kCausal, C::kWindow, BN> span(key0, BM, L, q_len, f.window);
+  const int per_head = span.per_head;
+  auto first_query = [&](int k_first) { return span.first(k_first); };
+  auto end_query = [&](int k_last) { return span.end(k_last); };
   const int kw0 = key0 + warp * 16, kw1 = kw0 + 15;
   const bool warp_live = kw0 < L;
   const int qa_w = first_query(kw0), qb_w = warp_live ? end_query(min(kw1, L - 1)) : qa_w;
@@ -369,8 +384,8 @@ __device__ __forceinline__ void bwd_dkv_role(const BwdParams& p, unsigned char* 
   const unsigned ring = base + unsigned(2 * C::kOwnTile);
   auto part = [&](int slot, int i) { return SmemTile<D>{ring + unsigned(slot * C::kKvStage + i * C::kPartTile)}; };
   auto terms = [&](int slot) { return ring + unsigned(slot * C::kKvStage + C::kQSide * C::kPartTile); };
-  auto head_of = [&](int i) { return hkv * f.group + i / per_head; };
-  auto query0 = [&](int i) { return qa + (i % per_head) * BN; };
+  auto head_of = [&](int i) { return span.head_of(hkv, f.group, i); };
+  auto query0 = [&](int i) { return span.query0(i); };
 
   float dk[1][D / 8][4], dv[1][D / 8][4];
   zero<T, D>(dk);

@@ -641,18 +641,14 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
   sm90::fence_proxy_async();
   __syncthreads();
 
-  // The queries that see any key of [k_first, k_last] (backward.cuh's bwd_dkv_role). Keys
-  // past L or a sequence without queries: per_head = n_tiles = 0 for producer and
-  // consumers alike, and the consumers store zeros.
-  const int off = L - q_len;
-  auto first_query = [&](int k_first) { return C::kCausal ? max(0, k_first - off) : 0; };
-  auto end_query = [&](int k_last) { return C::kWindow ? min(q_len, k_last - off + f.window) : q_len; };
-  const int cta_last = min(key0 + BM, L) - 1;
-  const int qa = first_query(key0), qb = key0 < L ? end_query(cta_last) : qa;
-  const int per_head = qb > qa ? (qb - qa + BN - 1) / BN : 0;
-  const int n_tiles = per_head * f.group;
-  auto head_of = [&](int i) { return hkv * f.group + i / per_head; };
-  auto query0 = [&](int i) { return qa + (i % per_head) * BN; };
+  // The queries the CTA's keys see (backward.cuh's DkvQueries); producer and consumers
+  // agree on n_tiles (0 for keys past L or a sequence without queries: zeros are stored).
+  const DkvQueries<C::kCausal, C::kWindow, BN> span(key0, BM, L, q_len, f.window);
+  const int n_tiles = span.per_head * f.group;
+  auto first_query = [&](int k_first) { return span.first(k_first); };
+  auto end_query = [&](int k_last) { return span.end(k_last); };
+  auto head_of = [&](int i) { return span.head_of(hkv, f.group, i); };
+  auto query0 = [&](int i) { return span.query0(i); };
   const int wg = threadIdx.x / 128;
 
   if (wg == 0) {
