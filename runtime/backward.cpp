@@ -143,7 +143,7 @@ BackwardPlan plan_backward(const Variant& v, const AttentionArgs& a, const Backw
   bp.rows_floats = std::size_t(rows) * 4;
   if (red) {
     bp.accum_floats = std::size_t(rows) * 2 * a.head_dim;
-    bp.post_grid = {unsigned((rows + rows_per_block - 1) / rows_per_block), 1, 1};
+    bp.post_grid = bp.pre_grid;  // the same row walk (backward_pre.cuh)
   }
   return bp;
 }

@@ -374,11 +374,9 @@ __device__ __forceinline__ void bwd_dkv_role(const BwdParams& p, unsigned char* 
 
   const DkvQueries<C::kCausal, C::kWindow, BN> span(key0, BM, L, q_len, f.window);
   const int per_head = span.per_head;
-  auto first_query = [&](int k_first) { return span.first(k_first); };
-  auto end_query = [&](int k_last) { return span.end(k_last); };
   const int kw0 = key0 + warp * 16, kw1 = kw0 + 15;
   const bool warp_live = kw0 < L;
-  const int qa_w = first_query(kw0), qb_w = warp_live ? end_query(min(kw1, L - 1)) : qa_w;
+  const int qa_w = span.first(kw0), qb_w = warp_live ? span.end(min(kw1, L - 1)) : qa_w;
   const int key_of[2] = {kw0 + g, kw0 + g + 8};
 
   const unsigned ring = base + unsigned(2 * C::kOwnTile);

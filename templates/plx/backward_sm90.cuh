@@ -502,6 +502,7 @@ __device__ __forceinline__ void bwd_sm90_dq_role(const BwdParams& p, unsigned ba
 //      before step 2, so the staging tile is free after it.
 // Every tile is computed by both consumers (masked terms are zero), live or not: the
 // barriers need both every time.
+
 // Where d (0..63) of query q sits in a 64-float accumulator row (shared staging and
 // BwdParams::accum alike, so one bulk request moves whole tiles): 8-float chunks XORed with
 // (q >> 1) & 3. The staging stores of a warp (q = q0 + 2 t4 + c, d = g + const) then hit
@@ -512,9 +513,8 @@ __device__ __forceinline__ int red_slot(int q, int d) { return d ^ (((q >> 1) & 
 template <class C, int cw, class TileRegs, class Own, class HeadOf, class Query0, class Scores, class Terms,
           class Accumulate>
 __device__ __forceinline__ void bwd_red_consume(const BwdParams& p, int b, int q_len, const BwdRing<C>& rg, int n_tiles,
-                                                Own k_own,
-                                                HeadOf head_of, Query0 query0,
-                                                Scores scores, Terms terms, Accumulate accumulate,
+                                                Own k_own, HeadOf head_of, Query0 query0, Scores scores, Terms terms,
+                                                Accumulate accumulate,
                                                 float (&dk)[1][C::kD / 8][4], float (&dv)[1][C::kD / 8][4]) {
   using T = typename C::Elem;
   constexpr int BM = C::kBM, BN = C::kBN, NQ = 2 * BN, D = C::kD;
@@ -645,8 +645,6 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
   // agree on n_tiles (0 for keys past L or a sequence without queries: zeros are stored).
   const DkvQueries<C::kCausal, C::kWindow, BN> span(key0, BM, L, q_len, f.window);
   const int n_tiles = span.per_head * f.group;
-  auto first_query = [&](int k_first) { return span.first(k_first); };
-  auto end_query = [&](int k_last) { return span.end(k_last); };
   auto head_of = [&](int i) { return span.head_of(hkv, f.group, i); };
   auto query0 = [&](int i) { return span.query0(i); };
   const int wg = threadIdx.x / 128;
@@ -693,7 +691,7 @@ __device__ __forceinline__ void bwd_sm90_dkv_role(const BwdParams& p, unsigned b
     const int warp = ctid >> 5, lane = ctid & 31, g = lane >> 2, t4 = lane & 3;
     const int kw0 = key0 + 64 * cw, kw1 = kw0 + 63;  // the warpgroup's keys
     const bool wg_live = kw0 < L;
-    const int qa_w = first_query(kw0), qb_w = wg_live ? end_query(min(kw1, L - 1)) : qa_w;
+    const int qa_w = span.first(kw0), qb_w = wg_live ? span.end(min(kw1, L - 1)) : qa_w;
     const int warp_key = kw0 + 16 * warp;
     const int key_of[2] = {warp_key + g, warp_key + g + 8};
 
