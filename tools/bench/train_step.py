@@ -6,7 +6,10 @@ authors' metric: |x - ref| / max|ref| per element, median and max). Comparison t
 only: the product never imports torch.
 
   python3 tools/bench/train_step.py [--lib build/libparallax.so] [--shapes 1x4096x16x8,1x16384x16x8]
-                                    [--family parallax] [--reps 10] [--no-check]
+                                    [--family parallax] [--reps 10] [--no-check] [--order rounds|sequential]
+The steps (ours, cuDNN, FA2) are timed in rounds, one of each per round in rotating order,
+and plx/cuDNN is the median of the per-round ratios; --order sequential times all reps of
+ours, then all of cuDNN's, then FA2's (the method before 2026-11-29, kept to compare).
 Shapes are BxLxHQxHKV[xD] (D = 128 unless given), causal, bf16 (issue 7's bar shapes by default).
 """
 import argparse, ctypes, json, math
@@ -73,18 +76,42 @@ def errors(got, ref):
     return {"q50": e.median().item(), "max": e.max().item(), "nan": bool(torch.isnan(got).any().item())}
 
 
+def time_once(fn):
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda._sleep(200000)  # the GPU is busy while the host enqueues: time GPU work
+    e0.record(); fn(); e1.record(); e1.synchronize()
+    return e0.elapsed_time(e1)
+
+
 def time_ms(fn, reps):
     for _ in range(2):
         fn()
     torch.cuda.synchronize()
-    ms = []
-    for _ in range(reps):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda._sleep(200000)  # the GPU is busy while the host enqueues: time GPU work
-        e0.record(); fn(); e1.record(); e1.synchronize()
-        ms.append(e0.elapsed_time(e1))
-    ms.sort()
+    ms = sorted(time_once(fn) for _ in range(reps))
     return ms[len(ms) // 2]
+
+
+def time_rounds(fns, reps):
+    """Median ms of each of fns, timed in rounds: every round times each fn once, starting
+    with a different one each round. The clock and temperature of the card drift over a
+    run (cuDNN's step moved 6.5-7.2 ms between runs when it was timed after ours); rounds
+    give every contender the same conditions. Also the median of the per-round ratios
+    fns[0] / fns[1]."""
+    for fn in fns:
+        for _ in range(2):
+            fn()
+    torch.cuda.synchronize()
+    ms = [[] for _ in fns]
+    ratios = []
+    for rep in range(reps):
+        order = [(rep + i) % len(fns) for i in range(len(fns))]
+        t = {}
+        for i in order:
+            t[i] = time_once(fns[i])
+            ms[i].append(t[i])
+        ratios.append(t[0] / t[1])
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    return [med(x) for x in ms], med(ratios)
 
 
 def main():
@@ -94,6 +121,7 @@ def main():
     ap.add_argument("--family", default="parallax", choices=sorted(FAMILIES))
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--no-check", action="store_true", help="skip the fp32 autograd reference")
+    ap.add_argument("--order", default="rounds", choices=["rounds", "sequential"])
     a = ap.parse_args()
     lib = ctypes.CDLL(a.lib)
     lib.plx_engine_create.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int]
@@ -159,33 +187,48 @@ def main():
             errs = {n: errors(got[n], full[n]) for n in names}
             del ref, full
             torch.cuda.empty_cache()
-        t_fwd, t_bwd, t_step = time_ms(fwd, a.reps), time_ms(bwd, a.reps), time_ms(step, a.reps)
+        t_fwd, t_bwd = time_ms(fwd, a.reps), time_ms(bwd, a.reps)
 
-        times = {}
         qt = q.transpose(1, 2).detach().requires_grad_()
         kt = k.transpose(1, 2).detach().requires_grad_()
         vt = v.transpose(1, 2).detach().requires_grad_()
         gt = dout.transpose(1, 2)
-        for name, be in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("fa2", SDPBackend.FLASH_ATTENTION)):
-            def sdpa_step():
+
+        def sdpa_step(be):
+            def run():
                 with sdpa_kernel(be):
                     out = torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=True,
                                                                            enable_gqa=HQ != HKV)
                 torch.autograd.grad(out, (qt, kt, vt), gt)
+            return run
+
+        contenders = [("plx", step)]
+        for name, be in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("fa2", SDPBackend.FLASH_ATTENTION)):
             try:
-                times[name] = time_ms(sdpa_step, a.reps)
+                sdpa_step(be)()
+                contenders.append((name, sdpa_step(be)))
             except Exception as e:  # the backend refuses the shape
                 print(f"# {name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-                times[name] = nan
+        fns = [fn for _, fn in contenders]
+        if a.order == "rounds":
+            meds, ratio = time_rounds(fns, a.reps)
+        else:
+            meds = [time_ms(fn, a.reps) for fn in fns]
+            ratio = meds[0] / meds[1] if len(meds) > 1 else nan
+        times = {"cudnn": nan, "fa2": nan}
+        times.update({name: m for (name, _), m in zip(contenders, meds)})
+        t_step = times.pop("plx")
+        if len(contenders) < 2 or contenders[1][0] != "cudnn":
+            ratio = nan
         worst = max((e["q50"] for e in errs.values()), default=nan)
         worst_max = max((e["max"] for e in errs.values()), default=nan)
         any_nan = any(e["nan"] for e in errs.values())
         print(f"| {B} | {L} | {HQ} | {HKV}{'' if D == 128 else f' (d {D})'} | {t_fwd:.2f} | {t_bwd:.2f} | {t_step:.2f} | {times['cudnn']:.2f} | "
-              f"{times['fa2']:.2f} | {t_step / times['cudnn']:.2f} | {worst:.2e} ({worst_max:.2e})"
+              f"{times['fa2']:.2f} | {ratio:.2f} | {worst:.2e} ({worst_max:.2e})"
               f"{' NaN!' if any_nan else ''} |", flush=True)
         print(json.dumps(dict(kind="train_step", family=fam, B=B, L=L, HQ=HQ, HKV=HKV, D=D, causal=True,
                               dtype="bf16", plx_fwd_ms=t_fwd, plx_bwd_ms=t_bwd, plx_step_ms=t_step,
-                              cudnn_step_ms=times["cudnn"], fa2_step_ms=times["fa2"], grad_err=errs)), flush=True)
+                              cudnn_step_ms=times["cudnn"], fa2_step_ms=times["fa2"], plx_over_cudnn=ratio, grad_err=errs)), flush=True)
 
 
 if __name__ == "__main__":
