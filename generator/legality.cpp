@@ -188,7 +188,7 @@ std::optional<std::string> why_illegal(const Variant& v) {
   if (smem > limit) {
     return fmt::format("smem {} B (K/V ring: stages {} x block_n {} x d {} x K+V x 2 B = {} B, plus Q tiles"
                        "{}) exceeds {}'s {} B", smem, t.stages, t.block_n, d, ring_bytes(v),
-                       v.op == Op::decode ? " or the warp merge buffer, and block-table staging" : "", to_string(v.arch), limit);
+                       v.op == Op::decode ? " or the warp merge buffer" : "", to_string(v.arch), limit);
   }
   return std::nullopt;
 }

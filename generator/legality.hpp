@@ -24,11 +24,10 @@ constexpr int rows_per_tile(Family f) { return has_probe(f) ? 8 : 16; }
 //   Q tiles   m_tiles x 16 rows x d x 2 B        (m_tiles = block_m / rows_per_tile)
 //   K/V ring  stages x block_n x d x (K and V) x 2 B
 //   decode reuses the ring for the warp merge: warps x m_tiles x 16 x (d + 8) x 4 B of O
-//   plus warps x m_tiles x 16 x 3 x 4 B of (m, d1, d2), and needs the larger of the two,
-//   plus the staged block-table entries (decode_table_bytes).
+//   plus warps x m_tiles x 16 x 3 x 4 B of (m, d1, d2), and needs the larger of the two.
 // e.g. decode parallax d128 block_m 16 block_n 64 warps 4 stages 2:
 //   Q 2 x 16 x 128 x 2 = 8192; ring 2 x 64 x 128 x 4 = 65536; merge 4 x 2 x 16 x 136 x 4
-//   + 4 x 2 x 16 x 12 = 71168; table 2 x 1 x 8 x 4 = 64; total 8192 + 71168 + 64 = 79424 B.
+//   + 4 x 2 x 16 x 12 = 71168; total 8192 + 71168 = 79360 B.
 constexpr std::int64_t ring_bytes(const Variant& v) {
   return std::int64_t{v.tile.stages} * v.tile.block_n * v.head_dim * 2 * 2;
 }
@@ -101,14 +100,6 @@ constexpr std::int64_t backward_wgmma_smem_bytes(const Variant& v) {
 std::optional<std::string> why_illegal_backward(const Variant& v);
 std::optional<std::string> why_illegal_backward_wgmma(const Variant& v);
 
-// Decode's staged block-table entries (KvLoader::kTableBytes, kv_loader.cuh): 2 x ahead
-// slots (ahead = stages - 1, at least 1) of block_n / 16 + 1 entries padded to 4 ints.
-//   block_n 64, stages 3: 2 x 2 slots x 8 x 4 B = 128 B.
-constexpr std::int64_t decode_table_bytes(const Variant& v) {
-  const std::int64_t ahead = v.tile.stages > 1 ? v.tile.stages - 1 : 1;
-  return 2 * ahead * ((v.tile.block_n / 16 + 1 + 3) / 4 * 4) * 4;
-}
-
 constexpr std::int64_t smem_bytes(const Variant& v) {
   if (is_wgmma(v.tile.mma)) return v.op == Op::backward ? backward_wgmma_smem_bytes(v) : wgmma_smem_bytes(v);
   if (v.op == Op::backward) return backward_smem_bytes(v);
@@ -117,7 +108,7 @@ constexpr std::int64_t smem_bytes(const Variant& v) {
   std::int64_t body = ring_bytes(v);
   if (v.op == Op::decode) {
     const std::int64_t merge = std::int64_t{v.tile.warps} * m_tiles * 16 * ((v.head_dim + 8) * 4 + 12);
-    body = (body > merge ? body : merge) + decode_table_bytes(v);
+    body = body > merge ? body : merge;
   }
   return q + body;
 }

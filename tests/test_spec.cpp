@@ -548,7 +548,7 @@ TEST_CASE("expansion is the cross product, in a fixed order", "[expand]") {
   CHECK(r.dropped.size() == 32);
   for (const auto& d : r.dropped) {
     CHECK_THAT(d.reason, Catch::Matches("smem 20[0-9]{4} B \\(K/V ring: stages 3 x block_n 128 x d 128 x K\\+V x 2 B = "
-                                        "196608 B, plus Q tiles or the warp merge buffer, and block-table staging\\) exceeds sm_80's 166912 B"));
+                                        "196608 B, plus Q tiles or the warp merge buffer\\) exceeds sm_80's 166912 B"));
   }
   const Variant& first = r.variants.front();
   CHECK(first.name() == "plx_decode_softmax_fp16_d128_causal_m16_n64_w4_s2_kauto_sm90a");
@@ -641,11 +641,11 @@ TEST_CASE("dropped reasons name the rule and the numbers", "[expand][legality]")
         "decode: scores m_tiles 1 x (block_n 512 / warps 2) / 2 = 128 floats/thread exceed 64");
   CHECK(only_reason(expand_text("op: decode\ndtype: bf16\narch: sm_80\nvariant: parallax\nhead_dim: 128\n"
                                 "tile: {block_n: 128, stages: 4}\n")) ==
-        "smem 270624 B (K/V ring: stages 4 x block_n 128 x d 128 x K+V x 2 B = 262144 B, plus Q tiles or the warp "
-              "merge buffer, and block-table staging) exceeds sm_80's 166912 B");
+        "smem 270336 B (K/V ring: stages 4 x block_n 128 x d 128 x K+V x 2 B = 262144 B, plus Q tiles or the warp "
+              "merge buffer) exceeds sm_80's 166912 B");
   CHECK(only_reason(expand_text(head + "variant: parallax\nhead_dim: 128\ntile: {block_n: 128, stages: 4}\n")) ==
-        "smem 270624 B (K/V ring: stages 4 x block_n 128 x d 128 x K+V x 2 B = 262144 B, plus Q tiles or the warp "
-              "merge buffer, and block-table staging) exceeds sm_90a's 232448 B");
+        "smem 270336 B (K/V ring: stages 4 x block_n 128 x d 128 x K+V x 2 B = 262144 B, plus Q tiles or the warp "
+              "merge buffer) exceeds sm_90a's 232448 B");
   // 3 x 128 x 128 x 4 = 196608 B: fits sm_90a only.
   r = expand_text("op: decode\ndtype: bf16\narch: [sm_80, sm_90a]\nvariant: parallax\nhead_dim: 128\n"
                   "tile: {block_n: 128, stages: 3}\n");
@@ -699,12 +699,11 @@ TEST_CASE("why_illegal on hand-made variants (names pasted from the command line
   REQUIRE(v);
   CHECK(!why_illegal(*v));
   CHECK(ring_bytes(*v) == 3 * 128 * 64 * 4);
-  // Q tile + ring (> merge buffer) + block-table staging: 4 slots of 9 entries padded to 12.
-  CHECK(smem_bytes(*v) == 16 * 64 * 2 + 3 * 128 * 64 * 4 + 4 * 12 * 4);
+  CHECK(smem_bytes(*v) == 16 * 64 * 2 + 3 * 128 * 64 * 4);  // Q tile + ring (> merge buffer)
   // The worked example of legality.hpp: the decode merge buffer outgrows the ring.
   auto w = parse_variant_name("plx_decode_parallax_bf16_d128_causal_m16_n64_w4_s2_kauto_sm90a");
   REQUIRE(w);
-  CHECK(smem_bytes(*w) == 79424);
+  CHECK(smem_bytes(*w) == 79360);
   CHECK(rows_per_tile(Family::softmax) == 16);
   CHECK(rows_per_tile(Family::parallax_uncentered) == 8);
 }

@@ -27,10 +27,8 @@ struct DecodeConfig : TileConfig<F, T, D, BM, BN, WARPS, STAGES, CAUSAL, WINDOW>
   static constexpr int kOPitch = D + 8;  // floats; the pad spreads rows g over banks
   static constexpr int kMergeOBytes = WARPS * kMT * 16 * kOPitch * 4;
   static constexpr int kMergeBytes = kMergeOBytes + WARPS * kMT * 16 * 3 * 4;
-  // Paged caches stage block-table entries after the ring (kv_loader.cuh).
-  static constexpr int kTableOffset =
+  static constexpr int kSmemBytes =
       Base::kQBytes + (Base::kRingBytes > kMergeBytes ? Base::kRingBytes : kMergeBytes);
-  static constexpr int kSmemBytes = kTableOffset + KvLoader<Base::kThreads, D, BN, STAGES>::kTableBytes;
 };
 
 template <class C>
@@ -51,8 +49,19 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
   const unsigned q_base = smem_addr(smem);
   auto q_tile = [&](int mt) { return SmemTile<D>{q_base + unsigned(mt * 16 * D * 2)}; };
   const KvRing<D, C::kBN, C::kStages> ring{q_base + C::kQBytes};
-  // Logical row of m-tile mt's fragment row i.
+
+  // Q (and R) rows into shared memory: m-tile mt, fragment row i.
   auto logical_row = [&](int mt, int i) { return row0 + mt * RPT + (Traits::probe ? (i & 7) : i); };
+  for (int mt = 0; mt < MT; ++mt) {
+    q_tile(mt).template load_rows<C::kThreads>(16, [&](int i) -> const unsigned short* {
+      const int l = logical_row(mt, i);
+      if (l >= rows_total) return nullptr;
+      const int t = l / p.group, h = hkv * p.group + l % p.group;
+      const void* base = (Traits::probe && i >= 8) ? p.r : p.q;
+      return static_cast<const unsigned short*>(base) + b * p.q_stride_b + t * p.q_stride_t + h * p.q_stride_h;
+    });
+  }
+  cp_async_commit();
 
   // This thread's fragment rows: g (and g + 8 for softmax) of every m-tile.
   RowRange rows[MT][R];
@@ -74,34 +83,14 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
   const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_head_off;
   const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_head_off;
   auto tile_key = [&](int i) { return keys.any.lo + (tile_begin + i) * C::kBN; };
-  KvLoader<C::kThreads, D, C::kBN, C::kStages> loader(p, kg, vg, b, L, smem + C::kTableOffset);
-  loader.stage_first(tile_key);
-
-  // Q (and R) rows into shared memory: m-tile mt, fragment row i.
-  for (int mt = 0; mt < MT; ++mt) {
-    q_tile(mt).template load_rows<C::kThreads>(16, [&](int i) -> const unsigned short* {
-      const int l = logical_row(mt, i);
-      if (l >= rows_total) return nullptr;
-      const int t = l / p.group, h = hkv * p.group + l % p.group;
-      const void* base = (Traits::probe && i >= 8) ? p.r : p.q;
-      return static_cast<const unsigned short*>(base) + b * p.q_stride_b + t * p.q_stride_t + h * p.q_stride_h;
-    });
-  }
-  cp_async_commit();
-
-  // Paged: the first tiles' block-table entries (committed before Q) must have landed
-  // before the ring's prologue reads them; Q may still be in flight.
-  if (p.block_table) {
-    cp_async_wait<1>();
-    __syncthreads();
-  }
+  KvLoader<C::kThreads, D, C::kBN> loader(p, kg, vg, b, L, tile_key(0));
 
   OnlineState<C::kFamily, T, MT, D> st;
   st.init();
   ring.run(
       tile_end - tile_begin,
       [&](int i, int slot) {
-        loader.load(ring.k(slot), ring.v(slot), i, tile_key(i), tile_key(i + loader.kAhead));
+        loader.load(ring.k(slot), ring.v(slot), tile_key(i));
       },
       [&](int i, int slot) {
         const int k0 = warp * NK, key0 = tile_key(i) + k0;
