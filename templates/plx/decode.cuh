@@ -7,9 +7,14 @@
 // shared memory at the end. With num_splits > 1 each CTA covers a slice of the tiles and
 // writes fp32 partials (parallax-math.md 3.6); the last CTA of a row block to finish
 // merges them (merge.cuh), or, without a counter workspace, merge_kernel does.
+//
+// Two ways to fill the K/V ring, one kernel body: decode_kernel copies with cp.async from
+// every thread (kv_loader.cuh, kv_ring.cuh); decode_tma_kernel (sm_90a, DecodeConfig's TMA
+// flag) has one thread issue bulk tensor copies on mbarriers (kv_tma.cuh).
 #pragma once
 #include "plx/kv_loader.cuh"
 #include "plx/kv_ring.cuh"
+#include "plx/kv_tma.cuh"
 #include "plx/merge.cuh"
 #include "plx/mask.cuh"
 #include "plx/tile_config.cuh"
@@ -17,9 +22,12 @@
 
 namespace plx {
 
-template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW>
+template <Family F, class T, int D, int BM, int BN, int WARPS, int STAGES, bool CAUSAL, bool WINDOW,
+          bool TMA = false>
 struct DecodeConfig : TileConfig<F, T, D, BM, BN, WARPS, STAGES, CAUSAL, WINDOW> {
   using Base = TileConfig<F, T, D, BM, BN, WARPS, STAGES, CAUSAL, WINDOW>;
+  using TmaRing = KvTmaRing<D, BN, STAGES, WARPS>;
+  static constexpr bool kTma = TMA;
   static constexpr int kMT = Base::kMTiles;  // every warp works on all m-tiles
   static constexpr int kNK = BN / WARPS;     // keys per warp per tile
   static_assert(kNK % 16 == 0, "see generator/legality.cpp");
@@ -27,17 +35,26 @@ struct DecodeConfig : TileConfig<F, T, D, BM, BN, WARPS, STAGES, CAUSAL, WINDOW>
   static constexpr int kOPitch = D + 8;  // floats; the pad spreads rows g over banks
   static constexpr int kMergeOBytes = WARPS * kMT * 16 * kOPitch * 4;
   static constexpr int kMergeBytes = kMergeOBytes + WARPS * kMT * 16 * 3 * 4;
-  static constexpr int kSmemBytes =
-      Base::kQBytes + (Base::kRingBytes > kMergeBytes ? Base::kRingBytes : kMergeBytes);
+  static constexpr int kBodyBytes = Base::kRingBytes > kMergeBytes ? Base::kRingBytes : kMergeBytes;
+  // TMA: 1024 B of slack to align Q and the ring to the swizzle period (Q tiles are whole
+  // KiB, so the ring stays aligned), and the mbarriers after the ring / merge buffer, which
+  // the merge must not overwrite.
+  static constexpr int kAlignSlack = TMA ? 1024 : 0;
+  static_assert(!TMA || Base::kQBytes % 1024 == 0, "the TMA ring must start 1024-byte aligned");
+  static constexpr int kSmemBytes = kAlignSlack + Base::kQBytes + kBodyBytes + (TMA ? TmaRing::kBarBytes : 0);
 };
 
+// The kernel body; `tma` is null for the cp.async kernel.
 template <class C>
-__global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams p) {
+__device__ __forceinline__ void decode_body(const AttnParams& p, const KvTmaDescs* tma) {
   using T = typename C::Elem;
   using Traits = typename C::Traits;
   constexpr int D = C::kD, MT = C::kMT, NK = C::kNK, RPT = Traits::rows_per_tile;
   constexpr int R = Traits::stat_rows;
-  extern __shared__ __align__(128) unsigned char smem[];
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  // merge_if_last's static __shared__ sits in front of the dynamic block, so the 1024-byte
+  // alignment the TMA swizzle needs is made here, not assumed.
+  unsigned char* smem = smem_raw + (C::kTma ? (1024u - (smem_addr(smem_raw) & 1023u)) & 1023u : 0u);
 
   const int split = blockIdx.x;
   const int row0 = blockIdx.y * C::kBM;
@@ -48,7 +65,6 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
 
   const unsigned q_base = smem_addr(smem);
   auto q_tile = [&](int mt) { return SmemTile<D>{q_base + unsigned(mt * 16 * D * 2)}; };
-  const KvRing<D, C::kBN, C::kStages> ring{q_base + C::kQBytes};
 
   // Q (and R) rows into shared memory: m-tile mt, fragment row i.
   auto logical_row = [&](int mt, int i) { return row0 + mt * RPT + (Traits::probe ? (i & 7) : i); };
@@ -75,38 +91,74 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
   const BlockKeys keys =
       block_keys<C::kCausal, C::kWindow>(L, p.q_len, row0 / p.group, last_row / p.group, p.window);
 
-  // This split's tiles of the streamed span.
-  const int n_tiles = (keys.any.hi - keys.any.lo + C::kBN - 1) / C::kBN;
+  // This split's tiles of the streamed span. The TMA ring starts a paged cache's tiles at a
+  // multiple of BN, so a tile is part of one page or whole pages (keys before any.lo are
+  // real keys < L that the rows' ranges mask, like every masked key of a window).
+  const int span_lo = C::kTma && p.block_table ? keys.any.lo / C::kBN * C::kBN : keys.any.lo;
+  const int n_tiles = (keys.any.hi - span_lo + C::kBN - 1) / C::kBN;
   const int tile_begin = int((long long)split * n_tiles / p.num_splits);
   const int tile_end = int((long long)(split + 1) * n_tiles / p.num_splits);
-  const long long kv_head_off = hkv * p.k_stride_h;
-  const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_head_off;
-  const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_head_off;
-  auto tile_key = [&](int i) { return keys.any.lo + (tile_begin + i) * C::kBN; };
-  KvLoader<C::kThreads, D, C::kBN> loader(p, kg, vg, b, L, tile_key(0));
+  auto tile_key = [&](int i) { return span_lo + (tile_begin + i) * C::kBN; };
 
   OnlineState<C::kFamily, T, MT, D> st;
   st.init();
-  ring.run(
-      tile_end - tile_begin,
-      [&](int i, int slot) {
-        loader.load(ring.k(slot), ring.v(slot), tile_key(i));
-      },
-      [&](int i, int slot) {
-        const int k0 = warp * NK, key0 = tile_key(i) + k0;
-        if (span_is_dead(keys, key0, NK)) return;
-        float s[MT][NK / 8][4];
-        scores<T, MT, NK, D>(s, q_tile, ring.k(slot), k0);
-        const int col0 = key0;
-        if (span_needs_mask(keys, key0, NK)) {
+  // One warp's share of a tile: keys k0 .. k0 + NK of the tile at key tile_key(i).
+  auto consume = [&](int i, auto kt, auto vt) {
+    const int k0 = warp * NK, key0 = tile_key(i) + k0;
+    if (span_is_dead(keys, key0, NK)) return;
+    float s[MT][NK / 8][4];
+    scores<T, MT, NK, D>(s, q_tile, kt, k0);
+    const int col0 = key0;
+    if (span_needs_mask(keys, key0, NK)) {
 #pragma unroll
-          for (int mt = 0; mt < MT; ++mt) st.template update<NK, true>(mt, s[mt], p.scale_log2, col0, rows[mt]);
-        } else {
+      for (int mt = 0; mt < MT; ++mt) st.template update<NK, true>(mt, s[mt], p.scale_log2, col0, rows[mt]);
+    } else {
 #pragma unroll
-          for (int mt = 0; mt < MT; ++mt) st.template update<NK, false>(mt, s[mt], p.scale_log2, col0, rows[mt]);
-        }
-        accumulate_pv<T, MT, NK, D>(st.o, s, ring.v(slot), k0);
-      });
+      for (int mt = 0; mt < MT; ++mt) st.template update<NK, false>(mt, s[mt], p.scale_log2, col0, rows[mt]);
+    }
+    accumulate_pv<T, MT, NK, D>(st.o, s, vt, k0);
+  };
+  const int tiles = tile_end - tile_begin;
+  if constexpr (!C::kTma) {
+    const long long kv_head_off = hkv * p.k_stride_h;
+    const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_head_off;
+    const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_head_off;
+    const KvRing<D, C::kBN, C::kStages> ring{q_base + C::kQBytes};
+    KvLoader<C::kThreads, D, C::kBN> loader(p, kg, vg, b, L, tile_key(0));
+    ring.run(
+        tiles, [&](int i, int slot) { loader.load(ring.k(slot), ring.v(slot), tile_key(i)); },
+        [&](int i, int slot) { consume(i, ring.k(slot), ring.v(slot)); });
+  } else {
+    // Every tile a warp waits for is issued (this split's tiles only), and every warp releases
+    // every tile it waited for, dead spans included, so no barrier is left waiting on an
+    // arrival that never comes: an empty split (no tiles) touches no barrier at all.
+    using Ring = typename C::TmaRing;
+    const Ring ring{q_base + C::kQBytes, q_base + C::kQBytes + C::kBodyBytes};
+    KvTmaProducer<D, C::kBN, C::kStages, C::kWarps> producer(p, tma, b, hkv, L, tile_key(0));
+    if (threadIdx.x == 0) ring.init();
+    __syncthreads();  // barriers initialised before anyone waits on them
+    if (threadIdx.x == 0) {  // the first STAGES tiles, under the Q load
+      producer.start();
+      producer.refill(ring, 0, tiles);
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // Q (cp.async) visible to every warp
+    for (int i = 0; i < tiles; ++i) {
+      if (warp == 0) {
+        if (lane == 0 && i > 0) producer.refill(ring, i, tiles);
+        __syncwarp();
+      }
+      ring.wait_full(i);
+      const int slot = i % C::kStages, k0 = warp * NK, key0 = tile_key(i) + k0;
+      // Keys at or past L in this warp's rows: zero them (kv_tma.cuh zero_tail).
+      if (key0 + NK > L && !span_is_dead(keys, key0, NK)) ring.zero_tail(slot, k0, NK, key0, L);
+      __syncwarp();
+      consume(i, ring.k(slot), ring.v(slot));
+      __syncwarp();
+      if (lane == 0) ring.release(i);
+    }
+    __syncthreads();  // every warp is done with the ring: the merge below reuses it
+  }
   st.reduce_rows();
 
   // Warp merge through shared memory (the ring is free now).
@@ -182,6 +234,21 @@ __global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams
   }
   if (p.num_splits > 1 && p.ws_counter)
     merge_if_last<C::kFamily, T, D, C::kBM, C::kThreads>(p, row0, rows_total, mo, out_row);
+}
+
+template <class C>
+__global__ void __launch_bounds__(C::kThreads, 1) decode_kernel(const AttnParams p) {
+  static_assert(!C::kTma, "a TMA config runs as decode_tma_kernel");
+  decode_body<C>(p, nullptr);
+}
+
+// The tensor maps stay in parameter space (__grid_constant__): the TMA reads them through
+// their generic address.
+template <class C>
+__global__ void __launch_bounds__(C::kThreads, 1) decode_tma_kernel(const AttnParams p,
+                                                                    const __grid_constant__ KvTmaDescs tma) {
+  static_assert(C::kTma, "a cp.async config runs as decode_kernel");
+  decode_body<C>(p, &tma);
 }
 
 }  // namespace plx
