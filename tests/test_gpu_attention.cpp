@@ -381,3 +381,241 @@ TEST_CASE("varlen packed batches (cu_seqlens), mma.sync prefill", "[gpu][varlen]
     CHECK(v.ok);
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// [tma] The sm_90a decode kernels whose K/V ring the TMA fills (templates/plx/kv_tma.cuh):
+// the same cases the cp.async ring is tested on above, plus K/V rows no live key uses
+// poisoned with NaN (the TMA copies whole boxes; kv_tma.cuh must zero those rows). Run
+// alone with `test_gpu_attention "[tma]"`. A hang here is an mbarrier waiting for an
+// arrival or bytes that never come: run it under `timeout`.
+// ---------------------------------------------------------------------------------------
+namespace {
+
+Engine* tma_engine_or_skip() {
+  Engine* e = engine_or_skip();
+  if (!e) return nullptr;
+  if (e->arch() != "sm_90a") {
+    WARN("skipping [tma] test: the TMA decode kernels need sm_90a, this GPU is " << e->arch());
+    return nullptr;
+  }
+  return e;
+}
+
+// The engine's own decode choice for `a` with the TMA loader; split_kv >= 0 and block_m > 0
+// override the tile.
+Variant tma_variant(Engine& e, const AttentionArgs& a, int split_kv = -1, int block_m = 0) {
+  Variant v = *parse_variant_name(e.variant_for(a));
+  REQUIRE(v.op == Op::decode);
+  v.tile.loader = Loader::tma;
+  if (split_kv >= 0) v.tile.split_kv = split_kv;
+  if (block_m > 0) v.tile.block_m = block_m;
+  INFO(v.name());
+  REQUIRE(!why_illegal(v));
+  return v;
+}
+
+// Both loaders on the same case: the cp.async kernel is the reference behaviour.
+void expect_close_both(Engine& e, Case c, const std::string& what, int split_kv = -1) {
+  const Variant t = tma_variant(e, c.args, split_kv);
+  Variant cp = t;
+  cp.tile.loader = Loader::cp_async;
+  c.variant = cp.name();
+  expect_close(e, c, what + " [cp.async]");
+  c.variant = t.name();
+  expect_close(e, c, what + " [tma]");
+}
+
+}  // namespace
+
+TEST_CASE("TMA decode: every variant of decode_sm90_tma.yaml matches the oracle", "[gpu][tma]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  std::vector<Variant> variants;
+  for (const Variant& v : expand(load_spec(source_dir() / "specs" / "decode_sm90_tma.yaml")).variants)
+    variants.push_back(v);
+  REQUIRE(variants.size() == 80);
+  warm_cache(variants, e->arch());
+  int i = 0;
+  for (const Variant& v : variants) {
+    ++i;
+    AttentionArgs a = base_args(v.family, v.dtype, v.head_dim);
+    const int groups[] = {1, 2, 4, 8};
+    a.batch = 2 + i % 2;
+    a.heads_kv = 2;
+    a.heads_q = 2 * groups[i % 4];
+    a.q_len = 1 + (i % 3 == 0 ? 2 : 0);
+    a.kv_len = 1000 + i % 7;
+    if (v.window) a.window_left = 100 + i % 3;
+    Case c{a, {}, v.name()};
+    c.page_size = i % 3 == 1 ? 16 : i % 3 == 2 ? 64 << (i % 3) : 0;  // contiguous, 16, 256
+    if (i % 2) c.seqused = {a.kv_len, 1 + i % 200, 0};
+    c.seqused.resize(c.seqused.empty() ? 0 : std::size_t(a.batch));
+    c.poison_dead_rows = true;
+    expect_close(*e, c, fmt::format("TMA spec variant #{} page {}", i, c.page_size));
+  }
+}
+
+TEST_CASE("TMA decode: odd lengths, every family, dtype and head dim", "[gpu][tma]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies)
+    for (DType dt : kDtypes)
+      for (int d : {64, 128})
+        for (int L : {1, 7, 63, 64, 65, 1000, 4097}) {
+          AttentionArgs a = base_args(f, dt, d);
+          a.batch = 2;
+          a.heads_q = 4;
+          a.heads_kv = 2;
+          a.kv_len = L;
+          a.q_len = 1;
+          expect_close(*e, {a, {}, tma_variant(*e, a).name()}, fmt::format("TMA decode L={}", L));
+          Case paged{a, {}, tma_variant(*e, a).name(), 16 << (L % 5)};  // pages 16 .. 256
+          expect_close(*e, paged, fmt::format("TMA paged decode L={} page {}", L, paged.page_size));
+        }
+}
+
+TEST_CASE("TMA decode: GQA 1..16 and multi-token decode", "[gpu][tma]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies)
+    for (int g = 1; g <= 16; ++g) {
+      AttentionArgs a = base_args(f, g % 2 ? DType::bf16 : DType::fp16, g % 3 ? 128 : 64);
+      a.batch = 1;
+      a.heads_kv = 2;
+      a.heads_q = 2 * g;
+      a.kv_len = 777;
+      a.q_len = 1 + g % 4;  // 1..4 new tokens, causal among them
+      expect_close(*e, {a, {}, tma_variant(*e, a).name()}, fmt::format("TMA decode gqa {}", g));
+      expect_close(*e, {a, {}, tma_variant(*e, a).name(), 32}, fmt::format("TMA paged decode gqa {}", g));
+    }
+}
+
+TEST_CASE("TMA decode: split-KV counts, empty splits and the in-kernel merge", "[gpu][tma]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies)
+    for (int k : {1, 3, 8, 0}) {
+      AttentionArgs a = base_args(f, DType::bf16, 128);
+      a.batch = 1;
+      a.heads_q = 8;
+      a.heads_kv = 1;
+      a.kv_len = 2049;
+      const Variant v = tma_variant(*e, a, k);
+      const int splits = e->splits_for(a, v.name());
+      if (k == 0) CHECK(splits > 1);
+      expect_close(*e, {a, {}, v.name()}, fmt::format("TMA split k{} ({} splits)", k, splits));
+      expect_close(*e, {a, {}, v.name(), 16}, fmt::format("TMA paged split k{} ({} splits)", k, splits));
+    }
+  // Changing grids on one stream (the merge counters), and more splits than tiles: some
+  // CTAs get no tile at all and must not touch a barrier.
+  struct Shape { int batch, q_len, heads_q, heads_kv, kv_len, splits, block_m; };
+  const Shape shapes[] = {{3, 3, 16, 2, 1500, 5, 8}, {1, 1, 8, 8, 777, 7, 16}, {3, 3, 16, 2, 1500, 5, 16},
+                          {2, 2, 4, 1, 4097, 4000, 8}, {1, 1, 8, 8, 100, 64, 8}, {1, 1, 8, 8, 777, 3, 8}};
+  for (Family f : {Family::parallax, Family::softmax})
+    for (const Shape& sh : shapes) {
+      AttentionArgs a = base_args(f, DType::bf16, 128);
+      a.batch = sh.batch;
+      a.q_len = sh.q_len;
+      a.heads_q = sh.heads_q;
+      a.heads_kv = sh.heads_kv;
+      a.kv_len = sh.kv_len;
+      const Variant v = tma_variant(*e, a, sh.splits, f == Family::softmax ? 16 : sh.block_m);
+      const int splits = e->splits_for(a, v.name());
+      expect_close(*e, {a, {}, v.name()}, fmt::format("TMA {} splits asked, {} run", sh.splits, splits));
+      expect_close(*e, {a, {}, v.name(), 64}, fmt::format("TMA paged, {} splits asked, {} run", sh.splits, splits));
+    }
+}
+
+TEST_CASE("TMA decode: sliding windows, contiguous and paged", "[gpu][tma]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies)
+    for (int w : {1, 5, 64, 100, 1000, 5000}) {
+      AttentionArgs a = base_args(f, DType::bf16, 128);
+      a.batch = 2;
+      a.heads_q = 4;
+      a.heads_kv = 2;
+      a.kv_len = 3001;
+      a.window_left = w;
+      for (int q : {1, 2}) {
+        a.q_len = q;
+        expect_close(*e, {a, {}, tma_variant(*e, a).name()}, fmt::format("TMA window {} q {}", w, q));
+        // Paged tiles start at a multiple of block_n, before the window's first key.
+        for (int page : {16, 256})
+          expect_close(*e, {a, {}, tma_variant(*e, a).name(), page},
+                       fmt::format("TMA paged window {} q {} page {}", w, q, page));
+      }
+    }
+}
+
+TEST_CASE("TMA decode: seqused_k, empty sequences, dead K/V rows poisoned with NaN", "[gpu][tma]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies)
+    for (int win : {-1, 50})
+      for (int page : {0, 16, 64, 256}) {
+        AttentionArgs a = base_args(f, DType::fp16, 128);
+        a.batch = 6;
+        a.heads_q = 8;
+        a.heads_kv = 2;
+        a.kv_len = 1500;
+        a.window_left = win;
+        a.q_len = 1;
+        Case c{a, {1500, 1, 0, 777, 64, 1201}, "", page};
+        c.poison_dead_rows = true;
+        expect_close_both(*e, c, fmt::format("seqused decode win {} page {}", win, page));
+        c.args.q_len = 3;
+        c.seqused = {2, 1500, 0, 65, 1000, 3};
+        expect_close_both(*e, c, fmt::format("seqused 3 tokens win {} page {}", win, page));
+        c.args.q_len = 1;
+        expect_close_both(*e, c, fmt::format("seqused, 5 splits, win {} page {}", win, page), 5);
+      }
+}
+
+TEST_CASE("TMA decode: paged caches, pages 16 to 256, odd lengths and live lengths", "[gpu][tma]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  int i = 0;
+  for (Family f : kFamilies)
+    for (int page : {16, 32, 64, 128, 256}) {
+      ++i;
+      AttentionArgs a = base_args(f, i % 2 ? DType::bf16 : DType::fp16, i % 3 ? 128 : 64);
+      a.batch = 4;
+      a.heads_q = 8;
+      a.heads_kv = 2;
+      a.kv_len = 1000 + i;
+      a.q_len = 1 + i % 3;
+      a.window_left = i % 4 == 0 ? 300 : -1;
+      Case c{a, {}, "", page};
+      c.poison_dead_rows = true;
+      expect_close_both(*e, c, fmt::format("paged page {}", page));
+      c.seqused = {a.kv_len, 17, 0, 640};
+      expect_close_both(*e, c, fmt::format("paged + seqused page {}", page));
+    }
+}
+
+TEST_CASE("TMA decode: every sequence empty, and non-causal", "[gpu][tma]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  for (Family f : kFamilies) {
+    AttentionArgs a = base_args(f, DType::bf16, 64);
+    a.heads_q = a.heads_kv = 2;
+    a.q_len = 1;
+    a.batch = 3;
+    a.kv_len = 100;
+    for (int page : {0, 16}) {
+      Case c{a, {0, 0, 0}, tma_variant(*e, a).name(), page};
+      c.poison_dead_rows = true;
+      expect_close(*e, c, fmt::format("TMA decode, all sequences empty, page {}", page));
+    }
+    AttentionArgs n = base_args(f, DType::bf16, 128);
+    n.causal = false;
+    n.qk_scale = 0.05f;
+    n.heads_q = 4;
+    n.heads_kv = 4;
+    n.kv_len = 513;
+    n.q_len = 1;
+    expect_close(*e, {n, {}, tma_variant(*e, n).name()}, "TMA decode non-causal");
+    expect_close(*e, {n, {}, tma_variant(*e, n).name(), 128}, "TMA paged decode non-causal");
+  }
+}
