@@ -324,9 +324,9 @@ TEST_CASE("bad tile values name file:line:col, key, value and expectation", "[sp
   CHECK(error_of(kHead + "tile:\n  block_n: [64, [128]]\n") ==
         "t.yaml:7:17: key 'tile.block_n': got a list inside the list, expected a positive integer multiple of 16 in 16..1024");
   CHECK(error_of(kHead + "tile: [16]\n") ==
-        "t.yaml:6:7: key 'tile': got a list, expected a mapping of block_m, block_n, warps, stages, split_kv, mma");
+        "t.yaml:6:7: key 'tile': got a list, expected a mapping of block_m, block_n, warps, stages, split_kv, mma, loader");
   CHECK(error_of(kHead + "tile:\n") ==
-        "t.yaml:6:1: key 'tile': got nothing, expected a mapping of block_m, block_n, warps, stages, split_kv, mma");
+        "t.yaml:6:1: key 'tile': got nothing, expected a mapping of block_m, block_n, warps, stages, split_kv, mma, loader");
 }
 
 TEST_CASE("split_kv other than auto/1 is refused for prefill", "[spec][errors]") {
@@ -383,7 +383,7 @@ TEST_CASE("unknown keys at the top level, in tile and in ranges", "[spec][errors
         "t.yaml:6:1: key 'heads': got an unknown key, expected one of name, op, variant, dtype, head_dim, gqa, "
         "causal, window, qk_scale, arch, tile");
   CHECK(error_of(kHead + "tile:\n  block_m: 16\n  blok_n: 64\n") ==
-        "t.yaml:8:3: key 'tile.blok_n': got an unknown key, expected one of block_m, block_n, warps, stages, split_kv, mma");
+        "t.yaml:8:3: key 'tile.blok_n': got an unknown key, expected one of block_m, block_n, warps, stages, split_kv, mma, loader");
   CHECK(error_of(kHead + "tile:\n  stages: {from: 2, to: 4, stride: 1}\n") ==
         "t.yaml:7:28: key 'tile.stages.stride': got an unknown key, expected one of from, to, step, mul");
   CHECK(error_of(kHead + "window: {from: 1, too: 4}\n") ==
@@ -816,7 +816,7 @@ TEST_CASE("the loader axis: names, spec key, legality of the TMA decode ring", "
   CHECK(with([](Variant& w) { w.tile.block_n = 192; w.tile.warps = 4; }) ==
         "loader tma: block_n 192 not a power of two up to 256 (a tile is whole pages or part of one, and one TMA "
         "box holds at most 256 rows)");
-  CHECK(with([](Variant& w) { w.tile.block_n = 512; }).find("block_n 512 not a power of two up to 256") == 0);
+  CHECK(with([](Variant& w) { w.tile.block_n = 512; }).find("loader tma: block_n 512 not a power of two up to 256") == 0);
   CHECK(with([](Variant& w) { w.tile.block_n = 128; }).empty());
   CHECK(with([](Variant& w) { w.tile.stages = 4; }).empty());
   CHECK(with([](Variant& w) { w.head_dim = 64; w.family = Family::softmax; }).empty());
