@@ -117,6 +117,12 @@ constexpr std::int64_t smem_bytes(const Variant& v) {
   return q + body;
 }
 
+// The block size v is built and launched with: the tile's warps, plus for a TMA decode
+// kernel its producer warp (kv_tma.cuh), which issues the copies and does no math.
+constexpr int block_threads(const Variant& v) {
+  return v.tile.warps * 32 + (v.op == Op::decode && v.tile.loader == Loader::tma ? 32 : 0);
+}
+
 // nullopt when the templates support v; else one line naming the rule and the numbers,
 // e.g. "smem 262144 B (stages 4 x block_n 128 x d 128 x K+V x 2 B) exceeds sm_80's 166912 B".
 std::optional<std::string> why_illegal(const Variant& v);

@@ -44,7 +44,7 @@ RenderedKernel render(const Variant& v) {
   const bool prefill_wgmma = wgmma && v.op == Op::prefill;
   RenderedKernel r;
   r.display_name = v.name();
-  r.threads = v.tile.warps * 32;
+  r.threads = block_threads(v);
   r.smem_bytes = static_cast<int>(smem_bytes(v));
   // The static_assert pins the host's smem formula (legality.hpp) to the template's, so
   // a drift between them is a compile error, not an out-of-bounds write on the GPU.

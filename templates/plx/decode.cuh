@@ -10,7 +10,10 @@
 //
 // Two ways to fill the K/V ring, one kernel body: decode_kernel copies with cp.async from
 // every thread (kv_loader.cuh, kv_ring.cuh); decode_tma_kernel (sm_90a, DecodeConfig's TMA
-// flag) has one thread issue bulk tensor copies on mbarriers (kv_tma.cuh).
+// flag) has one more warp, the producer, issue bulk tensor copies on mbarriers
+// (kv_tma.cuh) while the WARPS consumer warps do all the math. The producer leaves once
+// its last tile is issued, so from the split on the consumers synchronise among
+// themselves on named barrier 1 (sync_math), never on __syncthreads.
 #pragma once
 #include "plx/kv_loader.cuh"
 #include "plx/kv_ring.cuh"
@@ -42,7 +45,35 @@ struct DecodeConfig : TileConfig<F, T, D, BM, BN, WARPS, STAGES, CAUSAL, WINDOW>
   static constexpr int kAlignSlack = TMA ? 1024 : 0;
   static_assert(!TMA || Base::kQBytes % 1024 == 0, "the TMA ring must start 1024-byte aligned");
   static constexpr int kSmemBytes = kAlignSlack + Base::kQBytes + kBodyBytes + (TMA ? TmaRing::kBarBytes : 0);
+  // The threads doing math; TMA adds the producer warp (index WARPS) to the block.
+  static constexpr int kMathThreads = WARPS * 32;
+  static constexpr int kThreads = kMathThreads + (TMA ? 32 : 0);
 };
+
+// The tiles a CTA streams: the union of its rows' visible keys, this split's share of it.
+// The TMA ring starts a paged cache's tiles at a multiple of BN, so a tile is part of one
+// page or whole pages (keys before any.lo are real keys < L that the rows' ranges mask,
+// like every masked key of a window). The producer warp and the consumers work it out
+// alike.
+struct DecodeSpan {
+  BlockKeys keys;
+  int first_key;  // of this split's first tile
+  int tiles;      // this split's tile count (0 or less: none)
+};
+template <class C>
+__device__ __forceinline__ DecodeSpan decode_span(const AttnParams& p, int L, int row0, int rows_total) {
+  const int last_row = min(row0 + C::kBM, rows_total) - 1;
+  DecodeSpan s;
+  s.keys = block_keys<C::kCausal, C::kWindow>(L, p.q_len, row0 / p.group, last_row / p.group, p.window);
+  const int span_lo = C::kTma && p.block_table ? s.keys.any.lo / C::kBN * C::kBN : s.keys.any.lo;
+  const int n_tiles = (s.keys.any.hi - span_lo + C::kBN - 1) / C::kBN;
+  const int split = blockIdx.x;
+  const int tile_begin = int((long long)split * n_tiles / p.num_splits);
+  const int tile_end = int((long long)(split + 1) * n_tiles / p.num_splits);
+  s.first_key = span_lo + tile_begin * C::kBN;
+  s.tiles = tile_end - tile_begin;
+  return s;
+}
 
 // The kernel body; `tma` is null for the cp.async kernel.
 template <class C>
@@ -64,12 +95,28 @@ __device__ __forceinline__ void decode_body(const AttnParams& p, const KvTmaDesc
   const int L = live_len(p, b);
 
   const unsigned q_base = smem_addr(smem);
+  using TmaRing = typename C::TmaRing;
+  const TmaRing tma_ring{q_base + C::kQBytes, q_base + C::kQBytes + C::kBodyBytes};
+  if constexpr (C::kTma) {
+    if (threadIdx.x == 0) tma_ring.init();
+    __syncthreads();  // the last CTA-wide barrier: barriers initialised before anyone waits
+    if (warp == C::kWarps) {  // the producer warp: copies only, then leaves
+      const DecodeSpan span = decode_span<C>(p, L, row0, rows_total);
+      KvTmaProducer<D, C::kBN, C::kStages, C::kWarps>(p, tma, b, hkv, L, span.first_key).run(tma_ring, span.tiles);
+      return;
+    }
+  }
+  // Barrier of the math threads (all of them but the producer warp).
+  auto sync_math = [] {
+    if constexpr (C::kTma) sm90::named_barrier_sync(1, C::kMathThreads);
+    else __syncthreads();
+  };
   auto q_tile = [&](int mt) { return SmemTile<D>{q_base + unsigned(mt * 16 * D * 2)}; };
 
   // Q (and R) rows into shared memory: m-tile mt, fragment row i.
   auto logical_row = [&](int mt, int i) { return row0 + mt * RPT + (Traits::probe ? (i & 7) : i); };
   for (int mt = 0; mt < MT; ++mt) {
-    q_tile(mt).template load_rows<C::kThreads>(16, [&](int i) -> const unsigned short* {
+    q_tile(mt).template load_rows<C::kMathThreads>(16, [&](int i) -> const unsigned short* {
       const int l = logical_row(mt, i);
       if (l >= rows_total) return nullptr;
       const int t = l / p.group, h = hkv * p.group + l % p.group;
@@ -87,18 +134,9 @@ __device__ __forceinline__ void decode_body(const AttnParams& p, const KvTmaDesc
       rows[mt][r] = l < rows_total ? visible_keys<C::kCausal, C::kWindow>(L, p.q_len, l / p.group, p.window)
                                    : RowRange{0, 0};
     }
-  const int last_row = min(row0 + C::kBM, rows_total) - 1;
-  const BlockKeys keys =
-      block_keys<C::kCausal, C::kWindow>(L, p.q_len, row0 / p.group, last_row / p.group, p.window);
-
-  // This split's tiles of the streamed span. The TMA ring starts a paged cache's tiles at a
-  // multiple of BN, so a tile is part of one page or whole pages (keys before any.lo are
-  // real keys < L that the rows' ranges mask, like every masked key of a window).
-  const int span_lo = C::kTma && p.block_table ? keys.any.lo / C::kBN * C::kBN : keys.any.lo;
-  const int n_tiles = (keys.any.hi - span_lo + C::kBN - 1) / C::kBN;
-  const int tile_begin = int((long long)split * n_tiles / p.num_splits);
-  const int tile_end = int((long long)(split + 1) * n_tiles / p.num_splits);
-  auto tile_key = [&](int i) { return span_lo + (tile_begin + i) * C::kBN; };
+  const DecodeSpan span = decode_span<C>(p, L, row0, rows_total);
+  const BlockKeys& keys = span.keys;
+  auto tile_key = [&](int i) { return span.first_key + i * C::kBN; };
 
   OnlineState<C::kFamily, T, MT, D> st;
   st.init();
@@ -118,7 +156,7 @@ __device__ __forceinline__ void decode_body(const AttnParams& p, const KvTmaDesc
     }
     accumulate_pv<T, MT, NK, D>(st.o, s, vt, k0);
   };
-  const int tiles = tile_end - tile_begin;
+  const int tiles = span.tiles;
   if constexpr (!C::kTma) {
     const long long kv_head_off = hkv * p.k_stride_h;
     const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_head_off;
@@ -129,35 +167,22 @@ __device__ __forceinline__ void decode_body(const AttnParams& p, const KvTmaDesc
         tiles, [&](int i, int slot) { loader.load(ring.k(slot), ring.v(slot), tile_key(i)); },
         [&](int i, int slot) { consume(i, ring.k(slot), ring.v(slot)); });
   } else {
-    // Every tile a warp waits for is issued (this split's tiles only), and every warp releases
-    // every tile it waited for, dead spans included, so no barrier is left waiting on an
-    // arrival that never comes: an empty split (no tiles) touches no barrier at all.
-    using Ring = typename C::TmaRing;
-    const Ring ring{q_base + C::kQBytes, q_base + C::kQBytes + C::kBodyBytes};
-    KvTmaProducer<D, C::kBN, C::kStages, C::kWarps> producer(p, tma, b, hkv, L, tile_key(0));
-    if (threadIdx.x == 0) ring.init();
-    __syncthreads();  // barriers initialised before anyone waits on them
-    if (threadIdx.x == 0) {  // the first STAGES tiles, under the Q load
-      producer.start();
-      producer.refill(ring, 0, tiles);
-    }
+    // The consumers wait for every tile the producer issues (this split's tiles only) and
+    // release every tile they waited for, dead spans included, so no barrier is left
+    // waiting for an arrival that never comes; a split without tiles touches none.
     cp_async_wait<0>();
-    __syncthreads();  // Q (cp.async) visible to every warp
+    sync_math();  // Q (cp.async) visible to every consumer warp
     for (int i = 0; i < tiles; ++i) {
-      if (warp == 0) {
-        if (lane == 0 && i > 0) producer.refill(ring, i, tiles);
-        __syncwarp();
-      }
-      ring.wait_full(i);
+      tma_ring.wait_full(i);
       const int slot = i % C::kStages, k0 = warp * NK, key0 = tile_key(i) + k0;
       // Keys at or past L in this warp's rows: zero them (kv_tma.cuh zero_tail).
-      if (key0 + NK > L && !span_is_dead(keys, key0, NK)) ring.zero_tail(slot, k0, NK, key0, L);
+      if (key0 + NK > L && !span_is_dead(keys, key0, NK)) tma_ring.zero_tail(slot, k0, NK, key0, L);
       __syncwarp();
-      consume(i, ring.k(slot), ring.v(slot));
+      consume(i, tma_ring.k(slot), tma_ring.v(slot));
       __syncwarp();
-      if (lane == 0) ring.release(i);
+      if (lane == 0) tma_ring.release(i);
     }
-    __syncthreads();  // every warp is done with the ring: the merge below reuses it
+    sync_math();  // every consumer is done with the ring: the merge below reuses it
   }
   st.reduce_rows();
 
@@ -183,14 +208,14 @@ __device__ __forceinline__ void decode_body(const AttnParams& p, const KvTmaDesc
       }
     }
   }
-  __syncthreads();
+  sync_math();
 
   const int rows_out = p.batch * p.heads_q * p.q_len;
   auto out_row = [&](int l) {
     const int t = l / p.group, h = hkv * p.group + l % p.group;
     return static_cast<T*>(p.o) + b * p.o_stride_b + t * p.o_stride_t + h * p.o_stride_h;
   };
-  for (int idx = threadIdx.x; idx < C::kBM * (D / 2); idx += C::kThreads) {
+  for (int idx = threadIdx.x; idx < C::kBM * (D / 2); idx += C::kMathThreads) {
     const int lr = idx / (D / 2), col = 2 * (idx % (D / 2));
     const int l = row0 + lr;
     if (l >= rows_total) continue;
@@ -233,7 +258,7 @@ __device__ __forceinline__ void decode_body(const AttnParams& p, const KvTmaDesc
     }
   }
   if (p.num_splits > 1 && p.ws_counter)
-    merge_if_last<C::kFamily, T, D, C::kBM, C::kThreads>(p, row0, rows_total, mo, out_row);
+    merge_if_last<C::kFamily, T, D, C::kBM, C::kMathThreads>(p, row0, rows_total, mo, out_row, sync_math);
 }
 
 template <class C>
