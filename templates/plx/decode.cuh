@@ -95,6 +95,7 @@ __device__ __forceinline__ void decode_body(const AttnParams& p, const KvTmaDesc
   const int L = live_len(p, b);
 
   const unsigned q_base = smem_addr(smem);
+  // The TMA ring's slots follow Q, its barriers the ring / merge buffer (unused by cp.async).
   using TmaRing = typename C::TmaRing;
   const TmaRing tma_ring{q_base + C::kQBytes, q_base + C::kQBytes + C::kBodyBytes};
   if constexpr (C::kTma) {
