@@ -1,6 +1,7 @@
 // Host-side launch planning without a GPU: argument validation messages, the variant the
 // engine picks, grids, split counts and workspace sizes.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include "generator/legality.hpp"
 #include "generator/render.hpp"
@@ -214,6 +215,13 @@ TEST_CASE("a named variant that does not fit the arguments is refused", "[launch
   CHECK_THROWS_WITH(check_fits(v, a), Catch::Contains("window"));
 }
 
+namespace {
+Variant cp_variant_of(Variant v) {
+  v.tile.loader = Loader::cp_async;
+  return v;
+}
+}  // namespace
+
 // The TMA decode kernels: the rendered entry point and the tensor maps the engine encodes
 // per call (their shapes are pure host math; cuTensorMapEncodeTiled runs on the GPU box).
 TEST_CASE("TMA decode: rendered kernel, launch plan and tensor map shapes", "[launch][tma]") {
@@ -229,11 +237,18 @@ TEST_CASE("TMA decode: rendered kernel, launch plan and tensor map shapes", "[la
   CHECK(r.name_expression == "plx::decode_tma_kernel<plx_gen::Cfg>");
   CHECK(r.source.find(", true>;") != std::string::npos);  // DecodeConfig's TMA flag
   CHECK(r.smem_bytes == cp.smem_bytes + 1024 + v.tile.stages * 16);
+  // One more warp than the tile's: the producer, which only issues the copies. The template
+  // checks the same count (render's static_assert on Cfg::kThreads).
+  CHECK(cp.threads == v.tile.warps * 32);
+  CHECK(r.threads == v.tile.warps * 32 + 32);
+  CHECK(r.source.find(fmt::format("Cfg::kThreads == {}", r.threads)) != std::string::npos);
   check_fits(v, a);
 
   // Contiguous [batch 2, kv 4096, heads_kv 8, d 128] bf16: 4-D, one 64-column panel per box.
   LaunchPlan lp = plan_launch(v, a, 132);
   CHECK(lp.smem_bytes == unsigned(r.smem_bytes));
+  CHECK(lp.block.x == unsigned(r.threads));
+  CHECK(plan_launch(cp_variant_of(v), a, 132).block.x == unsigned(cp.threads));
   TmaMapShape m = decode_kv_map_shape(v, lp.params);
   CHECK(m.rank == 4);
   CHECK((m.dims[0] == 128 && m.dims[1] == 8 && m.dims[2] == 4096 && m.dims[3] == 2));
