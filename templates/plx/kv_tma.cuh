@@ -142,7 +142,7 @@ struct KvTmaProducer {
       sm90::tma_prefetch_desc(mk);
       sm90::tma_prefetch_desc(mv);
     }
-    int next_page[kLaneBoxes];
+    int next_page[kLaneBoxes] = {};  // boxes not issued keep 0 (never used)
     fetch_pages(next_page, 0);
     const int mask = (1 << shift) - 1;
     for (int j = 0; j < n; ++j) {
