@@ -389,9 +389,9 @@ TEST_CASE("varlen packed batches (cu_seqlens), mma.sync prefill", "[gpu][varlen]
 // zero those rows). Every case names its few variants and compiles them up front in
 // parallel (an NVRTC decode compile takes seconds; the first TMA tests spent their time
 // limit compiling), and keeps to small shapes, so each case runs alone well inside a
-// minute: `test_gpu_attention "TMA decode: odd lengths"` (tools/bench/sessions/
-// 2026-11-30a-tma.sh runs them one by one under `timeout`). A hang is an mbarrier waiting
-// for an arrival or bytes that never come.
+// minute. Each has a tag of its own: `test_gpu_attention "[tma-odd]"` (tools/bench/
+// sessions/2026-11-30a-tma.sh runs them one by one under `timeout`). A hang is an
+// mbarrier waiting for an arrival or bytes that never come.
 // ---------------------------------------------------------------------------------------
 namespace {
 
@@ -458,7 +458,7 @@ std::vector<Variant> with_cp_async(std::vector<Variant> vs) {
 
 }  // namespace
 
-TEST_CASE("TMA decode: a spread of decode_sm90_tma.yaml's variants", "[gpu][tma]") {
+TEST_CASE("TMA decode: a spread of decode_sm90_tma.yaml's variants", "[gpu][tma][tma-spec]") {
   Engine* e = tma_engine_or_skip();
   if (!e) return;
   const std::vector<Variant> all = expand(load_spec(source_dir() / "specs" / "decode_sm90_tma.yaml")).variants;
@@ -486,7 +486,7 @@ TEST_CASE("TMA decode: a spread of decode_sm90_tma.yaml's variants", "[gpu][tma]
   }
 }
 
-TEST_CASE("TMA decode: odd lengths, contiguous and paged", "[gpu][tma]") {
+TEST_CASE("TMA decode: odd lengths contiguous and paged", "[gpu][tma][tma-odd]") {
   Engine* e = tma_engine_or_skip();
   if (!e) return;
   const AttentionArgs shapes[] = {decode_base(Family::parallax, DType::bf16, 128),
@@ -505,7 +505,7 @@ TEST_CASE("TMA decode: odd lengths, contiguous and paged", "[gpu][tma]") {
     }
 }
 
-TEST_CASE("TMA decode: GQA 1..16 and multi-token decode", "[gpu][tma]") {
+TEST_CASE("TMA decode: GQA 1..16 and multi-token decode", "[gpu][tma][tma-gqa]") {
   Engine* e = tma_engine_or_skip();
   if (!e) return;
   const Variant m8 = tma_decode(Family::parallax, DType::bf16, 128, true, false, {8});
@@ -523,7 +523,7 @@ TEST_CASE("TMA decode: GQA 1..16 and multi-token decode", "[gpu][tma]") {
   }
 }
 
-TEST_CASE("TMA decode: split-KV counts, empty splits and the in-kernel merge", "[gpu][tma]") {
+TEST_CASE("TMA decode: split-KV counts with empty splits and the in-kernel merge", "[gpu][tma][tma-split]") {
   Engine* e = tma_engine_or_skip();
   if (!e) return;
   std::vector<Variant> vs;
@@ -559,7 +559,7 @@ TEST_CASE("TMA decode: split-KV counts, empty splits and the in-kernel merge", "
   }
 }
 
-TEST_CASE("TMA decode: sliding windows, contiguous and paged", "[gpu][tma]") {
+TEST_CASE("TMA decode: sliding windows contiguous and paged", "[gpu][tma][tma-window]") {
   Engine* e = tma_engine_or_skip();
   if (!e) return;
   const Variant p = tma_decode(Family::parallax, DType::bf16, 128, true, true);
@@ -580,7 +580,7 @@ TEST_CASE("TMA decode: sliding windows, contiguous and paged", "[gpu][tma]") {
     }
 }
 
-TEST_CASE("TMA decode: seqused_k incl. 0, dead K/V rows poisoned with NaN, both loaders", "[gpu][tma]") {
+TEST_CASE("TMA decode: seqused_k incl. 0 with dead K/V rows poisoned (NaN) on both loaders", "[gpu][tma][tma-seqused]") {
   Engine* e = tma_engine_or_skip();
   if (!e) return;
   const Variant plain = tma_decode(Family::parallax, DType::fp16, 128, true, false);
@@ -605,7 +605,7 @@ TEST_CASE("TMA decode: seqused_k incl. 0, dead K/V rows poisoned with NaN, both 
   }
 }
 
-TEST_CASE("TMA decode: paged caches, pages 16 to 256 shuffled, live lengths, both loaders", "[gpu][tma]") {
+TEST_CASE("TMA decode: paged caches of pages 16 to 256 shuffled with live lengths on both loaders", "[gpu][tma][tma-paged]") {
   Engine* e = tma_engine_or_skip();
   if (!e) return;
   const Variant p = tma_decode(Family::parallax, DType::bf16, 128, true, false);
@@ -628,7 +628,7 @@ TEST_CASE("TMA decode: paged caches, pages 16 to 256 shuffled, live lengths, bot
     }
 }
 
-TEST_CASE("TMA decode: fully masked rows (every sequence empty), and non-causal", "[gpu][tma]") {
+TEST_CASE("TMA decode: fully masked rows (every sequence empty) and non-causal", "[gpu][tma][tma-empty]") {
   Engine* e = tma_engine_or_skip();
   if (!e) return;
   const Variant empty = tma_decode(Family::parallax_uncentered, DType::bf16, 64, true, false);
