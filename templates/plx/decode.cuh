@@ -12,7 +12,7 @@
 // every thread (kv_loader.cuh, kv_ring.cuh); decode_tma_kernel (sm_90a, DecodeConfig's TMA
 // flag) has one more warp, the producer, issue bulk tensor copies on mbarriers
 // (kv_tma.cuh) while the WARPS consumer warps do all the math. The producer leaves once
-// its last tile is issued, so from the split on the consumers synchronise among
+// its last tile is issued, so after the roles part the consumers synchronise among
 // themselves on named barrier 1 (sync_math), never on __syncthreads.
 #pragma once
 #include "plx/kv_loader.cuh"
