@@ -3,9 +3,12 @@
 # decode-tma2): a producer warp of its own issues the boxes and waits on `empty`; the four
 # consumer warps only wait on `full`, compute and release (run 29's ring had consumer warp
 # 0's thread 0 do the copies, and ran slower than cp.async everywhere).
-# Run with the branch checked out in /work/main and build-run/ filled from its build
-# (tools/bench/stage_build_run.sh /work/wt-tma2/build); the kernels' templates travel
-# inside the library, the specs come from the checkout.
+# The kernels' templates travel inside the library (build-run/, filled by
+# tools/bench/stage_build_run.sh /work/wt-tma2/build); the [tma-spec] case also reads
+# specs/decode_sm90_tma.yaml. Either check the branch out in /work/main and run
+#   bash tools/bench/sessions/2026-11-30a-tma.sh
+# or, leaving main's working tree alone, copy this script, lib.sh and the branch's specs/
+# into build-run/src/ and run  bash build-run/src/2026-11-30a-tma.sh  (carry build-run).
 #  1. correctness: each [tma-*] case of test_gpu_attention alone, under its own timeout (a
 #     hang is an mbarrier that never completes; a case compiles 1-6 variants, ~10 s);
 #  2. A/B, same binary, interleaved per shape: cp.async s3 vs TMA s3 and s4 of tile
@@ -13,6 +16,8 @@
 #     8x8192x32x8; a second round if time is left. Whole script under 400 s: every step's
 #     timeout is cut to what is left of a 390 s budget (tests may use up to 230 s of it).
 source "$(dirname "$0")/lib.sh"
+[ -f specs/decode_sm90_tma.yaml ] || export PLX_SOURCE_DIR=$PWD/build-run/src
+echo "specs from $PLX_SOURCE_DIR"
 left() { echo $(( 390 - ($(date +%s) - T0) )); }
 cap() { local l; l=$(left); [ "$l" -lt "$1" ] && echo $(( l > 1 ? l : 1 )) || echo "$1"; }
 
