@@ -12,6 +12,7 @@
 #include "runtime/jit.hpp"
 #include "runtime/driver.hpp"
 #include "runtime/launch.hpp"
+#include "runtime/tma.hpp"
 
 namespace plx::measure {
 
@@ -68,7 +69,11 @@ HostOverhead host_overhead(const Variant& v) {
   cu::Module m(ck.cubin);
   cu::Launchable f(m.function(ck.lowered_name));
   LaunchPlan lp = plan_launch(v, x, dev.sm_count());
-  void* args[] = {&lp.params};
+  // A TMA decode kernel takes its K/V tensor maps as a second parameter (encoded once
+  // here: raw_us is the launch alone; the engine encodes them per call).
+  KvTmaDescs maps{};
+  if (v.tile.loader == Loader::tma) maps = encode_decode_maps(v, lp.params);
+  void* args[] = {&lp.params, v.tile.loader == Loader::tma ? &maps : nullptr};
   h.raw_us = per_call([&] { cu::launch(f, lp.grid, lp.block, lp.smem_bytes, stream.handle(), args); });
   std::filesystem::remove_all(dir);
   return h;

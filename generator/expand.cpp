@@ -21,6 +21,7 @@ ExpandResult expand(const KernelSpec& spec) {
                   for (int stages : spec.tile.stages)
                     for (int split_kv : spec.tile.split_kv)
                       for (Mma mma : spec.tile.mma)
+                      for (Loader loader : spec.tile.loader)
                       for (Arch arch : spec.archs) {
                         Variant v;
                         v.op = spec.op;
@@ -29,7 +30,7 @@ ExpandResult expand(const KernelSpec& spec) {
                         v.head_dim = head_dim;
                         v.causal = causal;
                         v.window = window;
-                        v.tile = Tile{block_m, block_n, warps, stages, split_kv, mma};
+                        v.tile = Tile{block_m, block_n, warps, stages, split_kv, mma, loader};
                         if (spec.op != Op::decode && v.tile.split_kv == 0) v.tile.split_kv = 1;
                         v.arch = arch;
                         if (!seen.insert(v.name()).second) continue;

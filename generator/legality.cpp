@@ -81,11 +81,31 @@ std::optional<std::string> why_illegal_wgmma(const Variant& v) {
   return std::nullopt;
 }
 
+// The TMA K/V ring of the decode kernel (templates/plx/kv_tma.cuh); the decode rules below
+// apply on top.
+std::optional<std::string> why_illegal_tma(const Variant& v) {
+  const Tile& t = v.tile;
+  if (v.op != Op::decode) return fmt::format("loader tma: only the decode template has a TMA ring (op is {})", to_string(v.op));
+  if (v.arch != Arch::sm90a) return fmt::format("loader tma: bulk tensor copies need sm_90a (arch is {})", to_string(v.arch));
+  if (is_wgmma(t.mma)) return fmt::format("loader tma: decode uses mma.sync, not {}", to_string(t.mma));
+  // A tile must be whole pages or part of one page for every page size 16..256, so that
+  // one box of min(page, block_n) rows per page chunk covers it; and a box has at most
+  // 256 rows.
+  if (t.block_n > 256 || (t.block_n & (t.block_n - 1)) != 0) {
+    return fmt::format("loader tma: block_n {} not a power of two up to 256 (a tile is whole pages or part of "
+                       "one, and one TMA box holds at most 256 rows)",
+                       t.block_n);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<std::string> why_illegal(const Variant& v) {
   const Tile& t = v.tile;
   const int d = v.head_dim;
+  if (t.loader == Loader::tma)
+    if (auto why = why_illegal_tma(v)) return why;
   if (is_wgmma(t.mma)) return v.op == Op::backward ? why_illegal_backward_wgmma(v) : why_illegal_wgmma(v);
   if (v.op == Op::backward) return why_illegal_backward(v);
 

@@ -28,6 +28,7 @@ constexpr int rows_per_tile(Family f) { return has_probe(f) ? 8 : 16; }
 // e.g. decode parallax d128 block_m 16 block_n 64 warps 4 stages 2:
 //   Q 2 x 16 x 128 x 2 = 8192; ring 2 x 64 x 128 x 4 = 65536; merge 4 x 2 x 16 x 136 x 4
 //   + 4 x 2 x 16 x 12 = 71168; total 8192 + 71168 = 79360 B.
+//   With loader tma: 1024 alignment slack + 79360 + 2 stages x 2 mbarriers x 8 B = 80416 B.
 constexpr std::int64_t ring_bytes(const Variant& v) {
   return std::int64_t{v.tile.stages} * v.tile.block_n * v.head_dim * 2 * 2;
 }
@@ -109,8 +110,17 @@ constexpr std::int64_t smem_bytes(const Variant& v) {
   if (v.op == Op::decode) {
     const std::int64_t merge = std::int64_t{v.tile.warps} * m_tiles * 16 * ((v.head_dim + 8) * 4 + 12);
     body = body > merge ? body : merge;
+    // The TMA ring (kv_tma.cuh): 1024 B to align the base to the 128-byte swizzle period,
+    // and a full and an empty mbarrier of 8 B per stage after the ring / merge buffer.
+    if (v.tile.loader == Loader::tma) return 1024 + q + body + std::int64_t{v.tile.stages} * 2 * 8;
   }
   return q + body;
+}
+
+// The block size v is built and launched with: the tile's warps, plus for a TMA decode
+// kernel its producer warp (kv_tma.cuh), which issues the copies and does no math.
+constexpr int block_threads(const Variant& v) {
+  return v.tile.warps * 32 + (v.op == Op::decode && v.tile.loader == Loader::tma ? 32 : 0);
 }
 
 // nullopt when the templates support v; else one line naming the rule and the numbers,

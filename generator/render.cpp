@@ -32,7 +32,9 @@ RenderedKernel render(const Variant& v) {
   const bool wgmma = is_wgmma(v.tile.mma);  // legality: prefill or backward on sm_90a only
   const char* header = decode ? "plx/decode.cuh" : wgmma ? "plx/prefill_sm90.cuh" : "plx/prefill.cuh";
   const char* config = decode ? "plx::DecodeConfig" : wgmma ? "plx::PrefillSm90Config" : "plx::PrefillConfig";
-  const char* kernel = decode ? "plx::decode_kernel" : wgmma ? "plx::prefill_sm90_kernel" : "plx::prefill_kernel";
+  const bool tma = v.tile.loader == Loader::tma;  // legality: decode on sm_90a only
+  const char* kernel = decode ? (tma ? "plx::decode_tma_kernel" : "plx::decode_kernel")
+                              : wgmma ? "plx::prefill_sm90_kernel" : "plx::prefill_kernel";
   if (v.op == Op::backward) {  // the main kernel; render_backward_pre gives its preprocess
     header = wgmma ? "plx/backward_sm90.cuh" : "plx/backward.cuh";
     config = wgmma ? "plx::BackwardSm90Config" : "plx::BackwardConfig";
@@ -42,7 +44,7 @@ RenderedKernel render(const Variant& v) {
   const bool prefill_wgmma = wgmma && v.op == Op::prefill;
   RenderedKernel r;
   r.display_name = v.name();
-  r.threads = v.tile.warps * 32;
+  r.threads = block_threads(v);
   r.smem_bytes = static_cast<int>(smem_bytes(v));
   // The static_assert pins the host's smem formula (legality.hpp) to the template's, so
   // a drift between them is a compile error, not an out-of-bounds write on the GPU.
@@ -63,6 +65,7 @@ RenderedKernel render(const Variant& v) {
       fmt::arg("extra", prefill_wgmma ? fmt::format(", {}, {}", is_pipelined(v.tile.mma), is_pingpong(v.tile.mma))
                         : wgmma       ? fmt::format(", {}, {}, {}", is_pipelined(v.tile.mma), is_pingpong(v.tile.mma),
                                                     v.tile.mma == Mma::wgmma_red)
+                        : tma         ? std::string(", true")  // DecodeConfig's TMA flag
                                       : std::string()),
       fmt::arg("smem", r.smem_bytes),
       fmt::arg("threads", r.threads));

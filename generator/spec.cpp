@@ -420,9 +420,9 @@ class Parser {
     if (!e) return t;
     if (!e->vnode.IsMap()) {
       bad(mark_of(*e), "tile", describe(e->vnode),
-          "a mapping of block_m, block_n, warps, stages, split_kv, mma");
+          "a mapping of block_m, block_n, warps, stages, split_kv, mma, loader");
     }
-    auto es = entries(e->vnode, "tile", {"block_m", "block_n", "warps", "stages", "split_kv", "mma"});
+    auto es = entries(e->vnode, "tile", {"block_m", "block_n", "warps", "stages", "split_kv", "mma", "loader"});
     for (const auto& x : es) {
       std::string key = "tile." + x.key;
       if (x.key == "block_m") t.block_m = ints(x, key, kBlockM);
@@ -433,6 +433,10 @@ class Parser {
         static const std::string kMmas = "one of sync | wgmma | wgmma-pipe | wgmma-pp | wgmma-pipe-pp | wgmma-red";
         t.mma = list<Mma>(x, key, kMmas,
             [&](const YAML::Node& n) { return enum_item<Mma>(n, key, kMmas, parse_mma); }, nullptr);
+      } else if (x.key == "loader") {
+        static const std::string kLoaders = "one of cp_async | tma";
+        t.loader = list<Loader>(x, key, kLoaders,
+            [&](const YAML::Node& n) { return enum_item<Loader>(n, key, kLoaders, parse_loader); }, nullptr);
       } else t.split_kv = ints(x, key, op == Op::decode ? kSplitDecode : kSplitPrefill);
     }
     return t;
@@ -500,7 +504,7 @@ class Parser {
     for (double n : {s.families.size(), s.dtypes.size(), s.head_dims.size(), s.causal.size(),
                      s.window_flags().size(), s.archs.size(), s.tile.block_m.size(),
                      s.tile.block_n.size(), s.tile.warps.size(), s.tile.stages.size(),
-                     s.tile.split_kv.size(), s.tile.mma.size()}) {
+                     s.tile.split_kv.size(), s.tile.mma.size(), s.tile.loader.size()}) {
       combos *= n;
     }
     if (combos > static_cast<double>(kSpecMaxCombinations)) {

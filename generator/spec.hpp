@@ -22,6 +22,9 @@
 //                                # wgmma-pipe-pp (Hopper warpgroup MMA, prefill on sm_90a
 //                                # only; -pipe overlaps softmax and MMAs inside a warpgroup,
 //                                # -pp takes turns between consumer warpgroups)
+//     loader: [cp_async]         # cp_async (default) | tma: how a decode kernel fills its
+//                                # K/V ring (tma: Hopper bulk tensor copies on mbarriers,
+//                                # sm_90a decode only)
 //
 // Every list-valued key takes a scalar, a list, or a range map {from, to[, step | mul]}
 // (lists may also contain ranges; `to` is a bound, {from: 16, to: 100, mul: 2} = 16 32 64).
@@ -62,6 +65,7 @@ struct TileAxes {
   std::vector<int> stages;
   std::vector<int> split_kv;  // 0 = auto (chosen at launch)
   std::vector<Mma> mma{Mma::sync};  // instruction family; wgmma*: prefill on sm_90a only
+  std::vector<Loader> loader{Loader::cp_async};  // decode K/V ring filler; tma: sm_90a decode only
   bool operator==(const TileAxes&) const = default;
 };
 

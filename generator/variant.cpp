@@ -38,6 +38,8 @@ std::string_view to_string(Mma v) {
   return "?";
 }
 
+std::string_view to_string(Loader v) { return v == Loader::tma ? "tma" : "cp_async"; }
+
 std::optional<Op> parse_op(std::string_view s) {
   if (s == "decode") return Op::decode;
   if (s == "prefill") return Op::prefill;
@@ -71,6 +73,12 @@ std::optional<Mma> parse_mma(std::string_view s) {
   return std::nullopt;
 }
 
+std::optional<Loader> parse_loader(std::string_view s) {
+  if (s == "cp_async" || s == "cp-async") return Loader::cp_async;
+  if (s == "tma") return Loader::tma;
+  return std::nullopt;
+}
+
 namespace {
 // The family is the only multi-word field; names use '-' inside it so '_' splits fields.
 std::string family_token(Family f) {
@@ -95,9 +103,10 @@ std::string Variant::name() const {
   if (window) mask += "-win";
   std::string split = tile.split_kv == 0 ? "auto" : std::to_string(tile.split_kv);
   const std::string mma = tile.mma == Mma::sync ? "" : std::string(to_string(tile.mma)) + "_";
-  return fmt::format("plx_{}_{}_{}_d{}_{}_m{}_n{}_w{}_s{}_k{}_{}{}", to_string(op),
+  const std::string loader = tile.loader == Loader::cp_async ? "" : std::string(to_string(tile.loader)) + "_";
+  return fmt::format("plx_{}_{}_{}_d{}_{}_m{}_n{}_w{}_s{}_k{}_{}{}{}", to_string(op),
                      family_token(family), to_string(dtype), head_dim, mask, tile.block_m,
-                     tile.block_n, tile.warps, tile.stages, split, mma, arch_token(arch));
+                     tile.block_n, tile.warps, tile.stages, split, mma, loader, arch_token(arch));
 }
 
 std::optional<Variant> parse_variant_name(std::string_view name) {
@@ -109,14 +118,21 @@ std::optional<Variant> parse_variant_name(std::string_view name) {
     t.push_back(name.substr(start, end - start));
     start = end + 1;
   }
-  if (t.size() < 12 || t.size() > 13 || t[0] != "plx") return std::nullopt;
+  if (t.size() < 12 || t.size() > 14 || t[0] != "plx") return std::nullopt;
   Variant v;
+  // Optional fields between the split and the arch, in this order and only when not the
+  // default (one name per variant): the mma family, then the loader.
+  if (t.size() > 12 && t[t.size() - 2] == "tma") {
+    v.tile.loader = Loader::tma;
+    t.erase(t.end() - 2);
+  }
   if (t.size() == 13) {  // the mma field, present only for non-default instruction families
     auto mma = parse_mma(t[11]);
     if (!mma || *mma == Mma::sync) return std::nullopt;  // sync names have no field: one name per variant
     v.tile.mma = *mma;
     t.erase(t.begin() + 11);
   }
+  if (t.size() != 12) return std::nullopt;
   auto op = parse_op(t[1]);
   auto fam = parse_family(t[2]);
   auto dt = parse_dtype(t[3]);

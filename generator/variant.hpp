@@ -26,17 +26,24 @@ enum class Mma { sync, wgmma, wgmma_pipe, wgmma_pp, wgmma_pipe_pp, wgmma_red };
 constexpr bool is_wgmma(Mma m) { return m != Mma::sync; }
 constexpr bool is_pipelined(Mma m) { return m == Mma::wgmma_pipe || m == Mma::wgmma_pipe_pp; }
 constexpr bool is_pingpong(Mma m) { return m == Mma::wgmma_pp || m == Mma::wgmma_pipe_pp; }
+// How a decode kernel fills its K/V ring: cp.async 16-byte chunks issued by every thread
+// (sm_80 and up, the default), or Hopper's tensor memory accelerator: one elected thread
+// issues cp.async.bulk.tensor boxes (a tile, or one page chunk of it) that complete on
+// mbarriers (sm_90a decode only; templates/plx/kv_tma.cuh, the named field "tma").
+enum class Loader { cp_async, tma };
 
 std::string_view to_string(Op);
 std::string_view to_string(Family);
 std::string_view to_string(DType);
 std::string_view to_string(Arch);          // "sm_80", "sm_90a" (NVRTC spelling)
 std::string_view to_string(Mma);           // "sync", "wgmma", "wgmma-pipe", "wgmma-pp", "wgmma-pipe-pp", "wgmma-red"
+std::string_view to_string(Loader);        // "cp_async", "tma"
 std::optional<Op> parse_op(std::string_view);
 std::optional<Family> parse_family(std::string_view);
 std::optional<DType> parse_dtype(std::string_view);
 std::optional<Arch> parse_arch(std::string_view);  // accepts sm_80 / sm80 / sm_90a / sm90a
 std::optional<Mma> parse_mma(std::string_view);    // to_string's names ("_" for "-" accepted)
+std::optional<Loader> parse_loader(std::string_view);  // "cp_async" / "cp-async", "tma"
 
 // Does this family carry the probe r (second MMA row set, O2 accumulator)?
 constexpr bool has_probe(Family f) { return f != Family::softmax; }
@@ -58,6 +65,7 @@ struct Tile {
   int stages = 2;     // K/V tiles in flight (cp.async ring depth)
   int split_kv = 0;   // decode: 0 = chosen at launch from the live length, else fixed count
   Mma mma = Mma::sync;
+  Loader loader = Loader::cp_async;  // decode K/V ring filler; tma: sm_90a decode only
   bool operator==(const Tile&) const = default;
 };
 
@@ -75,6 +83,8 @@ struct Variant {
   // e.g. plx_decode_parallax_bf16_d128_causal_m16_n64_w4_s2_kauto_sm90a; a wgmma kernel
   // carries one more field before the arch: plx_prefill_parallax_bf16_d128_causal_m64_n128
   // _w12_s2_k1_wgmma_sm90a (mma.sync names are unchanged, so existing names stay valid).
+  // A TMA decode kernel likewise carries "tma" before the arch:
+  // plx_decode_parallax_bf16_d128_causal_m8_n64_w4_s3_kauto_tma_sm90a.
   std::string name() const;
 };
 

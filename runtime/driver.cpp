@@ -59,6 +59,10 @@ void load(LoadState& s) noexcept {
   }
     PLX_CU_API_LIST(PLX_CU_LOAD)
 #undef PLX_CU_LOAD
+#define PLX_CU_LOAD_OPTIONAL(name) \
+  s.api.name = reinterpret_cast<decltype(s.api.name)>(resolve(s.lib, PLX_CU_STR(name), #name));
+    PLX_CU_OPTIONAL_API_LIST(PLX_CU_LOAD_OPTIONAL)
+#undef PLX_CU_LOAD_OPTIONAL
     CUresult r = s.api.cuInit(0);
     if (r != CUDA_SUCCESS) {
       s.call = "cuInit";

@@ -38,9 +38,15 @@ namespace plx::cu {
   X(cuStreamSynchronize) X(cuEventCreate) X(cuEventDestroy) X(cuEventRecord)               \
   X(cuEventSynchronize) X(cuEventElapsedTime) X(cuStreamIsCapturing) X(cuMemcpyDtoDAsync)
 
+// Entry points only some kernels need: resolved when present, null otherwise, so a driver
+// without them still runs everything else. Callers check and name what is missing.
+//   cuTensorMapEncodeTiled  CUDA 12.0+ drivers; the TMA decode kernels' tensor maps
+#define PLX_CU_OPTIONAL_API_LIST(X) X(cuTensorMapEncodeTiled)
+
 struct Api {
 #define PLX_CU_MEMBER(name) decltype(&::name) name = nullptr;
   PLX_CU_API_LIST(PLX_CU_MEMBER)
+  PLX_CU_OPTIONAL_API_LIST(PLX_CU_MEMBER)
 #undef PLX_CU_MEMBER
   int driver_version = 0;  // cuDriverGetVersion, e.g. 12080
 };

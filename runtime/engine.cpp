@@ -22,6 +22,7 @@
 #include "runtime/backward.hpp"
 #include "runtime/jit.hpp"
 #include "runtime/launch.hpp"
+#include "runtime/tma.hpp"
 
 namespace plx {
 
@@ -324,7 +325,12 @@ struct Engine::Impl {
       if (fused_merge) lp.params.ws_counter = counters(s, std::size_t(lp.grid.y) * lp.grid.z);
     }
     lp.params.cta_order = prefill_order;
-    void* args[] = {&lp.params};
+    // A TMA decode kernel takes the K and V tensor maps as a second parameter.
+    KvTmaDescs maps;
+    const bool tma = v.tile.loader == Loader::tma;
+    if (tma) maps = encode_decode_maps(v, lp.params);
+    void* args[] = {&lp.params, &maps};
+    if (!tma) args[1] = nullptr;
     cu::launch(main.fn, lp.grid, lp.block, lp.smem_bytes, s, args);
     if (merge) {
       const unsigned rows = unsigned(a.batch) * a.heads_q * a.q_len;

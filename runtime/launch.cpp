@@ -183,7 +183,7 @@ LaunchPlan plan_launch(const Variant& v, const AttentionArgs& a, int sm_count, b
     p.k_stride_b = 0;  // pages, not batches, locate keys
   }
 
-  lp.block = {unsigned(v.tile.warps * 32), 1, 1};
+  lp.block = {unsigned(block_threads(v)), 1, 1};
   lp.smem_bytes = static_cast<unsigned>(smem_bytes(v));
   if (v.op == Op::decode) {
     lp.splits = decode_splits_for(v, a, sm_count);

@@ -68,6 +68,9 @@ struct Case {
   std::vector<int> seqused;         // empty: none
   std::string variant;              // empty: the engine's own choice
   int page_size = 0;                // > 0: K/V go through a shuffled paged cache
+  // NaN (0xFFFF) in every K/V row no live key uses: keys at or past a sequence's live
+  // length, a page's tail, spare pages. A kernel must never let them reach the output.
+  bool poison_dead_rows = false;
 };
 
 // Scatters contiguous [batch, kv_len, hkv, D] rows into a page pool with a shuffled block
@@ -118,8 +121,25 @@ inline Comparison run_case(Engine& engine, const Case& c, std::uint64_t seed, vo
   cu::Buffer dq(nq * 2), dr(nq * 2), dk, dv, dout(nq * 2), dlen, dtable;
   dq.upload(q.bits.data(), nq * 2);
   dr.upload(r.bits.data(), nq * 2);
+  // Live keys of batch b (seqused_k clamped as the kernels do).
+  auto live = [&](int b) {
+    return c.seqused.empty() ? a.kv_len : std::min(std::max(c.seqused[std::size_t(b)], 0), a.kv_len);
+  };
+  const std::size_t kv_row = std::size_t(a.heads_kv) * D;
   if (c.page_size > 0) {
-    const Paged pg = make_paged(rng, a, c.page_size, k, v);
+    Paged pg = make_paged(rng, a, c.page_size, k, v);
+    if (c.poison_dead_rows) {
+      std::vector<char> used(pg.k.size() / kv_row, 0);
+      for (int b = 0; b < a.batch; ++b)
+        for (int j = 0; j < live(b); ++j)
+          used[std::size_t(pg.table[std::size_t(b) * pg.max_pages + j / c.page_size]) * c.page_size +
+               j % c.page_size] = 1;
+      for (std::size_t slot = 0; slot < used.size(); ++slot)
+        if (!used[slot]) {
+          std::fill_n(pg.k.begin() + slot * kv_row, kv_row, std::uint16_t(0xFFFF));
+          std::fill_n(pg.v.begin() + slot * kv_row, kv_row, std::uint16_t(0xFFFF));
+        }
+    }
     dk = cu::Buffer(pg.k.size() * 2);
     dv = cu::Buffer(pg.v.size() * 2);
     dk.upload(pg.k.data(), pg.k.size() * 2);
@@ -130,6 +150,13 @@ inline Comparison run_case(Engine& engine, const Case& c, std::uint64_t seed, vo
     a.page_size = c.page_size;
     a.max_pages = pg.max_pages;
   } else {
+    if (c.poison_dead_rows)
+      for (int b = 0; b < a.batch; ++b)
+        for (int j = live(b); j < a.kv_len; ++j) {
+          const std::size_t row = (std::size_t(b) * a.kv_len + j) * kv_row;
+          std::fill_n(k.bits.begin() + row, kv_row, std::uint16_t(0xFFFF));
+          std::fill_n(v.bits.begin() + row, kv_row, std::uint16_t(0xFFFF));
+        }
     dk = cu::Buffer(nkv * 2);
     dv = cu::Buffer(nkv * 2);
     dk.upload(k.bits.data(), nkv * 2);

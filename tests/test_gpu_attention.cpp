@@ -385,3 +385,275 @@ TEST_CASE("varlen packed batches (cu_seqlens), mma.sync prefill", "[gpu][varlen]
     CHECK(v.ok);
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// [tma] The sm_90a decode kernels whose K/V ring a producer warp fills with the TMA
+// (templates/plx/kv_tma.cuh): the cases the cp.async ring is tested on above, plus K/V
+// rows no live key uses poisoned with NaN (the TMA copies whole boxes; the consumers must
+// zero those rows). Every case names its few variants and compiles them up front in
+// parallel (an NVRTC decode compile takes seconds; the first TMA tests spent their time
+// limit compiling), and keeps to small shapes, so each case runs alone well inside a
+// minute. Each has a tag of its own: `test_gpu_attention "[tma-odd]"` (tools/bench/
+// sessions/2026-11-30a-tma.sh runs them one by one under `timeout`). A hang is an
+// mbarrier waiting for an arrival or bytes that never come.
+// ---------------------------------------------------------------------------------------
+namespace {
+
+Engine* tma_engine_or_skip() {
+  Engine* e = engine_or_skip();
+  if (!e) return nullptr;
+  if (e->arch() != "sm_90a") {
+    WARN("skipping [tma] test: the TMA decode kernels need sm_90a, this GPU is " << e->arch());
+    return nullptr;
+  }
+  return e;
+}
+
+// A decode variant of the tile the tests use (block_n 64, 4 consumer warps), TMA loader.
+struct TmaTile {
+  int block_m = 8, stages = 3, split_kv = 0;
+};
+Variant tma_decode(Family f, DType dt, int d, bool causal, bool window, TmaTile t = {}) {
+  Variant v;
+  v.op = Op::decode;
+  v.family = f;
+  v.dtype = dt;
+  v.head_dim = d;
+  v.causal = causal;
+  v.window = window;
+  v.tile = Tile{f == Family::softmax ? 16 : t.block_m, 64, 4, t.stages, t.split_kv, Mma::sync, Loader::tma};
+  v.arch = Arch::sm90a;
+  INFO(v.name());
+  REQUIRE(!why_illegal(v));
+  return v;
+}
+// The same tile with the cp.async ring: the reference behaviour.
+Variant cp_async_of(Variant v) {
+  v.tile.loader = Loader::cp_async;
+  return v;
+}
+// The variant serving `a` (its family, dtype, head dim and mask) with tile t.
+Variant tma_for(const AttentionArgs& a, TmaTile t = {}) {
+  return tma_decode(a.family, a.dtype, a.head_dim, a.causal, a.window_left >= 0, t);
+}
+
+AttentionArgs decode_base(Family f, DType dt, int d) {
+  AttentionArgs a = base_args(f, dt, d);
+  a.batch = 2;
+  a.heads_q = 4;
+  a.heads_kv = 2;
+  a.q_len = 1;
+  return a;
+}
+
+// Both loaders of the same tile on the same case.
+void expect_close_both(Engine& e, Case c, const Variant& t, const std::string& what) {
+  c.variant = cp_async_of(t).name();
+  expect_close(e, c, what + " [cp.async]");
+  c.variant = t.name();
+  expect_close(e, c, what + " [tma]");
+}
+
+std::vector<Variant> with_cp_async(std::vector<Variant> vs) {
+  const std::size_t n = vs.size();
+  for (std::size_t i = 0; i < n; ++i) vs.push_back(cp_async_of(vs[i]));
+  return vs;
+}
+
+}  // namespace
+
+TEST_CASE("TMA decode: a spread of decode_sm90_tma.yaml's variants", "[gpu][tma][tma-spec]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  const std::vector<Variant> all = expand(load_spec(source_dir() / "specs" / "decode_sm90_tma.yaml")).variants;
+  REQUIRE(all.size() == 80);
+  // Every 11th variant: 8 of them, across families, dtypes, head dims, masks and stages
+  // (tools/bench/sessions' nvrtc_compile compiles all 80 on the CPU).
+  std::vector<Variant> vs;
+  for (std::size_t i = 0; i < all.size(); i += 11) vs.push_back(all[i]);
+  warm_cache(vs, e->arch());
+  int i = 0;
+  for (const Variant& v : vs) {
+    ++i;
+    AttentionArgs a = base_args(v.family, v.dtype, v.head_dim);
+    a.batch = 3;
+    a.heads_kv = 2;
+    a.heads_q = 2 * (1 << (i % 4));
+    a.q_len = 1 + (i % 3 == 0 ? 2 : 0);
+    a.kv_len = 700 + i % 7;
+    if (v.window) a.window_left = 100 + i % 3;
+    Case c{a, {}, v.name()};
+    c.page_size = i % 3 == 1 ? 16 : i % 3 == 2 ? 256 : 0;
+    if (i % 2) c.seqused = {a.kv_len, 1 + i * 37, 0};
+    c.poison_dead_rows = true;
+    expect_close(*e, c, fmt::format("TMA spec variant #{} page {}", i, c.page_size));
+  }
+}
+
+TEST_CASE("TMA decode: odd lengths contiguous and paged", "[gpu][tma][tma-odd]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  const AttentionArgs shapes[] = {decode_base(Family::parallax, DType::bf16, 128),
+                                  decode_base(Family::softmax, DType::fp16, 64),
+                                  decode_base(Family::parallax_uncentered, DType::bf16, 128)};
+  std::vector<Variant> vs;
+  for (const AttentionArgs& a : shapes) vs.push_back(tma_for(a, {8, a.family == Family::softmax ? 4 : 3}));
+  warm_cache(vs, e->arch());
+  for (std::size_t s = 0; s < 3; ++s)
+    for (int L : {1, 7, 63, 64, 65, 1000, 4097}) {
+      AttentionArgs a = shapes[s];
+      a.kv_len = L;
+      expect_close(*e, {a, {}, vs[s].name()}, fmt::format("TMA decode L={}", L));
+      Case paged{a, {}, vs[s].name(), 16 << (L % 5)};  // pages 16 .. 256
+      expect_close(*e, paged, fmt::format("TMA paged decode L={} page {}", L, paged.page_size));
+    }
+}
+
+TEST_CASE("TMA decode: GQA 1..16 and multi-token decode", "[gpu][tma][tma-gqa]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  const Variant m8 = tma_decode(Family::parallax, DType::bf16, 128, true, false, {8});
+  const Variant m16 = tma_decode(Family::parallax, DType::bf16, 128, true, false, {16});
+  warm_cache({m8, m16}, e->arch());
+  for (int g = 1; g <= 16; ++g) {
+    AttentionArgs a = decode_base(Family::parallax, DType::bf16, 128);
+    a.batch = 1;
+    a.heads_q = 2 * g;
+    a.kv_len = 777;
+    a.q_len = 1 + g % 4;  // 1..4 new tokens, causal among them
+    const std::string v = (g % 2 ? m8 : m16).name();
+    expect_close(*e, {a, {}, v}, fmt::format("TMA decode gqa {}", g));
+    expect_close(*e, {a, {}, v, 32}, fmt::format("TMA paged decode gqa {}", g));
+  }
+}
+
+TEST_CASE("TMA decode: split-KV counts with empty splits and the in-kernel merge", "[gpu][tma][tma-split]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  std::vector<Variant> vs;
+  for (int k : {1, 3, 8, 64, 0}) vs.push_back(tma_decode(Family::parallax, DType::bf16, 128, true, false, {8, 3, k}));
+  warm_cache(vs, e->arch());
+  for (const Variant& v : vs) {
+    AttentionArgs a = decode_base(Family::parallax, DType::bf16, 128);
+    a.batch = 1;
+    a.heads_q = 8;
+    a.heads_kv = 1;
+    a.kv_len = 2049;
+    const int splits = e->splits_for(a, v.name());
+    if (v.tile.split_kv == 0) CHECK(splits > 1);
+    expect_close(*e, {a, {}, v.name()}, fmt::format("TMA split k{} ({} splits)", v.tile.split_kv, splits));
+    expect_close(*e, {a, {}, v.name(), 16}, fmt::format("TMA paged split k{}", v.tile.split_kv));
+  }
+  // Changing grids on one stream (the merge counters), several row blocks, and more
+  // splits than tiles: CTAs without a tile must not touch a barrier (nor hang).
+  struct Shape { int batch, q_len, heads_q, heads_kv, kv_len, variant; };
+  const Shape shapes[] = {{3, 3, 16, 2, 1500, 1}, {1, 1, 8, 8, 777, 2}, {2, 2, 4, 1, 4097, 3},
+                          {1, 1, 8, 8, 100, 3},   {1, 1, 8, 8, 1, 3},   {1, 1, 8, 8, 777, 1}};
+  for (const Shape& sh : shapes) {
+    AttentionArgs a = decode_base(Family::parallax, DType::bf16, 128);
+    a.batch = sh.batch;
+    a.q_len = sh.q_len;
+    a.heads_q = sh.heads_q;
+    a.heads_kv = sh.heads_kv;
+    a.kv_len = sh.kv_len;
+    const Variant& v = vs[std::size_t(sh.variant)];
+    const int splits = e->splits_for(a, v.name());
+    expect_close(*e, {a, {}, v.name()}, fmt::format("TMA k{}: {} splits, kv {}", v.tile.split_kv, splits, sh.kv_len));
+    expect_close(*e, {a, {}, v.name(), 64}, fmt::format("TMA paged k{}, kv {}", v.tile.split_kv, sh.kv_len));
+  }
+}
+
+TEST_CASE("TMA decode: sliding windows contiguous and paged", "[gpu][tma][tma-window]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  const Variant p = tma_decode(Family::parallax, DType::bf16, 128, true, true);
+  const Variant s = tma_decode(Family::softmax, DType::bf16, 128, true, true);
+  warm_cache({p, s}, e->arch());
+  for (const Variant& v : {p, s})
+    for (int w : {1, 5, 64, 100, 1000, 5000}) {
+      AttentionArgs a = decode_base(v.family, DType::bf16, 128);
+      a.kv_len = 3001;
+      a.window_left = w;
+      for (int q : {1, 2}) {
+        a.q_len = q;
+        expect_close(*e, {a, {}, v.name()}, fmt::format("TMA window {} q {}", w, q));
+        // Paged tiles start at a multiple of block_n, before the window's first key.
+        for (int page : {16, 256})
+          expect_close(*e, {a, {}, v.name(), page}, fmt::format("TMA paged window {} q {} page {}", w, q, page));
+      }
+    }
+}
+
+TEST_CASE("TMA decode: seqused_k incl. 0 with dead K/V rows poisoned (NaN) on both loaders", "[gpu][tma][tma-seqused]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  const Variant plain = tma_decode(Family::parallax, DType::fp16, 128, true, false);
+  const Variant win = tma_decode(Family::parallax, DType::fp16, 128, true, true);
+  const Variant split = tma_decode(Family::parallax, DType::fp16, 128, true, false, {8, 3, 5});
+  warm_cache(with_cp_async({plain, win, split}), e->arch());
+  for (int page : {0, 16, 64, 256}) {
+    AttentionArgs a = decode_base(Family::parallax, DType::fp16, 128);
+    a.batch = 6;
+    a.heads_q = 8;
+    a.kv_len = 1500;
+    Case c{a, {1500, 1, 0, 777, 64, 1201}, "", page};
+    c.poison_dead_rows = true;
+    expect_close_both(*e, c, plain, fmt::format("seqused page {}", page));
+    expect_close_both(*e, c, split, fmt::format("seqused, 5 splits, page {}", page));
+    c.args.q_len = 3;
+    c.seqused = {2, 1500, 0, 65, 1000, 3};
+    expect_close_both(*e, c, plain, fmt::format("seqused 3 tokens page {}", page));
+    c.args.q_len = 1;
+    c.args.window_left = 50;
+    expect_close_both(*e, c, win, fmt::format("seqused window 50 page {}", page));
+  }
+}
+
+TEST_CASE("TMA decode: paged caches of pages 16 to 256 shuffled with live lengths on both loaders", "[gpu][tma][tma-paged]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  const Variant p = tma_decode(Family::parallax, DType::bf16, 128, true, false);
+  const Variant s = tma_decode(Family::softmax, DType::fp16, 64, true, false, {16, 4});
+  warm_cache(with_cp_async({p, s}), e->arch());
+  int i = 0;
+  for (const Variant& v : {p, s})
+    for (int page : {16, 32, 64, 128, 256}) {
+      ++i;
+      AttentionArgs a = decode_base(v.family, v.dtype, v.head_dim);
+      a.batch = 4;
+      a.heads_q = 8;
+      a.kv_len = 1000 + i;
+      a.q_len = 1 + i % 3;
+      Case c{a, {}, "", page};
+      c.poison_dead_rows = true;
+      expect_close_both(*e, c, v, fmt::format("paged page {}", page));
+      c.seqused = {a.kv_len, 17, 0, 640};
+      expect_close_both(*e, c, v, fmt::format("paged + seqused page {}", page));
+    }
+}
+
+TEST_CASE("TMA decode: fully masked rows (every sequence empty) and non-causal", "[gpu][tma][tma-empty]") {
+  Engine* e = tma_engine_or_skip();
+  if (!e) return;
+  const Variant empty = tma_decode(Family::parallax_uncentered, DType::bf16, 64, true, false);
+  const Variant full = tma_decode(Family::parallax, DType::bf16, 128, false, false);
+  warm_cache({empty, full}, e->arch());
+  AttentionArgs a = decode_base(Family::parallax_uncentered, DType::bf16, 64);
+  a.batch = 3;
+  a.kv_len = 100;
+  for (int page : {0, 16}) {
+    Case c{a, {0, 0, 0}, empty.name(), page};
+    c.poison_dead_rows = true;
+    expect_close(*e, c, fmt::format("TMA decode, all sequences empty, page {}", page));
+    c.seqused = {0, 100, 0};
+    expect_close(*e, c, fmt::format("TMA decode, two of three sequences empty, page {}", page));
+  }
+  AttentionArgs n = decode_base(Family::parallax, DType::bf16, 128);
+  n.causal = false;
+  n.qk_scale = 0.05f;
+  n.heads_q = 4;
+  n.heads_kv = 4;
+  n.kv_len = 513;
+  expect_close(*e, {n, {}, full.name()}, "TMA decode non-causal");
+  expect_close(*e, {n, {}, full.name(), 128}, "TMA paged decode non-causal");
+}

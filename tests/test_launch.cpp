@@ -1,9 +1,12 @@
 // Host-side launch planning without a GPU: argument validation messages, the variant the
 // engine picks, grids, split counts and workspace sizes.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include "generator/legality.hpp"
+#include "generator/render.hpp"
 #include "runtime/launch.hpp"
+#include "runtime/tma.hpp"
 
 using namespace plx;
 
@@ -210,6 +213,71 @@ TEST_CASE("a named variant that does not fit the arguments is refused", "[launch
   v = default_variant(a, Arch::sm90a);
   v.window = true;
   CHECK_THROWS_WITH(check_fits(v, a), Catch::Contains("window"));
+}
+
+namespace {
+Variant cp_variant_of(Variant v) {
+  v.tile.loader = Loader::cp_async;
+  return v;
+}
+}  // namespace
+
+// The TMA decode kernels: the rendered entry point and the tensor maps the engine encodes
+// per call (their shapes are pure host math; cuTensorMapEncodeTiled runs on the GPU box).
+TEST_CASE("TMA decode: rendered kernel, launch plan and tensor map shapes", "[launch][tma]") {
+  AttentionArgs a = decode_args();
+  Variant v = default_variant(a, Arch::sm90a);
+  REQUIRE(v.op == Op::decode);
+  CHECK(v.tile.loader == Loader::cp_async);  // the engine's choice is unchanged
+  const RenderedKernel cp = render(v);
+  CHECK(cp.name_expression == "plx::decode_kernel<plx_gen::Cfg>");
+  v.tile.loader = Loader::tma;
+  REQUIRE(!why_illegal(v));
+  const RenderedKernel r = render(v);
+  CHECK(r.name_expression == "plx::decode_tma_kernel<plx_gen::Cfg>");
+  CHECK(r.source.find(", true>;") != std::string::npos);  // DecodeConfig's TMA flag
+  CHECK(r.smem_bytes == cp.smem_bytes + 1024 + v.tile.stages * 16);
+  // One more warp than the tile's: the producer, which only issues the copies. The template
+  // checks the same count (render's static_assert on Cfg::kThreads).
+  CHECK(cp.threads == v.tile.warps * 32);
+  CHECK(r.threads == v.tile.warps * 32 + 32);
+  CHECK(r.source.find(fmt::format("Cfg::kThreads == {}", r.threads)) != std::string::npos);
+  check_fits(v, a);
+
+  // Contiguous [batch 2, kv 4096, heads_kv 8, d 128] bf16: 4-D, one 64-column panel per box.
+  LaunchPlan lp = plan_launch(v, a, 132);
+  CHECK(lp.smem_bytes == unsigned(r.smem_bytes));
+  CHECK(lp.block.x == unsigned(r.threads));
+  CHECK(plan_launch(cp_variant_of(v), a, 132).block.x == unsigned(cp.threads));
+  TmaMapShape m = decode_kv_map_shape(v, lp.params);
+  CHECK(m.rank == 4);
+  CHECK((m.dims[0] == 128 && m.dims[1] == 8 && m.dims[2] == 4096 && m.dims[3] == 2));
+  CHECK((m.strides[0] == 256 && m.strides[1] == 2048 && m.strides[2] == 2048ull * 4096));
+  CHECK((m.box[0] == 64 && m.box[1] == 1 && m.box[2] == 64 && m.box[3] == 1));
+  // Every stride is the previous one times its dimension (a dense cache).
+  for (int i = 1; i + 1 < m.rank; ++i) CHECK(m.strides[i] == m.strides[i - 1] * m.dims[i]);
+
+  // Paged pools: 3-D over page slots; a box is one page, or the tile when pages are larger.
+  a.block_table = reinterpret_cast<const int*>(g_dummy);
+  a.max_pages = 4096;
+  for (int page : {16, 32, 64, 128, 256}) {
+    a.page_size = page;
+    lp = plan_launch(v, a, 132);
+    m = decode_kv_map_shape(v, lp.params);
+    INFO("page " << page);
+    CHECK(m.rank == 3);
+    CHECK((m.dims[0] == 128 && m.dims[1] == 8 && m.dims[2] == kTmaPagedSlots));
+    CHECK((m.strides[0] == 256 && m.strides[1] == 2048));
+    CHECK(m.box[2] == unsigned(page < 64 ? page : 64));
+  }
+  // Head dim 64, fp16: one panel, the same boxes.
+  a = decode_args();
+  a.head_dim = 64;
+  a.dtype = DType::fp16;
+  Variant h = default_variant(a, Arch::sm90a);
+  h.tile.loader = Loader::tma;
+  m = decode_kv_map_shape(h, plan_launch(h, a, 132).params);
+  CHECK((m.dims[0] == 64 && m.strides[0] == 128 && m.strides[1] == 1024 && m.box[0] == 64));
 }
 
 // Varlen packed batches (cu_seqlens): the host sees only the two pointers, never the

@@ -60,6 +60,7 @@ TEST_CASE("every shipped spec parses, expands to a modest legal set, and names r
   const Want wants[] = {
       {"decode_sm90.yaml", "decode-sm90", Op::decode, Arch::sm90a, 120, 24},
       {"decode_sm80.yaml", "decode-sm80", Op::decode, Arch::sm80, 80, 16},
+      {"decode_sm90_tma.yaml", "decode-sm90-tma", Op::decode, Arch::sm90a, 80, 16},
       {"prefill_sm90.yaml", "prefill-sm90", Op::prefill, Arch::sm90a, 26, 22},
       {"prefill_sm80.yaml", "prefill-sm80", Op::prefill, Arch::sm80, 26, 22},
       {"prefill_sm90_wgmma.yaml", "prefill-sm90-wgmma", Op::prefill, Arch::sm90a, 136, 1016},
@@ -323,9 +324,9 @@ TEST_CASE("bad tile values name file:line:col, key, value and expectation", "[sp
   CHECK(error_of(kHead + "tile:\n  block_n: [64, [128]]\n") ==
         "t.yaml:7:17: key 'tile.block_n': got a list inside the list, expected a positive integer multiple of 16 in 16..1024");
   CHECK(error_of(kHead + "tile: [16]\n") ==
-        "t.yaml:6:7: key 'tile': got a list, expected a mapping of block_m, block_n, warps, stages, split_kv, mma");
+        "t.yaml:6:7: key 'tile': got a list, expected a mapping of block_m, block_n, warps, stages, split_kv, mma, loader");
   CHECK(error_of(kHead + "tile:\n") ==
-        "t.yaml:6:1: key 'tile': got nothing, expected a mapping of block_m, block_n, warps, stages, split_kv, mma");
+        "t.yaml:6:1: key 'tile': got nothing, expected a mapping of block_m, block_n, warps, stages, split_kv, mma, loader");
 }
 
 TEST_CASE("split_kv other than auto/1 is refused for prefill", "[spec][errors]") {
@@ -382,7 +383,7 @@ TEST_CASE("unknown keys at the top level, in tile and in ranges", "[spec][errors
         "t.yaml:6:1: key 'heads': got an unknown key, expected one of name, op, variant, dtype, head_dim, gqa, "
         "causal, window, qk_scale, arch, tile");
   CHECK(error_of(kHead + "tile:\n  block_m: 16\n  blok_n: 64\n") ==
-        "t.yaml:8:3: key 'tile.blok_n': got an unknown key, expected one of block_m, block_n, warps, stages, split_kv, mma");
+        "t.yaml:8:3: key 'tile.blok_n': got an unknown key, expected one of block_m, block_n, warps, stages, split_kv, mma, loader");
   CHECK(error_of(kHead + "tile:\n  stages: {from: 2, to: 4, stride: 1}\n") ==
         "t.yaml:7:28: key 'tile.stages.stride': got an unknown key, expected one of from, to, step, mul");
   CHECK(error_of(kHead + "window: {from: 1, too: 4}\n") ==
@@ -776,4 +777,69 @@ TEST_CASE("the mma axis: names, spec key, legality of the wgmma prefill", "[spec
   for (const auto& x : r.variants) CHECK(parse_variant_name(x.name()) == x);  // -pp names parse back
   CHECK(error_of(pre + "tile:\n  mma: tensor\n") ==
         "t.yaml:7:8: key 'tile.mma': got 'tensor', expected one of sync | wgmma | wgmma-pipe | wgmma-pp | wgmma-pipe-pp | wgmma-red");
+}
+
+TEST_CASE("the loader axis: names, spec key, legality of the TMA decode ring", "[spec][legality][tma]") {
+  // cp.async names carry no loader field (every existing name stays valid); TMA names end
+  // in _tma before the arch.
+  const std::string name = "plx_decode_parallax_bf16_d128_causal_m16_n64_w4_s2_kauto_tma_sm90a";
+  auto v = parse_variant_name(name);
+  REQUIRE(v);
+  CHECK(v->tile.loader == Loader::tma);
+  CHECK(v->tile.mma == Mma::sync);
+  CHECK(v->name() == name);
+  CHECK(!why_illegal(*v));
+  // 1024 align + Q 2 x 16 x 128 x 2 + max(ring 65536, merge 71168) + 2 stages x 2 barriers x 8.
+  CHECK(smem_bytes(*v) == 1024 + 8192 + 71168 + 32);
+  auto c = parse_variant_name("plx_decode_parallax_bf16_d128_causal_m16_n64_w4_s2_kauto_sm90a");
+  REQUIRE(c);
+  CHECK(c->tile.loader == Loader::cp_async);
+  CHECK(smem_bytes(*c) == 8192 + 71168);
+  CHECK(!parse_variant_name("plx_decode_parallax_bf16_d128_causal_m16_n64_w4_s2_kauto_cp-async_sm90a"));
+  CHECK(!parse_variant_name("plx_decode_parallax_bf16_d128_causal_m16_n64_w4_s2_kauto_tma_tma_sm90a"));
+  // Field order is mma, then loader: the reverse does not parse.
+  CHECK(!parse_variant_name("plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_tma_wgmma_sm90a"));
+  auto both = parse_variant_name("plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_wgmma_tma_sm90a");
+  REQUIRE(both);  // parses, and is illegal by name
+  CHECK(both->tile.mma == Mma::wgmma);
+  CHECK(both->tile.loader == Loader::tma);
+  CHECK(why_illegal(*both) == "loader tma: only the decode template has a TMA ring (op is prefill)");
+
+  auto with = [&](auto f) {
+    Variant w = *v;
+    f(w);
+    return why_illegal(w).value_or("");
+  };
+  CHECK(with([](Variant& w) { w.arch = Arch::sm80; }) == "loader tma: bulk tensor copies need sm_90a (arch is sm_80)");
+  CHECK(with([](Variant& w) { w.op = Op::backward; }) ==
+        "loader tma: only the decode template has a TMA ring (op is backward)");
+  CHECK(with([](Variant& w) { w.tile.block_n = 192; w.tile.warps = 4; }) ==
+        "loader tma: block_n 192 not a power of two up to 256 (a tile is whole pages or part of one, and one TMA "
+        "box holds at most 256 rows)");
+  CHECK(with([](Variant& w) { w.tile.block_n = 512; }).find("loader tma: block_n 512 not a power of two up to 256") == 0);
+  CHECK(with([](Variant& w) { w.tile.block_n = 128; }).empty());
+  CHECK(with([](Variant& w) { w.tile.stages = 4; }).empty());
+  CHECK(with([](Variant& w) { w.head_dim = 64; w.family = Family::softmax; }).empty());
+  // The decode rules still apply on top (8 warps x 16 keys > block_n 64).
+  CHECK(with([](Variant& w) { w.tile.warps = 8; }).find("decode: block_n 64 not a multiple of 16 x warps 8") == 0);
+
+  // The spec key: decode expands both loaders; the cp.async names are unchanged.
+  ExpandResult r = expand_text(kHead + "tile: {block_m: 16, stages: 3, loader: [cp_async, tma]}\n");
+  std::set<std::string> names;
+  for (const auto& x : r.variants) names.insert(x.name());
+  CHECK(names == std::set<std::string>{"plx_decode_parallax_bf16_d128_causal_m16_n64_w4_s3_kauto_sm90a",
+                                       "plx_decode_parallax_bf16_d128_causal_m16_n64_w4_s3_kauto_tma_sm90a"});
+  for (const auto& x : r.variants) CHECK(parse_variant_name(x.name()) == x);
+  CHECK(error_of(kHead + "tile:\n  loader: dma\n") ==
+        "t.yaml:7:11: key 'tile.loader': got 'dma', expected one of cp_async | tma");
+  // On sm_80 the TMA half is dropped with the rule's reason.
+  ExpandResult a = expand_text("op: decode\nvariant: parallax\ndtype: bf16\nhead_dim: 128\narch: sm_80\n"
+                               "tile: {loader: [cp_async, tma]}\n");
+  REQUIRE(a.variants.size() == 1);
+  REQUIRE(a.dropped.size() == 1);
+  CHECK(a.dropped[0].reason == "loader tma: bulk tensor copies need sm_90a (arch is sm_80)");
+  // The shipped TMA spec holds only TMA variants, the shipped cp.async specs none.
+  for (const auto& x : expand(load_spec(kSpecs / "decode_sm90_tma.yaml")).variants) CHECK(x.tile.loader == Loader::tma);
+  for (const char* f : {"decode_sm90.yaml", "decode_sm80.yaml"})
+    for (const auto& x : expand(load_spec(kSpecs / f)).variants) CHECK(x.tile.loader == Loader::cp_async);
 }

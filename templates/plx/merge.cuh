@@ -52,19 +52,21 @@ __device__ __forceinline__ void merge_row_pair(const AttnParams& p, long long ro
 // thread streams 4 columns of every split's O with independent 16-byte loads.
 //   scratch: (BM x num_splits) float4 stats + BM x 2 floats, inside the decode CTA's
 //   shared memory (launch.cpp bounds num_splits so it fits).
-// out_row(l) -> the output row pointer of logical row l of this (batch, kv head).
-template <Family F, class T, int D, int BM, int kThreads, class OutRow>
+// out_row(l) -> the output row pointer of logical row l of this (batch, kv head); sync()
+// is the barrier of the kThreads threads that call this (__syncthreads, or a named barrier
+// when the CTA has a warp that left early: the TMA decode's producer).
+template <Family F, class T, int D, int BM, int kThreads, class OutRow, class Sync>
 __device__ __forceinline__ void merge_if_last(const AttnParams& p, int row0, int rows_total, float* scratch,
-                                              OutRow out_row) {
+                                              OutRow out_row, Sync sync) {
   __shared__ int is_last;
   __threadfence();  // this CTA's partials are visible device-wide before it is counted
-  __syncthreads();
+  sync();
   if (threadIdx.x == 0) {
     int* counter = p.ws_counter + blockIdx.z * gridDim.y + blockIdx.y;
     is_last = atomicAdd(counter, 1) == p.num_splits - 1;
     if (is_last) atomicExch(counter, 0);
   }
-  __syncthreads();
+  sync();
   if (!is_last) return;
   __threadfence();
 
@@ -77,7 +79,7 @@ __device__ __forceinline__ void merge_if_last(const AttnParams& p, int row0, int
     const int r = e / S, s = e % S;
     st[e] = __ldcg(reinterpret_cast<const float4*>(p.ws_stats + (s * rows_out + row_base + r) * 4));
   }
-  __syncthreads();
+  sync();
   const float log2e = 1.4426950408889634f;
   for (int r = threadIdx.x; r < rows; r += kThreads) {
     float M = neg_inf();
@@ -93,7 +95,7 @@ __device__ __forceinline__ void merge_if_last(const AttnParams& p, int row0, int
     sums[2 * r] = d1;
     sums[2 * r + 1] = d2;
   }
-  __syncthreads();
+  sync();
   constexpr int kQuads = D / 4;
   for (int e = threadIdx.x; e < rows * kQuads; e += kThreads) {
     const int r = e / kQuads, col = 4 * (e % kQuads);

@@ -7,9 +7,10 @@
 namespace plx {
 
 // S[mt] = Qtile(mt) * K(keys k0 .. k0+NK)^T for MT m-tiles. q(mt) is the 16-row tile
-// holding the m-tile's rows; kt the K tile of the stage.
-template <class T, int MT, int NK, int D, class QTileOf>
-__device__ __forceinline__ void scores(float (&s)[MT][NK / 8][4], QTileOf q, SmemTile<D> kt, int k0) {
+// holding the m-tile's rows; kt the K tile of the stage: any tile type with chunk(row, c)
+// (SmemTile of the cp.async ring, sm90::Sw128Tile of the TMA ring).
+template <class T, int MT, int NK, int D, class QTileOf, class KTile>
+__device__ __forceinline__ void scores(float (&s)[MT][NK / 8][4], QTileOf q, KTile kt, int k0) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
@@ -38,9 +39,9 @@ __device__ __forceinline__ void scores(float (&s)[MT][NK / 8][4], QTileOf q, Sme
 }
 
 // O[mt] += P[mt] * V(keys k0 .. k0+NK), P in the C layout left by OnlineState::update.
-template <class T, int MT, int NK, int D>
+template <class T, int MT, int NK, int D, class VTile>
 __device__ __forceinline__ void accumulate_pv(float (&o)[MT][D / 8][4], const float (&p)[MT][NK / 8][4],
-                                              SmemTile<D> vt, int k0) {
+                                              VTile vt, int k0) {
   const int lane = threadIdx.x & 31;
   const int v_key = (lane & 7) + ((lane >> 3) & 1) * 8, v_hi = lane >> 4;
 #pragma unroll
