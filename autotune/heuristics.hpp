@@ -75,6 +75,17 @@ constexpr int ctas_per_sm_by_smem(long smem_bytes, Arch arch) {
   return std::max(1L, per_sm / (smem_bytes + 1024));
 }
 
+// Whether an untuned decode call fills its K/V ring with TMA (a producer warp, kv_tma.cuh)
+// rather than cp.async: on sm_90a for paged caches with pages under 64 keys, with 4
+// stages. Such a tile spans 2 or 4 pages; cp.async threads then read block-table entries
+// behind their own K/V copies, while the producer warp reads them ahead. H200, 1 x 32768
+// keys x 32/8 heads, d 128 (2026-11-29, run 45): page 16 TMA 4 stages 42.1 / 43.0 us
+// against cp.async 44.4 / 44.6 (contiguous cp.async 40.0 / 40.3); page 64 41.8-42.1
+// against 41.0-41.1, contiguous 41.2-41.7 against 40.0-40.3, so cp.async stays elsewhere.
+constexpr bool decode_prefers_tma(bool sm90a, bool paged, int page_size) {
+  return sm90a && paged && page_size < 64;
+}
+
 // The tile the engine uses when nothing better is known (each is in the shipped specs).
 //   decode : block_n 64, 4 warps (16 keys each), 3 stages: two tiles in flight while one is
 //            consumed; on the H200 at batch 32 x 16384 keys that streams 4.27 TB/s where

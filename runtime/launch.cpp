@@ -116,6 +116,10 @@ Variant default_variant(const AttentionArgs& a, Arch arch) {
   v.arch = arch;
   v.tile = heuristics::default_tile(v.op, a.family, a.q_len * (a.heads_q / a.heads_kv), arch == Arch::sm90a,
                                     a.head_dim);
+  if (v.op == Op::decode && heuristics::decode_prefers_tma(arch == Arch::sm90a, a.block_table != nullptr, a.page_size)) {
+    v.tile.loader = Loader::tma;
+    v.tile.stages = 4;
+  }
   return v;
 }
 

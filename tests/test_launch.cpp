@@ -1,6 +1,7 @@
 // Host-side launch planning without a GPU: argument validation messages, the variant the
 // engine picks, grids, split counts and workspace sizes.
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <fmt/format.h>
 
 #include "generator/legality.hpp"
@@ -68,22 +69,32 @@ TEST_CASE("the engine's default variants are legal and in the shipped specs' spa
   for (Family f : {Family::softmax, Family::parallax, Family::parallax_uncentered})
     for (int q_len : {1, 3, 16, 17, 1000})
       for (int group : {1, 4, 8, 16})
-        for (bool window : {false, true}) {
-          AttentionArgs a = decode_args();
-          a.family = f;
-          a.q_len = q_len;
-          a.heads_kv = 2;
-          a.heads_q = 2 * group;
-          a.window_left = window ? 128 : -1;
-          for (Arch arch : {Arch::sm80, Arch::sm90a}) {
-            const Variant v = default_variant(a, arch);
-            INFO(v.name());
-            CHECK(!why_illegal(v));
-            CHECK(v.op == (q_len <= 16 ? Op::decode : Op::prefill));
-            CHECK(v.window == window);
-            CHECK_NOTHROW(check_fits(v, a));
+        for (bool window : {false, true})
+          for (int page : {0, 16, 32, 64}) {
+            AttentionArgs a = decode_args();
+            a.family = f;
+            a.q_len = q_len;
+            a.heads_kv = 2;
+            a.heads_q = 2 * group;
+            a.window_left = window ? 128 : -1;
+            if (page) {
+              a.page_size = page;
+              a.max_pages = (a.kv_len + page - 1) / page;
+              a.block_table = reinterpret_cast<const int*>(std::uintptr_t{256});  // never read
+            }
+            for (Arch arch : {Arch::sm80, Arch::sm90a}) {
+              const Variant v = default_variant(a, arch);
+              INFO(v.name());
+              CHECK(!why_illegal(v));
+              CHECK(v.op == (q_len <= 16 ? Op::decode : Op::prefill));
+              CHECK(v.window == window);
+              // Paged decode with pages under 64 keys fills its ring by TMA on sm_90a.
+              const bool tma = v.op == Op::decode && arch == Arch::sm90a && page > 0 && page < 64;
+              CHECK((v.tile.loader == Loader::tma) == tma);
+              if (tma) CHECK(v.tile.stages == 4);
+              CHECK_NOTHROW(check_fits(v, a));
+            }
           }
-        }
 }
 
 TEST_CASE("launch plans: grids, splits and workspace", "[launch]") {
