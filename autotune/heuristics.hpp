@@ -76,14 +76,17 @@ constexpr int ctas_per_sm_by_smem(long smem_bytes, Arch arch) {
 }
 
 // Whether an untuned decode call fills its K/V ring with TMA (a producer warp, kv_tma.cuh)
-// rather than cp.async: on sm_90a for paged caches with pages under 64 keys, with 4
+// rather than cp.async: on sm_90a, for paged caches with pages under 64 keys, when few
+// (batch, kv head) pairs share the GPU (<= 16: the keys are split many ways), with 4
 // stages. Such a tile spans 2 or 4 pages; cp.async threads then read block-table entries
-// behind their own K/V copies, while the producer warp reads them ahead. H200, 1 x 32768
-// keys x 32/8 heads, d 128 (2026-11-29, run 45): page 16 TMA 4 stages 42.1 / 43.0 us
-// against cp.async 44.4 / 44.6 (contiguous cp.async 40.0 / 40.3); page 64 41.8-42.1
-// against 41.0-41.1, contiguous 41.2-41.7 against 40.0-40.3, so cp.async stays elsewhere.
-constexpr bool decode_prefers_tma(bool sm90a, bool paged, int page_size) {
-  return sm90a && paged && page_size < 64;
+// behind their own K/V copies, while the producer warp reads them ahead. H200, d 128
+// (2026-11-29, runs 45-46; paged / contiguous time of the same run):
+//   1 x 32768 keys x 32/8 heads (8 pairs), page 16: TMA 1.055-1.061, cp.async 1.10-1.11
+//   8 x 8192 x 32/8 (64 pairs), page 16: TMA 1.14, cp.async 1.04 (run 44)
+//   32 x 4096 / 16384 x 8/8 (256 pairs), page 16: TMA 1.12-1.13
+// and contiguous caches stay on cp.async (TMA 1.5-6.5% slower on every shape).
+constexpr bool decode_prefers_tma(bool sm90a, bool paged, int page_size, long long kv_pairs) {
+  return sm90a && paged && page_size < 64 && kv_pairs <= 16;
 }
 
 // The tile the engine uses when nothing better is known (each is in the shipped specs).

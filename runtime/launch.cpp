@@ -116,7 +116,8 @@ Variant default_variant(const AttentionArgs& a, Arch arch) {
   v.arch = arch;
   v.tile = heuristics::default_tile(v.op, a.family, a.q_len * (a.heads_q / a.heads_kv), arch == Arch::sm90a,
                                     a.head_dim);
-  if (v.op == Op::decode && heuristics::decode_prefers_tma(arch == Arch::sm90a, a.block_table != nullptr, a.page_size)) {
+  if (v.op == Op::decode && heuristics::decode_prefers_tma(arch == Arch::sm90a, a.block_table != nullptr, a.page_size,
+                                                                 (long long)a.batch * a.heads_kv)) {
     v.tile.loader = Loader::tma;
     v.tile.stages = 4;
   }

@@ -54,3 +54,12 @@ TEST_CASE("op and block_m choices", "[heuristics]") {
   CHECK(d64.stages == 2);
   CHECK(default_tile(Op::decode, Family::parallax, 4, true).mma == Mma::sync);  // decode: mma.sync
 }
+
+TEST_CASE("paged decode takes the TMA ring only where it measured faster", "[heuristics]") {
+  CHECK(decode_prefers_tma(true, true, 16, 8));    // 1 x 32768 x 32/8: 1.06 vs 1.10 of contiguous
+  CHECK(decode_prefers_tma(true, true, 32, 16));
+  CHECK(!decode_prefers_tma(true, true, 16, 64));  // 8 x 8192 x 32/8: TMA 1.14, cp.async 1.04
+  CHECK(!decode_prefers_tma(true, true, 64, 8));   // one page per tile: cp.async
+  CHECK(!decode_prefers_tma(true, false, 16, 8));  // contiguous: cp.async everywhere
+  CHECK(!decode_prefers_tma(false, true, 16, 8));  // sm_80 has no TMA
+}

@@ -88,7 +88,8 @@ TEST_CASE("the engine's default variants are legal and in the shipped specs' spa
               CHECK(!why_illegal(v));
               CHECK(v.op == (q_len <= 16 ? Op::decode : Op::prefill));
               CHECK(v.window == window);
-              // Paged decode with pages under 64 keys fills its ring by TMA on sm_90a.
+              // Paged decode with pages under 64 keys and <= 16 (batch, kv head) pairs fills
+              // its ring by TMA on sm_90a (here batch x heads_kv = 2 x 2).
               const bool tma = v.op == Op::decode && arch == Arch::sm90a && page > 0 && page < 64;
               CHECK((v.tile.loader == Loader::tma) == tma);
               if (tma) CHECK(v.tile.stages == 4);
