@@ -7,8 +7,9 @@
 namespace plx::tune {
 
 std::string BucketId::key() const {
-  return fmt::format("{}_{}_{}_d{}_{}{}_bh{}_kv{}_g{}_q{}", to_string(op), to_string(family), to_string(dtype),
-                     head_dim, causal ? "causal" : "full", window ? "_window" : "", bh, kv, group, q);
+  return fmt::format("{}_{}_{}_d{}_{}{}_bh{}_kv{}_g{}_q{}{}", to_string(op), to_string(family), to_string(dtype),
+                     head_dim, causal ? "causal" : "full", window ? "_window" : "", bh, kv, group, q,
+                     page > 0 ? fmt::format("_page{}", page) : std::string());
 }
 
 std::size_t BucketIdHash::operator()(const BucketId& b) const noexcept {
@@ -22,6 +23,7 @@ std::size_t BucketIdHash::operator()(const BucketId& b) const noexcept {
   mix(std::uint64_t(b.kv));
   mix(std::uint64_t(b.group));
   mix(std::uint64_t(b.q));
+  mix(std::uint64_t(b.page));
   return std::size_t(h);
 }
 
@@ -37,6 +39,7 @@ BucketId bucket_of(const AttentionArgs& a) {
   b.kv = pow2_ceil(a.kv_len);
   b.group = a.heads_kv > 0 ? a.heads_q / a.heads_kv : 1;
   b.q = b.op == Op::decode ? a.q_len : int(pow2_ceil(a.q_len));
+  b.page = a.block_table ? a.page_size : 0;
   return b;
 }
 

@@ -2,7 +2,8 @@
 // calls one winner serves well: the kernel class (op, family, dtype, head dim, mask) and
 // the shape coarsened so that a tuned point covers its neighbours:
 //   decode : batch x heads_kv and kv length rounded UP to powers of two, the GQA group
-//            and q_len (1..16) exact -- the group and q_len decide the CTA's rows;
+//            and q_len (1..16) exact -- the group and q_len decide the CTA's rows; a paged
+//            cache's page size exact;
 //   prefill: q_len (tokens per sequence) and kv length rounded up to powers of two,
 //            batch x heads_kv likewise, the GQA group exact;
 //   backward: as prefill, with op "backward" (bucket_of_backward): a training call's
@@ -43,6 +44,7 @@ struct BucketId {
   std::int64_t kv = 1;  // pow2_ceil(kv_len)
   int group = 1;        // heads_q / heads_kv
   int q = 1;            // decode: q_len; prefill: pow2_ceil(q_len)
+  int page = 0;         // paged K/V cache: its page size; 0: contiguous
   bool operator==(const BucketId&) const = default;
 
   // Stable, filename- and JSON-friendly text, e.g.
@@ -50,6 +52,10 @@ struct BucketId {
   //   prefill batch 1, heads 32/8, q = kv 3000   -> "prefill_parallax_bf16_d128_causal_bh8_kv4096_g4_q4096"
   //   backward batch 1, heads 16/8, q = kv 16384 -> "backward_parallax_bf16_d128_causal_bh8_kv16384_g2_q16384"
   //   a sliding window adds "_window" after the mask (its width is not part of the key)
+  //   a paged cache adds "_page<size>" at the end: a winner timed on a contiguous cache
+  //   does not serve a paged one (the TMA ring wins some paged shapes, cp.async every
+  //   contiguous one), and contiguous keys stay as they were, so no database loses its
+  //   entries
   std::string key() const;
 };
 

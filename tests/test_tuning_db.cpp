@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -109,6 +110,17 @@ TEST_CASE("bucket keys: powers of two rounded up, GQA and q_len exact", "[tuning
   AttentionArgs full = decode_args(4, 8192, 32, 8);
   full.causal = false;
   CHECK(tune::bucket_key(full).find("_full_") != std::string::npos);
+  // A paged cache is its own bucket per page size; the contiguous key is unchanged.
+  AttentionArgs paged = decode_args(4, 8192, 32, 8);
+  paged.block_table = reinterpret_cast<const int*>(std::uintptr_t{256});
+  paged.page_size = 16;
+  paged.max_pages = 512;
+  CHECK(tune::bucket_key(paged) == "decode_parallax_bf16_d128_causal_bh32_kv8192_g4_q1_page16");
+  CHECK(!(tune::bucket_of(paged) == tune::bucket_of(decode_args(4, 8192, 32, 8))));
+  CHECK(tune::BucketIdHash{}(tune::bucket_of(paged)) != tune::BucketIdHash{}(tune::bucket_of(decode_args(4, 8192, 32, 8))));
+  paged.page_size = 64;
+  paged.max_pages = 128;
+  CHECK(tune::bucket_key(paged) == "decode_parallax_bf16_d128_causal_bh32_kv8192_g4_q1_page64");
 }
 
 TEST_CASE("tuning db: identity key is filename-safe and names the hardware", "[tuning_db]") {
