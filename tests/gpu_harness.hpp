@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/half.hpp"
+#include "generator/variant.hpp"
 #include "parallax/parallax.hpp"
 #include "runtime/driver.hpp"
 #include "runtime/oracle.hpp"
@@ -18,6 +19,20 @@
 namespace plx::testing {
 
 using namespace plx::half;
+
+// A variant by its kernel class and tile: the tests' named kernels.
+inline Variant variant_of(Op op, Family f, DType dt, int head_dim, bool causal, bool window, Arch arch, Tile tile) {
+  Variant v;
+  v.op = op;
+  v.family = f;
+  v.dtype = dt;
+  v.head_dim = head_dim;
+  v.causal = causal;
+  v.window = window;
+  v.arch = arch;
+  v.tile = tile;
+  return v;
+}
 
 inline std::uint64_t fresh_seed() {
   if (const char* s = std::getenv("PLX_SEED")) return std::strtoull(s, nullptr, 10);

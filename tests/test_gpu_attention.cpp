@@ -329,15 +329,8 @@ TEST_CASE("varlen packed batches (cu_seqlens), mma.sync prefill", "[gpu][varlen]
   if (!e) return;
   const Arch arch = *parse_arch(e->arch());
   auto sync_prefill = [&](Family f, DType dt, int d, bool causal, bool window, bool small_tile) {
-    Variant v;
-    v.op = Op::prefill;
-    v.family = f;
-    v.dtype = dt;
-    v.head_dim = d;
-    v.causal = causal;
-    v.window = window;
-    v.arch = arch;
-    v.tile = heuristics::default_tile(Op::prefill, f, 0, /*wgmma_prefill=*/false, d);  // mma.sync
+    Variant v = variant_of(Op::prefill, f, dt, d, causal, window, arch,
+                           heuristics::default_tile(Op::prefill, f, 0, /*wgmma_prefill=*/false, d));  // mma.sync
     if (small_tile) {
       Variant s = v;
       s.tile.block_m = 64;
@@ -414,15 +407,8 @@ struct TmaTile {
   int block_m = 8, stages = 3, split_kv = 0;
 };
 Variant tma_decode(Family f, DType dt, int d, bool causal, bool window, TmaTile t = {}) {
-  Variant v;
-  v.op = Op::decode;
-  v.family = f;
-  v.dtype = dt;
-  v.head_dim = d;
-  v.causal = causal;
-  v.window = window;
-  v.tile = Tile{f == Family::softmax ? 16 : t.block_m, 64, 4, t.stages, t.split_kv, Mma::sync, Loader::tma};
-  v.arch = Arch::sm90a;
+  const Tile tile{f == Family::softmax ? 16 : t.block_m, 64, 4, t.stages, t.split_kv, Mma::sync, Loader::tma};
+  const Variant v = variant_of(Op::decode, f, dt, d, causal, window, Arch::sm90a, tile);
   INFO(v.name());
   REQUIRE(!why_illegal(v));
   return v;

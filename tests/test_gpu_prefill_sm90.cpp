@@ -42,21 +42,14 @@ namespace {
 // ------------------------------------------------------------------ variants and cases
 Variant wgmma_variant(Family f, DType dt, int d, bool causal, bool window, int consumers = 2, int block_n = 128,
                       int stages = 2, Mma mma = Mma::wgmma) {
-  Variant v;
-  v.op = Op::prefill;
-  v.family = f;
-  v.dtype = dt;
-  v.head_dim = d;
-  v.causal = causal;
-  v.window = window;
-  v.arch = Arch::sm90a;
-  v.tile.block_m = consumers * wgmma_rows_per_warpgroup(f);
-  v.tile.block_n = block_n;
-  v.tile.warps = 4 * (consumers + 1);
-  v.tile.stages = stages;
-  v.tile.split_kv = 1;
-  v.tile.mma = mma;
-  return v;
+  Tile t;
+  t.block_m = consumers * wgmma_rows_per_warpgroup(f);
+  t.block_n = block_n;
+  t.warps = 4 * (consumers + 1);
+  t.stages = stages;
+  t.split_kv = 1;
+  t.mma = mma;
+  return variant_of(Op::prefill, f, dt, d, causal, window, Arch::sm90a, t);
 }
 
 struct Shape {

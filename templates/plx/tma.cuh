@@ -17,18 +17,6 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(unsigned bar, unsigned byt
                : "memory");
 }
 
-// Non-blocking: has the phase with this parity completed? (mbar_try_wait may suspend the
-// thread for a while; a producer that only wants to know uses this.)
-__device__ __forceinline__ bool mbar_test_wait(unsigned bar, unsigned parity) {
-  unsigned done;
-  asm volatile(
-      "{\n.reg .pred p;\nmbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-      : "=r"(done)
-      : "r"(bar), "r"(parity)
-      : "memory");
-  return done != 0;
-}
-
 // Pulls a tensor map into the TMA unit's descriptor cache ahead of its first use.
 __device__ __forceinline__ void tma_prefetch_desc(const TmaDesc* d) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(d)) : "memory");
