@@ -564,25 +564,35 @@ def test_window_and_seqused_k_in_decode():
         run_case("softmax", dt, 4, 3, 1024, 8, 8, 64, seed=10, seqused_k=lens, window=5)
 
 
+def paged_pools(k, v, page):
+    """k, v [B, L, Hkv, D] (L a multiple of page) scattered into shuffled page pools with 5
+    spare pages: (pool_k, pool_v, block_table [B, L / page] int32)."""
+    B, L, Hkv, D = k.shape
+    max_pages = L // page
+    n_pages = B * max_pages + 5
+    g = torch.Generator(device="cuda").manual_seed(SEED)
+    perm = torch.randperm(n_pages, device="cuda", generator=g)[:B * max_pages].to(torch.int32)
+    table = perm.view(B, max_pages).contiguous()
+    pool_k = torch.zeros(n_pages, page, Hkv, D, dtype=k.dtype, device="cuda")
+    pool_v = torch.zeros_like(pool_k)
+    pool_k[table.long()] = k.view(B, max_pages, page, Hkv, D)
+    pool_v[table.long()] = v.view(B, max_pages, page, Hkv, D)
+    return pool_k, pool_v, table
+
+
 def test_paged_kv_matches_fp64():
     need_gpu()
-    B, Hq, Hkv, D, page = 3, 16, 4, 128, 64
-    max_pages = 8
-    for Lq in (1, 40):
-        lens = torch.tensor([500, 64, Lq + 5], dtype=torch.int32, device="cuda")
-        q, r, k, v = make(B, Lq, max_pages * page, Hq, Hkv, D, torch.bfloat16, seed=11 + Lq)
-        n_pages = B * max_pages + 5
-        g = torch.Generator(device="cuda").manual_seed(SEED)
-        perm = torch.randperm(n_pages, device="cuda", generator=g)[:B * max_pages].to(torch.int32)
-        table = perm.view(B, max_pages).contiguous()
-        pool_k = torch.zeros(n_pages, page, Hkv, D, dtype=k.dtype, device="cuda")
-        pool_v = torch.zeros_like(pool_k)
-        pool_k[table.long()] = k.view(B, max_pages, page, Hkv, D)
-        pool_v[table.long()] = v.view(B, max_pages, page, Hkv, D)
-        o = parallax_jit.attention(q, r, pool_k, pool_v, seqused_k=lens, block_table=table)
-        check_close(o, reference(q, r, k, v, "parallax", seqused_k=lens), TOL["bf16"], f"paged Lq{Lq}")
-        same = direct_c_api(q, r, pool_k, pool_v, "parallax", seqused_k=lens, block_table=table)
-        assert torch.equal(o, same), f"paged Lq{Lq}: not bitwise equal to the C API"
+    # 3 x 4 (batch, kv head) pairs: page 16 takes the TMA ring on sm_90a, page 64 cp.async.
+    B, Hq, Hkv, D = 3, 16, 4, 128
+    for page in (16, 64):
+        for Lq in (1, 40):
+            lens = torch.tensor([500, 64, Lq + 5], dtype=torch.int32, device="cuda")
+            q, r, k, v = make(B, Lq, 512, Hq, Hkv, D, torch.bfloat16, seed=11 + Lq)
+            pool_k, pool_v, table = paged_pools(k, v, page)
+            o = parallax_jit.attention(q, r, pool_k, pool_v, seqused_k=lens, block_table=table)
+            check_close(o, reference(q, r, k, v, "parallax", seqused_k=lens), TOL["bf16"], f"paged {page} Lq{Lq}")
+            same = direct_c_api(q, r, pool_k, pool_v, "parallax", seqused_k=lens, block_table=table)
+            assert torch.equal(o, same), f"paged {page} Lq{Lq}: not bitwise equal to the C API"
 
 
 def test_bitwise_equal_to_the_c_api_called_directly():
@@ -651,29 +661,38 @@ def test_torch_compile_fullgraph():
 
 def test_cuda_graph_capture_and_replay():
     need_gpu()
-    # B 1, long KV: split-KV, so the engine's per-stream workspace is exercised too. The
-    # warm-up runs on the capture stream (the engine sizes that stream's workspace then).
+    # B 1, long KV: split-KV, so the engine's per-stream workspace is exercised too; also
+    # through a paged cache of 16-key pages (on sm_90a the TMA ring, whose tensor maps are
+    # kernel parameters and so part of the captured launch). The warm-up runs on the
+    # capture stream (the engine sizes that stream's workspace then).
     shape = (1, 1, 16384, 32, 8, 128)
-    q, r, k, v = make(*shape, torch.bfloat16, seed=17)
-    lens = torch.tensor([12345], dtype=torch.int32, device="cuda")
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(2):
-            parallax_jit.attention(q, r, k, v, seqused_k=lens)
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g, stream=s):
-        out = parallax_jit.attention(q, r, k, v, seqused_k=lens)
-    for seed in (18, 19):
-        nq, nr, nk, nv = make(*shape, torch.bfloat16, seed=seed)
-        for dst, src in ((q, nq), (r, nr), (k, nk), (v, nv)):
-            dst.copy_(src)
-        lens.fill_(seed * 500)
-        g.replay()
-        want = parallax_jit.attention(nq, nr, nk, nv, seqused_k=lens)
-        torch.cuda.synchronize()
-        assert torch.equal(out, want), f"graph replay (seed {seed}) differs from an eager call"
+    for page in (0, 16):
+        q, r, k, v = make(*shape, torch.bfloat16, seed=17)
+        lens = torch.tensor([12345], dtype=torch.int32, device="cuda")
+        kk, vv, table = paged_pools(k, v, page) if page else (k, v, None)
+
+        def call(q, r, kk, vv):
+            return parallax_jit.attention(q, r, kk, vv, seqused_k=lens, block_table=table)
+
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(2):
+                call(q, r, kk, vv)
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, stream=s):
+            out = call(q, r, kk, vv)
+        for seed in (18, 19):
+            nq, nr, nk, nv = make(*shape, torch.bfloat16, seed=seed)
+            nkk, nvv, _ = paged_pools(nk, nv, page) if page else (nk, nv, None)
+            for dst, src in ((q, nq), (r, nr), (kk, nkk), (vv, nvv)):
+                dst.copy_(src)
+            lens.fill_(seed * 500)
+            g.replay()
+            want = call(nq, nr, nkk, nvv)
+            torch.cuda.synchronize()
+            assert torch.equal(out, want), f"graph replay (page {page}, seed {seed}) differs from an eager call"
 
 
 def test_errors_on_the_gpu():
