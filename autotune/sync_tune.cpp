@@ -34,13 +34,18 @@ std::vector<Variant> sync_candidates(const Variant& model, long smem_limit) {
     if (std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
   };
   if (model.op == Op::decode) {
+    // Both K/V loaders (TMA is legal on sm_90a only): which wins depends on the cache's
+    // layout and the batch (heuristics::decode_prefers_tma), and this race runs on the
+    // call's own arguments, paged or not.
     for (int m : {rows_per_tile(model.family), 16})
-      for (int s : {2, 3, 4}) {
-        Variant v = model;
-        v.tile.block_m = m;
-        v.tile.stages = s;
-        add(v);
-      }
+      for (int s : {2, 3, 4})
+        for (Loader l : {Loader::cp_async, Loader::tma}) {
+          Variant v = model;
+          v.tile.block_m = m;
+          v.tile.stages = s;
+          v.tile.loader = l;
+          add(v);
+        }
   } else if (model.op == Op::prefill && model.tile.mma == Mma::sync) {
     for (int m : {64, 128})
       for (int w : {4, 8}) {

@@ -28,7 +28,8 @@ namespace tune {
 Bucket bucket_for_call(const AttentionArgs& a, Op op);
 
 // `model` (the untuned choice) and its legal neighbours that fit `smem_limit` bytes a CTA:
-//   decode : block_m {rows per tile, 16} x stages {2, 3, 4} (block_n 64, 4 warps, split auto)
+//   decode : block_m {rows per tile, 16} x stages {2, 3, 4} x loader {cp.async, TMA on sm_90a}
+//            (block_n 64, 4 warps, split auto)
 //   prefill: block_m {64, 128} x warps {4, 8} (block_n 64, 2 stages; mma.sync)
 // The model's choice first, the rest in name order. Pure.
 std::vector<Variant> sync_candidates(const Variant& model, long smem_limit);

@@ -15,6 +15,7 @@
 #include "autotune/bucket_key.hpp"
 #include "autotune/choose_variant.hpp"
 #include "autotune/db_compare.hpp"
+#include "autotune/sync_tune.hpp"
 #include "autotune/tuning_db.hpp"
 #include "h200_identity.hpp"
 #include "common/fs_atomic.hpp"
@@ -741,3 +742,24 @@ TEST_CASE("db compare: the reproducibility term ties what the within-run noise c
   CHECK(j.at("buckets").as_array()[2].at("verdict_within_run").as_string() == "disagree");
   CHECK(to_json(plain).at("repro_rel_a").is_null());
 }
+
+TEST_CASE("PLX_TUNE=sync races both decode loaders on sm_90a, cp.async only on sm_80", "[tuning_db]") {
+  AttentionArgs a = decode_args(1, 32768, 32, 8);
+  for (Arch arch : {Arch::sm80, Arch::sm90a}) {
+    const Variant model = default_variant(a, arch);
+    const auto c = tune::sync_candidates(model, arch == Arch::sm90a ? 232448 : 166912);
+    REQUIRE(!c.empty());
+    CHECK(c.front() == model);
+    int tma = 0;
+    for (const Variant& v : c) {
+      INFO(v.name());
+      CHECK(!why_illegal(v));
+      tma += v.tile.loader == Loader::tma;
+    }
+    if (arch == Arch::sm90a)
+      CHECK(tma > 0);
+    else
+      CHECK(tma == 0);
+  }
+}
+
