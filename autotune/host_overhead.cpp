@@ -69,12 +69,10 @@ HostOverhead host_overhead(const Variant& v) {
   cu::Module m(ck.cubin);
   cu::Launchable f(m.function(ck.lowered_name));
   LaunchPlan lp = plan_launch(v, x, dev.sm_count());
-  // A TMA decode kernel takes its K/V tensor maps as a second parameter (encoded once
-  // here: raw_us is the launch alone; the engine encodes them per call).
-  KvTmaDescs maps{};
-  if (v.tile.loader == Loader::tma) maps = encode_decode_maps(v, lp.params);
-  void* args[] = {&lp.params, v.tile.loader == Loader::tma ? &maps : nullptr};
-  h.raw_us = per_call([&] { cu::launch(f, lp.grid, lp.block, lp.smem_bytes, stream.handle(), args); });
+  // A TMA decode kernel's tensor maps are encoded once here: raw_us is the launch alone
+  // (the engine encodes them per call).
+  ForwardLaunchArgs args(v, lp.params);
+  h.raw_us = per_call([&] { cu::launch(f, lp.grid, lp.block, lp.smem_bytes, stream.handle(), args.ptrs); });
   std::filesystem::remove_all(dir);
   return h;
 }

@@ -325,16 +325,11 @@ struct Engine::Impl {
       if (fused_merge) lp.params.ws_counter = counters(s, std::size_t(lp.grid.y) * lp.grid.z);
     }
     lp.params.cta_order = prefill_order;
-    // A TMA decode kernel takes the K and V tensor maps as a second parameter.
-    KvTmaDescs maps;
-    const bool tma = v.tile.loader == Loader::tma;
-    if (tma) maps = encode_decode_maps(v, lp.params);
-    void* args[] = {&lp.params, &maps};
-    if (!tma) args[1] = nullptr;
-    cu::launch(main.fn, lp.grid, lp.block, lp.smem_bytes, s, args);
+    ForwardLaunchArgs args(v, lp.params);  // a TMA decode kernel also takes its K/V tensor maps
+    cu::launch(main.fn, lp.grid, lp.block, lp.smem_bytes, s, args.ptrs);
     if (merge) {
       const unsigned rows = unsigned(a.batch) * a.heads_q * a.q_len;
-      cu::launch(merge->fn, {rows, 1, 1}, {unsigned(merge->meta.threads), 1, 1}, 0, s, args);
+      cu::launch(merge->fn, {rows, 1, 1}, {unsigned(merge->meta.threads), 1, 1}, 0, s, args.ptrs);  // reads p only
     }
   }
 

@@ -81,4 +81,11 @@ KvTmaDescs encode_decode_maps(const Variant& v, const AttnParams& p) {
   return {encode_one(v, s, p.k, "K"), encode_one(v, s, p.v, "V")};
 }
 
+ForwardLaunchArgs::ForwardLaunchArgs(const Variant& v, AttnParams& p) : ptrs{&p, nullptr} {
+  if (v.tile.loader == Loader::tma) {
+    maps = encode_decode_maps(v, p);
+    ptrs[1] = &maps;
+  }
+}
+
 }  // namespace plx

@@ -38,4 +38,15 @@ TmaMapShape decode_kv_map_shape(const Variant& v, const AttnParams& p);
 // has no cuTensorMapEncodeTiled (CUDA 12.0+), DriverError when it refuses a map.
 KvTmaDescs encode_decode_maps(const Variant& v, const AttnParams& p);
 
+// The parameter array cuLaunchKernel takes for a forward kernel of variant v: &p, and for
+// a TMA decode variant its K/V tensor maps (encoded from p) as the second parameter.
+// Holds the maps the array points at, so it is neither copied nor moved.
+struct ForwardLaunchArgs {
+  KvTmaDescs maps{};
+  void* ptrs[2];
+  ForwardLaunchArgs(const Variant& v, AttnParams& p);
+  ForwardLaunchArgs(const ForwardLaunchArgs&) = delete;
+  ForwardLaunchArgs& operator=(const ForwardLaunchArgs&) = delete;
+};
+
 }  // namespace plx
