@@ -47,11 +47,12 @@ constexpr int wgmma_consumer_registers(int consumers) { return consumers == 1 ? 
 //   + Q tiles   consumers x 64 rows x d x 2 B
 //   + K/V ring  stages x block_n x d x (K and V) x 2 B
 //   + mbarriers stages x 3 x 8 B (full K, full V, empty)
+//   + 48 B      the work-item decoder (ItemDecode: three FastDivs)
 // e.g. parallax d128 block_m 64 (2 consumers) block_n 128 stages 2:
-//   1024 + 2 x 16384 + 2 x 128 x 128 x 4 + 48 = 1024 + 32768 + 131072 + 48 = 164912 B.
+//   1024 + 2 x 16384 + 2 x 128 x 128 x 4 + 48 + 48 = 1024 + 32768 + 131072 + 96 = 164960 B.
 constexpr std::int64_t wgmma_smem_bytes(const Variant& v) {
   return 1024 + std::int64_t{wgmma_consumers(v)} * 64 * v.head_dim * 2 + ring_bytes(v) +
-         std::int64_t{v.tile.stages} * 3 * 8;
+         std::int64_t{v.tile.stages} * 3 * 8 + 48;
 }
 
 // Shared memory of a backward kernel, mirroring BackwardConfig::kSmemBytes (backward.cuh):

@@ -91,9 +91,12 @@ struct OnlineState {
   __device__ __forceinline__ void weights(int mt, float (&s)[NK / 8][4], float scale_log2, int key0,
                                           const RowRange (&rows)[R], float (&alpha)[R], Put put) {
     const int t = threadIdx.x & 3;
-    float mx[R];
+    // Partial maxima per (element, column block parity): four independent FMNMX chains per
+    // row instead of one through all NK / 4 scores, whose latency sat on the softmax's
+    // critical path. The max is exact in any order.
+    float part[4][2];
 #pragma unroll
-    for (int r = 0; r < R; ++r) mx[r] = neg_inf();
+    for (int e = 0; e < 4; ++e) part[e][0] = part[e][1] = neg_inf();
 #pragma unroll
     for (int n = 0; n < NK / 8; ++n) {
 #pragma unroll
@@ -104,9 +107,13 @@ struct OnlineState {
           const int key = key0 + n * 8 + 2 * t + (e & 1);
           if (key < rows[r].lo || key >= rows[r].hi) s[n][e] = neg_inf();
         }
-        mx[r] = fmaxf(mx[r], s[n][e]);
+        part[e][n & 1] = fmaxf(part[e][n & 1], s[n][e]);
       }
     }
+    float mx[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      mx[r] = fmaxf(fmaxf(part[2 * r][0], part[2 * r][1]), fmaxf(part[2 * r + 1][0], part[2 * r + 1][1]));
     float neg_m[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
@@ -165,15 +172,31 @@ struct OnlineState {
   }
 };
 
+// What section 3.3 needs of a row's totals, computed once per row: 1 / d1 (0 for a row
+// that saw no key, so it outputs 0) and d2 / d1. Hoisted out of the per-column finalize:
+// inlined per element, the IEEE reciprocal (MUFU.RCP, a Newton step, a slow-path branch)
+// was repeated for every column pair, ~500 branchy instructions in the Hopper prefill's
+// epilogue of each work item.
+struct RowTotals {
+  float inv, d2_inv;
+};
+__device__ __forceinline__ RowTotals row_totals(float d1, float d2) {
+  const float inv = d1 > 0.f ? 1.f / d1 : 0.f;
+  return {inv, d2 * inv};
+}
+
 // Section 3.3 (and the uncentered member of section 6): the output of one row and one
-// column from its accumulators. inv = 0 for a row that saw no key, so it outputs 0.
+// column from its accumulators.
+template <Family F>
+__device__ __forceinline__ float finalize(float o1, float o2, RowTotals t) {
+  if (F == Family::softmax) return o1 * t.inv;
+  if (F == Family::parallax_uncentered) return (o1 - o2) * t.inv;
+  const float barv = o1 * t.inv;
+  return barv + t.d2_inv * barv - o2 * t.inv;
+}
 template <Family F>
 __device__ __forceinline__ float finalize(float o1, float o2, float d1, float d2) {
-  const float inv = d1 > 0.f ? 1.f / d1 : 0.f;
-  if (F == Family::softmax) return o1 * inv;
-  if (F == Family::parallax_uncentered) return (o1 - o2) * inv;
-  const float barv = o1 * inv;
-  return barv + (d2 * inv) * barv - o2 * inv;
+  return finalize<F>(o1, o2, row_totals(d1, d2));
 }
 
 }  // namespace plx

@@ -112,16 +112,16 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_kernel(const AttnParam
       if (p.stats && t4 == 0)
         store_row_stats(p.stats, ((long long)b * p.heads_q + h) * p.q_len + pos, st.m[mt][r], d1, d2);
       T* barv = Traits::d2 && p.barv ? static_cast<T*>(p.barv) + o_off + pos * p.o_stride_t + 2 * t4 : nullptr;
-      const float inv = d1 > 0.f ? 1.f / d1 : 0.f;
+      const RowTotals tot = row_totals(d1, d2);
 #pragma unroll
       for (int n = 0; n < D / 8; ++n) {
         // Parallax: O1 in c0 c1, O2 in c2 c3 of the same thread; softmax: row r's O in
         // c(2r), c(2r+1) and no O2.
         const float* c = st.o[mt][n];
-        const float a = Traits::probe ? finalize<C::kFamily>(c[0], c[2], d1, d2) : finalize<C::kFamily>(c[2 * r], 0.f, d1, d2);
-        const float z = Traits::probe ? finalize<C::kFamily>(c[1], c[3], d1, d2) : finalize<C::kFamily>(c[2 * r + 1], 0.f, d1, d2);
+        const float a = Traits::probe ? finalize<C::kFamily>(c[0], c[2], tot) : finalize<C::kFamily>(c[2 * r], 0.f, tot);
+        const float z = Traits::probe ? finalize<C::kFamily>(c[1], c[3], tot) : finalize<C::kFamily>(c[2 * r + 1], 0.f, tot);
         *reinterpret_cast<unsigned*>(out + n * 8) = pack2<T>(a, z);
-        if (barv) *reinterpret_cast<unsigned*>(barv + n * 8) = pack2<T>(c[0] * inv, c[1] * inv);
+        if (barv) *reinterpret_cast<unsigned*>(barv + n * 8) = pack2<T>(c[0] * tot.inv, c[1] * tot.inv);
       }
     }
   }

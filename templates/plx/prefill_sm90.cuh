@@ -47,6 +47,7 @@
 // statistics and barv, as prefill.cuh does (runtime/launch.cpp does not yet route stats
 // to wgmma variants).
 #pragma once
+#include "plx/fast_div.cuh"
 #include "plx/mask.cuh"
 #include "plx/mbarrier.cuh"
 #include "plx/online_state.cuh"
@@ -80,12 +81,14 @@ struct PrefillSm90Config {
   using QTile = sm90::Sw128Tile<64, D>;
   using KvTile = sm90::Sw128Tile<BN, D>;
   // Shared memory, in this order after aligning the base up to 1024 B (the swizzle period):
-  // Q tiles (one per consumer), the K/V ring (slot s: K then V), then 3 x STAGES mbarriers.
+  // Q tiles (one per consumer), the K/V ring (slot s: K then V), 3 x STAGES mbarriers, and
+  // the work-item decoder (ItemDecode, written by thread 0 before the first barrier).
   static constexpr int kAlignSlack = 1024;
   static constexpr int kQBytes = kConsumers * QTile::kBytes;
   static constexpr int kRingBytes = STAGES * 2 * KvTile::kBytes;
   static constexpr int kBarrierBytes = STAGES * 3 * 8;
-  static constexpr int kSmemBytes = kAlignSlack + kQBytes + kRingBytes + kBarrierBytes;
+  static constexpr int kDecodeBytes = 48;
+  static constexpr int kSmemBytes = kAlignSlack + kQBytes + kRingBytes + kBarrierBytes + kDecodeBytes;
   // Register split (64K per SM, one CTA): 128 x 40 + 256 x 232 = 64512 for two consumers,
   // 128 x 40 + 384 x 152 = 63488 for three (with 32 the producer spilled its whole-tile
   // copy state); one consumer needs no reallocation (255 each).
@@ -161,6 +164,16 @@ struct WholeTileRows {
 //     (docs/PERFORMANCE.md, 2026-11-29 run 10);
 //   cta_order 1 (PLX_PREFILL_ORDER=head), head-major: the items in flight at one time are
 //     the row blocks of a few heads and share their K/V through L2.
+// The divisors of the item numbering as multiply-shifts (fast_div.cuh). One copy in shared
+// memory (after the mbarriers), written before the CTA's first barrier: the consumers
+// decode items three times at every item boundary (nine runtime divisions there cost both
+// of them ~300 dependent instructions while the tensor cores idle), and the producer has
+// no registers to spare.
+struct ItemDecode {
+  FastDiv heads_batch, heads_q, row_blocks;
+};
+static_assert(sizeof(ItemDecode) <= 48, "PrefillSm90Config::kDecodeBytes");
+
 template <class C>
 struct WorkItem {
   int h, b, row0, n_tiles;
@@ -168,17 +181,19 @@ struct WorkItem {
   SeqView sv;
   BlockKeys keys;  // of the item's rows
 
-  __device__ __forceinline__ WorkItem(const AttnParams& p, int index) {
-    const int rbs = (p.q_len + C::kBM - 1) / C::kBM, heads_batch = p.heads_q * p.batch;
+  __device__ __forceinline__ WorkItem(const AttnParams& p, const ItemDecode& dec, int index) {
+    const int rbs = dec.row_blocks.d, heads_batch = dec.heads_batch.d;
     int rb;
     if (p.cta_order == 0) {
-      rb = rbs - 1 - index / heads_batch;
-      h = (index % heads_batch) % p.heads_q;
-      b = (index % heads_batch) / p.heads_q;
+      const int wave = dec.heads_batch.div(index), hb = index - wave * heads_batch;
+      rb = rbs - 1 - wave;
+      b = dec.heads_q.div(hb);
+      h = hb - b * p.heads_q;
     } else {
-      rb = rbs - 1 - index % rbs;
-      h = (index / rbs) % p.heads_q;
-      b = (index / rbs) / p.heads_q;
+      const int head = dec.row_blocks.div(index);
+      rb = rbs - 1 - (index - head * rbs);
+      b = dec.heads_q.div(head);
+      h = head - b * p.heads_q;
     }
     row0 = rb * C::kBM;
     sv = seq_view(p, b);
@@ -226,13 +241,15 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   const unsigned base = (smem_addr(smem) + 1023u) & ~1023u;
   const unsigned ring = base + C::kQBytes;
   const unsigned bars = ring + C::kRingBytes;
+  ItemDecode& dec = *reinterpret_cast<ItemDecode*>(smem + (bars + C::kBarrierBytes - smem_addr(smem)));
   auto k_tile = [&](int s) { return KvTile{ring + unsigned(2 * s * KvTile::kBytes)}; };
   auto v_tile = [&](int s) { return KvTile{ring + unsigned((2 * s + 1) * KvTile::kBytes)}; };
   auto full_k = [&](int s) { return bars + 8u * unsigned(s); };
   auto full_v = [&](int s) { return bars + 8u * unsigned(S + s); };
   auto empty = [&](int s) { return bars + 8u * unsigned(2 * S + s); };
 
-  const WorkSchedule sched(p, (p.q_len + C::kBM - 1) / C::kBM);
+  const int row_blocks = (p.q_len + C::kBM - 1) / C::kBM;
+  const WorkSchedule sched(p, row_blocks);
 
   const int wg = threadIdx.x / 128;  // 0: producer; 1..: consumers
   if (threadIdx.x == 0) {
@@ -243,6 +260,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
       sm90::mbar_init(empty(s), 4 * C::kConsumers);
     }
     sm90::mbar_init_fence();
+    dec = {FastDiv(p.heads_q * p.batch), FastDiv(p.heads_q), FastDiv(row_blocks)};
   }
   __syncthreads();
 
@@ -259,7 +277,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
     for (int k = 0;; ++k) {
       const int idx = sched.item(k);
       if (idx < 0) break;
-      const WorkItem<C> w(p, idx);
+      const WorkItem<C> w(p, dec, idx);
       const long long kv_off = (w.h / p.group) * p.k_stride_h;
       const unsigned short* kg = static_cast<const unsigned short*>(p.k) + kv_off;
       const unsigned short* vg = static_cast<const unsigned short*>(p.v) + kv_off;
@@ -323,20 +341,22 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   };
   // This CTA's k-th item if live, else the next live one after it; -1 past the end. Items
   // that are not live (varlen row blocks past their sequence) are the same for every
-  // thread of the CTA, so skipping them skips no barrier unevenly.
+  // thread of the CTA, so skipping them skips no barrier unevenly. An item is decoded again
+  // where it is used rather than held: its fields would stay live across the whole item,
+  // and the 3-consumer kernels at 152 registers spilled them.
   auto next_live = [&](int k) {
     for (;; ++k) {
       const int idx = sched.item(k);
       if (idx < 0) return -1;
-      if (WorkItem<C>(p, idx).live) return k;
+      if (WorkItem<C>(p, dec, idx).live) return k;
     }
   };
 
   int it0 = 0;
   int k = next_live(0);
-  if (k >= 0) load_q(WorkItem<C>(p, sched.item(k)));
+  if (k >= 0) load_q(WorkItem<C>(p, dec, sched.item(k)));
   while (k >= 0) {
-    const WorkItem<C> w(p, sched.item(k));
+    const WorkItem<C> w(p, dec, sched.item(k));
     const int k_next = next_live(k + 1);
     const SeqView& sv = w.sv;
     const int L = sv.L, h = w.h, b = w.b, n_tiles = w.n_tiles;
@@ -354,7 +374,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
       if (q_next_issued || k_next < 0) return;
       q_next_issued = true;
       sm90::named_barrier_sync(1 + cw, 128);
-      load_q(WorkItem<C>(p, sched.item(k_next)));
+      load_q(WorkItem<C>(p, dec, sched.item(k_next)));
     };
     auto prefetch_q = [&] {
       if constexpr (C::kPrefetchQ) issue_next_q();
@@ -518,16 +538,16 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
       if (p.stats && t4 == 0)
         store_row_stats(p.stats, ((long long)b * p.heads_q + h) * p.q_len + pos, st.m[0][r], d1, d2);
       T* barv = Traits::d2 && p.barv ? static_cast<T*>(p.barv) + o_off + pos * p.o_stride_t + 2 * t4 : nullptr;
-      const float inv = d1 > 0.f ? 1.f / d1 : 0.f;
+      const RowTotals tot = row_totals(d1, d2);
 #pragma unroll
       for (int n = 0; n < D / 8; ++n) {
         // Parallax: O1 in c0 c1, O2 in c2 c3 of the same thread; softmax: row r's O in
         // c(2r), c(2r+1) and no O2.
         const float* c = st.o[0][n];
-        const float a = Traits::probe ? finalize<C::kFamily>(c[0], c[2], d1, d2) : finalize<C::kFamily>(c[2 * r], 0.f, d1, d2);
-        const float z = Traits::probe ? finalize<C::kFamily>(c[1], c[3], d1, d2) : finalize<C::kFamily>(c[2 * r + 1], 0.f, d1, d2);
+        const float a = Traits::probe ? finalize<C::kFamily>(c[0], c[2], tot) : finalize<C::kFamily>(c[2 * r], 0.f, tot);
+        const float z = Traits::probe ? finalize<C::kFamily>(c[1], c[3], tot) : finalize<C::kFamily>(c[2 * r + 1], 0.f, tot);
         *reinterpret_cast<unsigned*>(out + n * 8) = pack2<T>(a, z);
-        if (barv) *reinterpret_cast<unsigned*>(barv + n * 8) = pack2<T>(c[0] * inv, c[1] * inv);
+        if (barv) *reinterpret_cast<unsigned*>(barv + n * 8) = pack2<T>(c[0] * tot.inv, c[1] * tot.inv);
       }
     }
     issue_next_q();  // not prefetched (kPrefetchQ false, or an item without tiles)
