@@ -27,14 +27,22 @@ struct RowRange {
   int lo, hi;
 };
 
-template <Family F, class T, int MT, int D>
+// kLazy: the running max moves only when a tile's max exceeds it by more than
+// kRescaleSlack (log2 units), so weights reach at most 2^kRescaleSlack and O needs no
+// rescale on most tiles (FlashAttention-4's conditional rescaling; exact, since m, d1, d2
+// and O always refer to the same m). Used where rescale_o_warp can skip whole warps
+// (prefill_sm90.cuh). Off for fp16 probe rows: P2 = w s2 would reach 2^8 |s2| and
+// overflow fp16 at |s2| > 256.
+template <Family F, class T, int MT, int D, bool kLazy = false>
 struct OnlineState {
   using Traits = FamilyTraits<F>;
   static constexpr int R = Traits::stat_rows;
+  static constexpr float kRescaleSlack = 8.f;
   float o[MT][D / 8][4];
   float m[MT][R];   // running max of s1, log2 units; -inf while no key was visible
   float d1[MT][R];  // this thread's share of sum w (quad_sum gives the row's total)
   float d2[MT];     // this thread's share of sum w * s2 (centered Parallax only)
+  float m_seen[MT][R];  // kLazy: the true running max (m lags it by up to kRescaleSlack)
 
   __device__ __forceinline__ void init() {
 #pragma unroll
@@ -42,7 +50,7 @@ struct OnlineState {
 #pragma unroll
       for (int n = 0; n < D / 8; ++n) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.f;
 #pragma unroll
-      for (int r = 0; r < R; ++r) { m[mt][r] = neg_inf(); d1[mt][r] = 0.f; }
+      for (int r = 0; r < R; ++r) { m[mt][r] = m_seen[mt][r] = neg_inf(); d1[mt][r] = 0.f; }
       d2[mt] = 0.f;
     }
   }
@@ -117,11 +125,14 @@ struct OnlineState {
     float neg_m[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      const float m_new = fmaxf(m[mt][r], quad_max(mx[r]) * scale_log2);
+      const float m_tile = quad_max(mx[r]) * scale_log2;
+      // Lazy: -inf + slack stays -inf, so a row's first visible key always sets m.
+      if (kLazy) m_seen[mt][r] = fmaxf(m_seen[mt][r], m_tile);
+      const float m_new = kLazy ? (m_tile > m[mt][r] + kRescaleSlack ? m_tile : m[mt][r]) : fmaxf(m[mt][r], m_tile);
       // A row that has seen no visible key keeps m = -inf; subtracting 0 instead makes its
       // alpha = exp2(-inf) = 0 and every w = 0 instead of exp2(-inf - -inf) = NaN.
       neg_m[r] = m_new == neg_inf() ? 0.f : -m_new;
-      alpha[r] = exp2_fast(m[mt][r] + neg_m[r]);
+      alpha[r] = m_new == m[mt][r] ? 1.f : exp2_fast(m[mt][r] + neg_m[r]);  // exactly 1 for rescale_o_warp
       m[mt][r] = m_new;
       d1[mt][r] *= alpha[r];
     }
@@ -158,6 +169,30 @@ struct OnlineState {
       o[mt][n][1] *= alpha[0];
       o[mt][n][2] *= alpha[R - 1];
       o[mt][n][3] *= alpha[R - 1];
+    }
+  }
+
+  // rescale_o unless every row of the warp keeps alpha = 1 (the usual case under kLazy).
+  // The whole warp must be converged here (a vote).
+  __device__ __forceinline__ void rescale_o_warp(int mt, const float (&alpha)[R]) {
+    bool need = false;
+#pragma unroll
+    for (int r = 0; r < R; ++r) need |= alpha[r] != 1.f;
+    if (__any_sync(0xffffffffu, need)) rescale_o(mt, alpha);
+  }
+
+  // The row's statistics as the backward defines them (m the true max, d1 and d2 relative
+  // to it): under kLazy, m may lag the max, and d1, d2 are moved from m to it. After
+  // reduce_rows().
+  __device__ __forceinline__ void true_stats(int mt, int r, float& m_out, float& d1_out, float& d2_out) const {
+    m_out = m[mt][r];
+    d1_out = d1[mt][r];
+    d2_out = Traits::d2 ? d2[mt] : 0.f;
+    if (kLazy && m_seen[mt][r] != m[mt][r]) {  // both -inf for a row that saw no key
+      const float f = exp2_fast(m[mt][r] - m_seen[mt][r]);
+      m_out = m_seen[mt][r];
+      d1_out *= f;
+      d2_out *= f;
     }
   }
 

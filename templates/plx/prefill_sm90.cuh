@@ -67,6 +67,8 @@ struct PrefillSm90Config {
   static constexpr bool kCausal = CAUSAL, kWindow = WINDOW;
   static constexpr bool kPipelined = PIPELINED;  // mma wgmma-pipe: see the consumer loop
   static constexpr bool kPingPong = PINGPONG;     // mma *-pp: consumers take MMA turns
+  // Conditional O rescaling (online_state.cuh): not for fp16 probe rows (w s2 range).
+  static constexpr bool kLazyRescale = !Traits::probe || !is_fp16<T>::value;
   static constexpr int kThreads = WARPS * 32;
   // Queries per consumer warpgroup: 32 (+ 32 probe rows) or 64.
   static constexpr int kRowsPerWg = Traits::probe ? 32 : 64;
@@ -392,7 +394,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
     const int wg_last = min(q_first + RW, sv.q_len) - 1;
     const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, sv.q_len, q_first, max(wg_last, q_first), p.window);
 
-    OnlineState<C::kFamily, T, 1, D> st;
+    OnlineState<C::kFamily, T, 1, D, C::kLazyRescale> st;
     st.init();
     // The two wgmma chains of a tile, each closed by a commit (the caller fences and waits).
     auto issue_s = [&](float (&sc)[BN / 8][4], int s) {
@@ -445,7 +447,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
           if (span_needs_mask(wg_keys, key0, BN))
             st.template update_weights_packed<BN, true>(0, sc, p.scale_log2, key0, rows, alpha, pa);
           else st.template update_weights_packed<BN, false>(0, sc, p.scale_log2, key0, rows, alpha, pa);
-          st.rescale_o(0, alpha);
+          st.rescale_o_warp(0, alpha);
           sm90::mbar_wait(full_v(s), parity(it0 + i));
           turn_begin();
           sm90::fence_proxy_async();
@@ -508,7 +510,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
         sm90::wgmma_wait<0>();
         sm90::fence_regs(st.o[0]);
         release(sp);
-        st.rescale_o(0, alpha);
+        st.rescale_o_warp(0, alpha);
         pack_p(sc, pa);
       }
       if (n_tiles > 0) {
@@ -535,8 +537,11 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
       T* out = static_cast<T*>(p.o) + o_off + pos * p.o_stride_t + 2 * t4;
       const float d1 = st.d1[0][r], d2 = Traits::d2 ? st.d2[0] : 0.f;
       // Training forward, as prefill.cuh: the quad's four lanes hold the same row totals.
-      if (p.stats && t4 == 0)
-        store_row_stats(p.stats, ((long long)b * p.heads_q + h) * p.q_len + pos, st.m[0][r], d1, d2);
+      if (p.stats && t4 == 0) {
+        float m_row, d1_row, d2_row;
+        st.true_stats(0, r, m_row, d1_row, d2_row);
+        store_row_stats(p.stats, ((long long)b * p.heads_q + h) * p.q_len + pos, m_row, d1_row, d2_row);
+      }
       T* barv = Traits::d2 && p.barv ? static_cast<T*>(p.barv) + o_off + pos * p.o_stride_t + 2 * t4 : nullptr;
       const RowTotals tot = row_totals(d1, d2);
 #pragma unroll
