@@ -46,12 +46,13 @@ constexpr int wgmma_consumer_registers(int consumers) { return consumers == 1 ? 
 //   1024 B of slack to align the base to the 128-byte swizzle period
 //   + Q tiles   consumers x 64 rows x d x 2 B
 //   + K/V ring  stages x block_n x d x (K and V) x 2 B
+//   + 512 B     the all-ones block of the row-sum wgmma (sm90::kOnesBytes)
 //   + mbarriers stages x 3 x 8 B (full K, full V, empty)
 //   + 48 B      the work-item decoder (ItemDecode: three FastDivs)
 // e.g. parallax d128 block_m 64 (2 consumers) block_n 128 stages 2:
-//   1024 + 2 x 16384 + 2 x 128 x 128 x 4 + 48 + 48 = 1024 + 32768 + 131072 + 96 = 164960 B.
+//   1024 + 2 x 16384 + 2 x 128 x 128 x 4 + 512 + 48 + 48 = 1024 + 32768 + 131072 + 608 = 165472 B.
 constexpr std::int64_t wgmma_smem_bytes(const Variant& v) {
-  return 1024 + std::int64_t{wgmma_consumers(v)} * 64 * v.head_dim * 2 + ring_bytes(v) +
+  return 1024 + std::int64_t{wgmma_consumers(v)} * 64 * v.head_dim * 2 + ring_bytes(v) + 512 +
          std::int64_t{v.tile.stages} * 3 * 8 + 48;
 }
 

@@ -721,8 +721,8 @@ TEST_CASE("the mma axis: names, spec key, legality of the wgmma prefill", "[spec
   CHECK(v->name() == "plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s2_k1_wgmma_sm90a");
   CHECK(!why_illegal(*v));
   // smem: 1024 align + 2 consumers x 64 x 128 x 2 + ring 2 x 128 x 128 x 4 + 2 x 3 barriers x 8
-  // + the item decoder's 48.
-  CHECK(smem_bytes(*v) == 1024 + 32768 + 131072 + 48 + 48);
+  // + the row sums' ones block 512 + the item decoder's 48.
+  CHECK(smem_bytes(*v) == 1024 + 32768 + 131072 + 512 + 48 + 48);
   auto p = parse_variant_name("plx_prefill_softmax_fp16_d64_full-win_m128_n64_w12_s3_k1_wgmma-pipe_sm90a");
   REQUIRE(p);
   CHECK(p->tile.mma == Mma::wgmma_pipe);

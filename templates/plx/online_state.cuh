@@ -33,7 +33,11 @@ struct RowRange {
 // and O always refer to the same m). Used where rescale_o_warp can skip whole warps
 // (prefill_sm90.cuh). Off for fp16 probe rows: P2 = w s2 would reach 2^8 |s2| and
 // overflow fp16 at |s2| > 256.
-template <Family F, class T, int MT, int D, bool kLazy = false>
+// kMmaSums: d1 and d2 are not summed here but by the kernel's tensor cores (P times a
+// column of ones, into `sums`; prefill_sm90.cuh), which see exactly the T-rounded P, so the
+// weights need no round trip to T and back and no adds: 8 of the 16 instructions per
+// 4 scores of the Parallax update. take_mma_sums() replaces reduce_rows().
+template <Family F, class T, int MT, int D, bool kLazy = false, bool kMmaSums = false>
 struct OnlineState {
   using Traits = FamilyTraits<F>;
   static constexpr int R = Traits::stat_rows;
@@ -43,6 +47,7 @@ struct OnlineState {
   float d1[MT][R];  // this thread's share of sum w (quad_sum gives the row's total)
   float d2[MT];     // this thread's share of sum w * s2 (centered Parallax only)
   float m_seen[MT][R];  // kLazy: the true running max (m lags it by up to kRescaleSlack)
+  float sums[MT][4];    // kMmaSums: P x ones in the C layout, c0 = row g's total, c2 = row g + 8's
 
   __device__ __forceinline__ void init() {
 #pragma unroll
@@ -52,6 +57,7 @@ struct OnlineState {
 #pragma unroll
       for (int r = 0; r < R; ++r) { m[mt][r] = m_seen[mt][r] = neg_inf(); d1[mt][r] = 0.f; }
       d2[mt] = 0.f;
+      sums[mt][0] = sums[mt][1] = sums[mt][2] = sums[mt][3] = 0.f;
     }
   }
 
@@ -134,14 +140,14 @@ struct OnlineState {
       neg_m[r] = m_new == neg_inf() ? 0.f : -m_new;
       alpha[r] = m_new == m[mt][r] ? 1.f : exp2_fast(m[mt][r] + neg_m[r]);  // exactly 1 for rescale_o_warp
       m[mt][r] = m_new;
-      d1[mt][r] *= alpha[r];
+      if (!kMmaSums) d1[mt][r] *= alpha[r];
     }
-    if (Traits::d2) d2[mt] *= alpha[0];
+    if (Traits::d2 && !kMmaSums) d2[mt] *= alpha[0];
 #pragma unroll
     for (int n = 0; n < NK / 8; ++n) {
       float w0 = exp2_fast(fmaf(s[n][0], scale_log2, neg_m[0])), w1 = exp2_fast(fmaf(s[n][1], scale_log2, neg_m[0]));
-      const unsigned p01 = round_pack<T>(w0, w1);
-      d1[mt][0] += w0 + w1;
+      const unsigned p01 = kMmaSums ? pack2<T>(w0, w1) : round_pack<T>(w0, w1);
+      if (!kMmaSums) d1[mt][0] += w0 + w1;
       float w2, w3;
       if (Traits::probe) {
         w2 = w0 * s[n][2];
@@ -150,11 +156,13 @@ struct OnlineState {
         w2 = exp2_fast(fmaf(s[n][2], scale_log2, neg_m[R - 1]));
         w3 = exp2_fast(fmaf(s[n][3], scale_log2, neg_m[R - 1]));
       }
-      const unsigned p23 = round_pack<T>(w2, w3);
-      if (Traits::probe) {
-        if (Traits::d2) d2[mt] += w2 + w3;
-      } else {
-        d1[mt][R - 1] += w2 + w3;
+      const unsigned p23 = kMmaSums ? pack2<T>(w2, w3) : round_pack<T>(w2, w3);
+      if (!kMmaSums) {
+        if (Traits::probe) {
+          if (Traits::d2) d2[mt] += w2 + w3;
+        } else {
+          d1[mt][R - 1] += w2 + w3;
+        }
       }
       put(n, 0, p01, w0, w1);
       put(n, 1, p23, w2, w3);
@@ -169,6 +177,12 @@ struct OnlineState {
       o[mt][n][1] *= alpha[0];
       o[mt][n][2] *= alpha[R - 1];
       o[mt][n][3] *= alpha[R - 1];
+    }
+    if (kMmaSums) {
+      sums[mt][0] *= alpha[0];
+      sums[mt][1] *= alpha[0];
+      sums[mt][2] *= alpha[R - 1];
+      sums[mt][3] *= alpha[R - 1];
     }
   }
 
@@ -193,6 +207,16 @@ struct OnlineState {
       m_out = m_seen[mt][r];
       d1_out *= f;
       d2_out *= f;
+    }
+  }
+
+  // kMmaSums: the row totals from the ones column (every column of it holds the total).
+  __device__ __forceinline__ void take_mma_sums() {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      d1[mt][0] = sums[mt][0];
+      if (R > 1) d1[mt][R - 1] = sums[mt][2];
+      if (Traits::d2) d2[mt] = sums[mt][2];
     }
   }
 

@@ -83,14 +83,15 @@ struct PrefillSm90Config {
   using QTile = sm90::Sw128Tile<64, D>;
   using KvTile = sm90::Sw128Tile<BN, D>;
   // Shared memory, in this order after aligning the base up to 1024 B (the swizzle period):
-  // Q tiles (one per consumer), the K/V ring (slot s: K then V), 3 x STAGES mbarriers, and
-  // the work-item decoder (ItemDecode, written by thread 0 before the first barrier).
+  // Q tiles (one per consumer), the K/V ring (slot s: K then V), the ones block of the row
+  // sums (wgmma.cuh), 3 x STAGES mbarriers, and the work-item decoder (ItemDecode, written
+  // by thread 0 before the first barrier).
   static constexpr int kAlignSlack = 1024;
   static constexpr int kQBytes = kConsumers * QTile::kBytes;
   static constexpr int kRingBytes = STAGES * 2 * KvTile::kBytes;
   static constexpr int kBarrierBytes = STAGES * 3 * 8;
   static constexpr int kDecodeBytes = 48;
-  static constexpr int kSmemBytes = kAlignSlack + kQBytes + kRingBytes + kBarrierBytes + kDecodeBytes;
+  static constexpr int kSmemBytes = kAlignSlack + kQBytes + kRingBytes + sm90::kOnesBytes + kBarrierBytes + kDecodeBytes;
   // Register split (64K per SM, one CTA): 128 x 40 + 256 x 232 = 64512 for two consumers,
   // 128 x 40 + 384 x 152 = 63488 for three (with 32 the producer spilled its whole-tile
   // copy state); one consumer needs no reallocation (255 each).
@@ -242,7 +243,8 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
 
   const unsigned base = (smem_addr(smem) + 1023u) & ~1023u;
   const unsigned ring = base + C::kQBytes;
-  const unsigned bars = ring + C::kRingBytes;
+  const unsigned ones = ring + C::kRingBytes;
+  const unsigned bars = ones + sm90::kOnesBytes;
   ItemDecode& dec = *reinterpret_cast<ItemDecode*>(smem + (bars + C::kBarrierBytes - smem_addr(smem)));
   auto k_tile = [&](int s) { return KvTile{ring + unsigned(2 * s * KvTile::kBytes)}; };
   auto v_tile = [&](int s) { return KvTile{ring + unsigned((2 * s + 1) * KvTile::kBytes)}; };
@@ -254,6 +256,10 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
   const WorkSchedule sched(p, row_blocks);
 
   const int wg = threadIdx.x / 128;  // 0: producer; 1..: consumers
+  if (threadIdx.x < sm90::kOnesBytes / 4) {
+    reinterpret_cast<unsigned*>(smem + (ones - smem_addr(smem)))[threadIdx.x] = pack2<T>(1.f, 1.f);
+    sm90::fence_proxy_async();  // generic-proxy stores, read by wgmma (async proxy)
+  }
   if (threadIdx.x == 0) {
 #pragma unroll
     for (int s = 0; s < S; ++s) {
@@ -394,7 +400,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
     const int wg_last = min(q_first + RW, sv.q_len) - 1;
     const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, sv.q_len, q_first, max(wg_last, q_first), p.window);
 
-    OnlineState<C::kFamily, T, 1, D, C::kLazyRescale> st;
+    OnlineState<C::kFamily, T, 1, D, C::kLazyRescale, /*kMmaSums=*/true> st;
     st.init();
     // The two wgmma chains of a tile, each closed by a commit (the caller fences and waits).
     auto issue_s = [&](float (&sc)[BN / 8][4], int s) {
@@ -406,6 +412,9 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
     auto issue_pv = [&](const unsigned (&pa)[BN / 16][4], int s) {
 #pragma unroll
       for (int ks = 0; ks < BN / 16; ++ks) sm90::wgmma_rs<T, D>(st.o[0], pa[ks], v_tile(s).mnmajor_desc(ks));
+      // d1 and d2 (OnlineState kMmaSums): the same rounded P times ones, k16 at a time.
+#pragma unroll
+      for (int ks = 0; ks < BN / 16; ++ks) sm90::wgmma_rs_n8<T>(st.sums[0], pa[ks], sm90::ones_desc(ones));
       sm90::wgmma_commit();
     };
     // P in the A-register layout: the C layout of 16 keys (two n8 blocks) is exactly it.
@@ -456,6 +465,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
           turn_end();
           sm90::wgmma_wait<0>();
           sm90::fence_regs(st.o[0]);
+          sm90::fence_regs(st.sums);
         } else {
           turn_begin();
           turn_end();
@@ -509,6 +519,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
         weights(w.tile_key(i));   // touches neither O nor pa, which P.V still reads
         sm90::wgmma_wait<0>();
         sm90::fence_regs(st.o[0]);
+        sm90::fence_regs(st.sums);
         release(sp);
         st.rescale_o_warp(0, alpha);
         pack_p(sc, pa);
@@ -523,11 +534,12 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
         turn_end();
         sm90::wgmma_wait<0>();
         sm90::fence_regs(st.o[0]);
+        sm90::fence_regs(st.sums);
         release(sp);
       }
     }
     it0 += n_tiles;
-    st.reduce_rows();
+    st.take_mma_sums();
 
     const long long o_off = sv.o0 + h * p.o_stride_h;
 #pragma unroll

@@ -115,6 +115,31 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 8][4], const unsigned (&
   }
 }
 
+// d += A(registers) * B(smem), m64 n8 k16: the prefill's row sums, P times a column of ones
+// (B = an all-ones block, see ones_desc; every one of the 8 columns gets the row total).
+template <class T>
+__device__ __forceinline__ void wgmma_rs_n8(float (&d)[4], const unsigned (&a)[4], unsigned long long db) {
+  if constexpr (IsBf16<T>::value)
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, {%4, %5, %6, %7}, %8, p, 1, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+  else
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 {%0, %1, %2, %3}, {%4, %5, %6, %7}, %8, p, 1, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+
+// The B descriptor of an all-ones block of kOnesBytes at `addr` (16-byte aligned), without
+// swizzle: the 16 x 8 operand's two core matrices (8 x 16 B each) lie at most LBO + SBO =
+// 256 B past addr, so every byte the hardware reads is a one whatever the layout's detail.
+inline constexpr int kOnesBytes = 512;
+__device__ __forceinline__ unsigned long long ones_desc(unsigned addr) {
+  return (unsigned long long)((addr & 0x3FFFFu) >> 4) | ((unsigned long long)(128 >> 4) << 16) |
+         ((unsigned long long)(128 >> 4) << 32);
+}
+
 // d (+)= A(smem, MN-major) * B(smem, MN-major), m64 n64 k16: imm-trans-a = imm-trans-b = 1
 // (the backward's reduced dQ^T = K^T [c GL^T | GU^T]: A = the own K tile read with d as M,
 // B = the staged score tile with keys as K).

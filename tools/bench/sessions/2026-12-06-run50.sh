@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# GPU run 50 (2026-12-06, seventh session). Issue 5: the Hopper prefill's d1 and d2 summed
+# by the tensor cores (P times a ones block, m64n8k16, OnlineState kMmaSums) instead of by
+# unpacking the rounded weights; A/B against run 49's build (build-exp/L1, commit b500032)
+# in the same run, twice, with torch before and after; the other consumer loops. Then every
+# GPU suite the session's template changes touch: the Hopper prefill suite, the backward
+# suite (forward statistics), the attention suite (decode and mma.sync prefill share
+# online_state.cuh; also owed from the sixth session), the python tests; and issue 7's
+# training step in rounds, three times. Carry build-run and build-exp.
+source "$(dirname "$0")/lib.sh"
+P128=1x4096x16x8,1x16384x16x8,8x4096x16x8
+P64=2x8192x32x8x64
+J=$L/prefill.jsonl; : > "$J"
+torch() { timeout 60 python3 tools/bench/torch_baseline.py prefill --shapes $P128,$P64 --reps 10 | sed "s/^{/{\"tag\":\"torch$1\",/" >> "$J" 2>&1; }
+torch 1; pack
+for rep in 1 2; do
+  for tag in L1 new; do
+    bin=build/plx-bench; [ $tag = L1 ] && bin=build-exp/L1/plx-bench
+    for f in parallax softmax; do
+      PLX_CACHE_DIR=/tmp/cache-$tag timeout 90 $bin prefill --family $f --shapes $P128,$P64 --reps 10 \
+        | sed "s/^{/{\"tag\":\"$tag$rep\",/" >> "$J" 2>&1
+    done
+    echo "== $tag rep $rep $(( $(date +%s) - T0 ))s"; pack
+  done
+done
+for m in wgmma-pp wgmma-pipe wgmma-pipe-pp; do
+  PLX_CACHE_DIR=/tmp/cache-new timeout 60 build/plx-bench prefill --family parallax --shapes $P128 --reps 10 \
+    --variant plx_prefill_parallax_bf16_d128_causal_m64_n128_w12_s3_k1_${m}_sm90a | sed "s/^{/{\"tag\":\"$m\",/" >> "$J" 2>&1
+done
+torch 2
+prefill_table "$J" | sort -k3,3 -k4,4n -k5,5n -k1,1 > "$L/prefill_table.txt"; pack
+cat "$L/prefill_table.txt"
+run prefill_sm90 120 build/tests/test_gpu_prefill_sm90 -r compact "[gpu]"
+run backward 150 build/tests/test_gpu_backward -r compact "[gpu][backward]"
+PARALLAX_LIB=build/libparallax.so run python 100 python3 python/tests/test_attention.py
+for i in 1 2 3; do
+  run "train_rounds_$i" 40 python3 tools/bench/train_step.py --lib build/libparallax.so --reps 30 --no-check \
+    --shapes 1x4096x16x8,1x16384x16x8
+done
+grep -h "^| 1 " $L/train_rounds_*.log
+run attn 200 build/tests/test_gpu_attention -r compact "[gpu]"
+echo "total $(( $(date +%s) - T0 ))s"
