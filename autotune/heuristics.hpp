@@ -98,11 +98,11 @@ constexpr bool decode_prefers_tma(bool sm90a, bool paged, int page_size, long lo
 //            (stats) too. On the H200 (docs/PERFORMANCE.md, 2026-11-29, second session):
 //            - head_dim 128: 2 consumers + 1 producer (12 warps, block_m 64 / 128); a
 //              third consumer does not fit (O 64 + S 64 + 40 > 152 registers).
-//              Parallax: plain wgmma, 3 stages. Once the CTAs became persistent (third
-//              session, run 17) it measured 550 / 647 / 565 TFLOP/s on the issue-5
-//              shapes, the best of the 8 legal variants on each, and 1.5-2.5% ahead of
-//              wgmma-pp with 2 stages, the default before. Softmax: wgmma-pipe-pp, 3
-//              stages, still the best of 12 (460 / 565 / 476; run 17 again);
+//              Parallax: wgmma-pipe, 3 stages. Plain wgmma led from the persistent CTAs
+//              (run 17: 550 / 647 / 565 TFLOP/s on the issue-5 shapes) until the
+//              pipelined loop took its row sums from the tensor cores (2026-12-06, run 50,
+//              H100: pipe 624 / 720 / 612 against plain 596-600 / 675 / 622 the run
+//              before). Softmax: wgmma-pipe-pp, 3 stages, the best of 12 since run 17;
 //            - head_dim 64: 3 consumers (16 warps, block_m 96 / 192), plain wgmma (the
 //              pipelined loop does not fit 152 registers): 489 vs 437 TFLOP/s for
 //              Parallax at 2 x 8192 x 32 heads with 2 consumers.
@@ -121,10 +121,9 @@ inline Tile default_tile(Op op, Family f, int decode_rows, bool wgmma_prefill = 
     t.block_m = consumers * (has_probe(f) ? 32 : 64);
     t.block_n = 128;
     t.warps = 4 * (consumers + 1);
-    const bool pipe = consumers == 2 && !has_probe(f);
     t.stages = consumers == 2 ? 3 : 2;
     t.split_kv = 1;
-    t.mma = pipe ? Mma::wgmma_pipe_pp : Mma::wgmma;
+    t.mma = consumers == 3 ? Mma::wgmma : has_probe(f) ? Mma::wgmma_pipe : Mma::wgmma_pipe_pp;
   } else {
     t.block_m = has_probe(f) ? 64 : 128;
     t.block_n = 64;

@@ -40,7 +40,7 @@ TEST_CASE("op and block_m choices", "[heuristics]") {
   CHECK(default_tile(Op::prefill, Family::softmax, 0).block_m == 128);
   CHECK(default_tile(Op::prefill, Family::parallax, 0).mma == Mma::sync);
   const Tile hopper = default_tile(Op::prefill, Family::parallax, 0, /*wgmma_prefill=*/true);
-  CHECK(hopper.mma == Mma::wgmma);  // head_dim 128: two consumers, 3 stages (persistent, run 17)
+  CHECK(hopper.mma == Mma::wgmma_pipe);  // head_dim 128: two consumers, pipelined, 3 stages (run 50)
   CHECK(hopper.stages == 3);
   CHECK(hopper.warps == 12);
   CHECK(hopper.block_m == 64);

@@ -400,7 +400,10 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
     const int wg_last = min(q_first + RW, sv.q_len) - 1;
     const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, sv.q_len, q_first, max(wg_last, q_first), p.window);
 
-    OnlineState<C::kFamily, T, 1, D, C::kLazyRescale, /*kMmaSums=*/true> st;
+    // Row sums by the tensor cores only in the pipelined loop, where the extra m64n8k16
+    // chain runs under the softmax; the plain loop waits for P.V right after issuing it,
+    // and there the chain measured 4-7% slower (docs/PERFORMANCE.md, 2026-12-06 run 50).
+    OnlineState<C::kFamily, T, 1, D, C::kLazyRescale, /*kMmaSums=*/C::kPipelined> st;
     st.init();
     // The two wgmma chains of a tile, each closed by a commit (the caller fences and waits).
     auto issue_s = [&](float (&sc)[BN / 8][4], int s) {
@@ -413,8 +416,10 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
 #pragma unroll
       for (int ks = 0; ks < BN / 16; ++ks) sm90::wgmma_rs<T, D>(st.o[0], pa[ks], v_tile(s).mnmajor_desc(ks));
       // d1 and d2 (OnlineState kMmaSums): the same rounded P times ones, k16 at a time.
+      if constexpr (C::kPipelined) {
 #pragma unroll
-      for (int ks = 0; ks < BN / 16; ++ks) sm90::wgmma_rs_n8<T>(st.sums[0], pa[ks], sm90::ones_desc(ones));
+        for (int ks = 0; ks < BN / 16; ++ks) sm90::wgmma_rs_n8<T>(st.sums[0], pa[ks], sm90::ones_desc(ones));
+      }
       sm90::wgmma_commit();
     };
     // P in the A-register layout: the C layout of 16 keys (two n8 blocks) is exactly it.
@@ -539,7 +544,8 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
       }
     }
     it0 += n_tiles;
-    st.take_mma_sums();
+    if constexpr (C::kPipelined) st.take_mma_sums();
+    else st.reduce_rows();
 
     const long long o_off = sv.o0 + h * p.o_stride_h;
 #pragma unroll
