@@ -69,6 +69,11 @@ struct PrefillSm90Config {
   static constexpr bool kPingPong = PINGPONG;     // mma *-pp: consumers take MMA turns
   // Conditional O rescaling (online_state.cuh): not for fp16 probe rows (w s2 range).
   static constexpr bool kLazyRescale = !Traits::probe || !is_fp16<T>::value;
+  // Row sums by the tensor cores (OnlineState kMmaSums): in the pipelined loop the extra
+  // m64n8k16 chain runs under the softmax; the plain loop waits for P.V right after issuing
+  // it, and there the chain cost 4-7% at d 128 and softmax d 64 (2026-12-06 run 50) but
+  // gained 1.5% for the Parallax d 64 default, three consumers (run 54, four A/B pairs).
+  static constexpr bool kMmaSums = PIPELINED || (Traits::probe && D == 64);
   static constexpr int kThreads = WARPS * 32;
   // Queries per consumer warpgroup: 32 (+ 32 probe rows) or 64.
   static constexpr int kRowsPerWg = Traits::probe ? 32 : 64;
@@ -400,10 +405,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
     const int wg_last = min(q_first + RW, sv.q_len) - 1;
     const BlockKeys wg_keys = block_keys<C::kCausal, C::kWindow>(L, sv.q_len, q_first, max(wg_last, q_first), p.window);
 
-    // Row sums by the tensor cores only in the pipelined loop, where the extra m64n8k16
-    // chain runs under the softmax; the plain loop waits for P.V right after issuing it,
-    // and there the chain measured 4-7% slower (docs/PERFORMANCE.md, 2026-12-06 run 50).
-    OnlineState<C::kFamily, T, 1, D, C::kLazyRescale, /*kMmaSums=*/C::kPipelined> st;
+    OnlineState<C::kFamily, T, 1, D, C::kLazyRescale, C::kMmaSums> st;
     st.init();
     // The two wgmma chains of a tile, each closed by a commit (the caller fences and waits).
     auto issue_s = [&](float (&sc)[BN / 8][4], int s) {
@@ -416,7 +418,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
 #pragma unroll
       for (int ks = 0; ks < BN / 16; ++ks) sm90::wgmma_rs<T, D>(st.o[0], pa[ks], v_tile(s).mnmajor_desc(ks));
       // d1 and d2 (OnlineState kMmaSums): the same rounded P times ones, k16 at a time.
-      if constexpr (C::kPipelined) {
+      if constexpr (C::kMmaSums) {
 #pragma unroll
         for (int ks = 0; ks < BN / 16; ++ks) sm90::wgmma_rs_n8<T>(st.sums[0], pa[ks], sm90::ones_desc(ones));
       }
@@ -544,7 +546,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) prefill_sm90_kernel(const Attn
       }
     }
     it0 += n_tiles;
-    if constexpr (C::kPipelined) st.take_mma_sums();
+    if constexpr (C::kMmaSums) st.take_mma_sums();
     else st.reduce_rows();
 
     const long long o_off = sv.o0 + h * p.o_stride_h;
