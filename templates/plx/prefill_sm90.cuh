@@ -44,8 +44,10 @@
 // that cross one of its rows' range boundaries; the one-tile loop also skips the math of
 // tiles outside its rows' union of ranges (still waiting and releasing, so the ring stays
 // in step). With AttnParams::stats set the epilogue also writes the backward's row
-// statistics and barv, as prefill.cuh does (runtime/launch.cpp does not yet route stats
-// to wgmma variants).
+// statistics and barv, as prefill.cuh does (the engine's training forward on sm_90a).
+// The softmax update is trimmed for this kernel (docs/DESIGN.md, "Less softmax work"):
+// conditional O rescaling (kLazyRescale) and, where kMmaSums, d1 and d2 summed by an
+// m64n8k16 wgmma of P against an all-ones block after each P.V.
 #pragma once
 #include "plx/fast_div.cuh"
 #include "plx/mask.cuh"
