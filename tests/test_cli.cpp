@@ -172,6 +172,25 @@ TEST_CASE("plx gen on a bad spec names file:line:col and exits 1", "[cli]") {
   CHECK(one_error_line(missing));
 }
 
+TEST_CASE("plx gen on a spec whose every combination is dropped says so and exits 1", "[cli]") {
+  TempDir t;
+  const fs::path spec = t.path / "tma80.yaml";
+  // The TMA decode loader is sm_90a only: with arch sm_80 nothing is legal.
+  std::string text = slurp(fs::path(PLX_SOURCE_DIR) / "specs/decode_sm90_tma.yaml");
+  text = std::regex_replace(text, std::regex("arch: \\[sm_90a\\]"), "arch: [sm_80]");
+  REQUIRE(text.find("arch: [sm_80]") != std::string::npos);
+  plx::write_file_atomic(spec, text);
+  const Run r = run_plx(t, "gen '" + spec.string() + "'");
+  CHECK(r.rc == 1);
+  CHECK(r.out.find(": 0 variants, ") != std::string::npos);
+  CHECK(r.err.find("every one of its") != std::string::npos);
+  CHECK(r.err.find("describes no kernel; the first: plx_decode_") != std::string::npos);
+  // A spec with variants next to it is still listed, and the exit status still says 1.
+  const Run both = run_plx(t, "gen specs/decode_sm90.yaml '" + spec.string() + "'");
+  CHECK(both.rc == 1);
+  CHECK(both.out.find("decode-sm90 (specs/decode_sm90.yaml): 120 variants") != std::string::npos);
+}
+
 TEST_CASE("plx gen --out writes the sources and an index.json that parses", "[cli]") {
   TempDir t;
   const fs::path out = t.path / "gen";

@@ -24,7 +24,8 @@ namespace {
 constexpr const char* kHelp = R"(Usage: plx gen SPEC.yaml... [options]
 
 Expands each spec into its variants: one line per variant (its name), one per dropped
-combination ("dropped NAME: REASON"), and a summary line per spec. No GPU needed.
+combination ("dropped NAME: REASON"), and a summary line per spec. No GPU needed. Exits 1
+if a spec yields no variant at all (every combination dropped).
 
 Output:
   --out DIR        write DIR/<variant>.cu (the rendered source) for every variant and
@@ -114,7 +115,18 @@ int cmd_gen(const std::vector<std::string>& argv) {
     if (!as_json) fmt::print("wrote {} sources and index.json to {}\n", index.size(), *out_dir);
   }
   if (as_json) fmt::print("{}\n", index.dump(2));
-  if (!a.has("compile")) return 0;
+  // A spec whose every combination is illegal describes no kernel: almost always a mistake
+  // (e.g. the TMA decode spec with arch sm_80), so it is an error, not "0 variants".
+  int empty = 0;
+  for (const auto& [spec, ex] : specs) {
+    if (!ex.variants.empty()) continue;
+    ++empty;
+    fmt::print(stderr, "plx gen: {} ({}): every one of its {} combinations was dropped, so it describes no kernel{}\n",
+               spec.name, spec.source, ex.dropped.size(),
+               ex.dropped.empty() ? std::string() : fmt::format("; the first: {}: {}", ex.dropped[0].v.name(),
+                                                                ex.dropped[0].reason));
+  }
+  if (!a.has("compile")) return empty ? 1 : 0;
 
   KernelCache cache(KernelCache::default_root());
   const auto outcomes = compile_all(jobs_list, &cache, jobs, progress_line("compiling"));
@@ -133,7 +145,7 @@ int cmd_gen(const std::vector<std::string>& argv) {
   }
   fmt::print("compiled {} kernels on {} threads: {} ok, {} failed\n", jobs_list.size(), jobs,
              jobs_list.size() - failed, failed);
-  return failed ? 1 : 0;
+  return failed || empty ? 1 : 0;
 }
 
 }  // namespace plx::cli
