@@ -71,11 +71,6 @@ struct PrefillSm90Config {
   static constexpr bool kPingPong = PINGPONG;     // mma *-pp: consumers take MMA turns
   // Conditional O rescaling (online_state.cuh): not for fp16 probe rows (w s2 range).
   static constexpr bool kLazyRescale = !Traits::probe || !is_fp16<T>::value;
-  // Row sums by the tensor cores (OnlineState kMmaSums): in the pipelined loop the extra
-  // m64n8k16 chain runs under the softmax; the plain loop waits for P.V right after issuing
-  // it, and there the chain cost 4-7% at d 128 and softmax d 64 (2026-12-06 run 50) but
-  // gained 1.5% for the Parallax d 64 default, three consumers (run 54, four A/B pairs).
-  static constexpr bool kMmaSums = PIPELINED || (Traits::probe && D == 64);
   static constexpr int kThreads = WARPS * 32;
   // Queries per consumer warpgroup: 32 (+ 32 probe rows) or 64.
   static constexpr int kRowsPerWg = Traits::probe ? 32 : 64;
@@ -85,6 +80,13 @@ struct PrefillSm90Config {
   static_assert((BN == 64 || BN == 128) && (D == 64 || D == 128), "wgmma.cuh has n64 and n128");
   static_assert(STAGES >= 2, "one slot filling while another is consumed");
   static_assert(!PINGPONG || kConsumers >= 2, "ping-pong needs a second consumer to hand turns to");
+  // Row sums by the tensor cores (OnlineState kMmaSums): in the pipelined loop the extra
+  // m64n8k16 chain runs under the softmax; the plain loop waits for P.V right after issuing
+  // it, and there the chain cost 4-7% at d 128 and softmax d 64 (2026-12-06 run 50) but
+  // gained 1.5% for the Parallax d 64 default, three consumers (run 54, four A/B pairs).
+  // Not for three pipelined d 128 consumers: at 152 registers their sums spilled.
+  static constexpr bool kMmaSums =
+      (PIPELINED && !(kConsumers == 3 && D == 128)) || (Traits::probe && D == 64);
   // Named barriers: 0 is __syncthreads, 1 + c the Q load of consumer c, kTurnBar + c its turns.
   static constexpr int kTurnBar = 4;
   using QTile = sm90::Sw128Tile<64, D>;
