@@ -15,8 +15,6 @@ struct fp16 {
   unsigned short bits;
   static constexpr const char* mma_name = "f16";
 };
-template <class T> struct is_fp16 { static constexpr bool value = false; };
-template <> struct is_fp16<fp16> { static constexpr bool value = true; };
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
 

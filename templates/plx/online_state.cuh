@@ -197,7 +197,7 @@ struct OnlineState {
 
   // The row's statistics as the backward defines them (m the true max, d1 and d2 relative
   // to it): under kLazy, m may lag the max, and d1, d2 are moved from m to it. After
-  // reduce_rows().
+  // reduce_rows() or take_mma_sums().
   __device__ __forceinline__ void true_stats(int mt, int r, float& m_out, float& d1_out, float& d2_out) const {
     m_out = m[mt][r];
     d1_out = d1[mt][r];

@@ -70,7 +70,7 @@ struct PrefillSm90Config {
   static constexpr bool kPipelined = PIPELINED;  // mma wgmma-pipe: see the consumer loop
   static constexpr bool kPingPong = PINGPONG;     // mma *-pp: consumers take MMA turns
   // Conditional O rescaling (online_state.cuh): not for fp16 probe rows (w s2 range).
-  static constexpr bool kLazyRescale = !Traits::probe || !is_fp16<T>::value;
+  static constexpr bool kLazyRescale = !Traits::probe || sm90::IsBf16<T>::value;
   static constexpr int kThreads = WARPS * 32;
   // Queries per consumer warpgroup: 32 (+ 32 probe rows) or 64.
   static constexpr int kRowsPerWg = Traits::probe ? 32 : 64;
